@@ -1,0 +1,401 @@
+//! The client handle, its builder, and the path every unary call takes.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use grpcio::{CallOption, Channel, ChannelBuilder, ConnectivityState, EnvBuilder, Environment};
+use parking_lot::RwLock;
+
+use crate::endpoint;
+use crate::error::{Error, Result};
+use crate::kv::Kv;
+use crate::proto::rpc_grpc::KvClient;
+
+/// The smallest keepalive interval etcd accepts by default: pings more often than this are
+/// answered with GOAWAY `too_many_pings`.
+const MIN_KEEPALIVE_TIME: Duration = Duration::from_secs(5);
+
+/// How long closing waits for grpcio's poll threads beyond the calls still in flight.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Settings for a [`Client`]; start from [`Client::builder`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    endpoints: Vec<String>,
+    dial_timeout: Duration,
+    request_timeout: Duration,
+    keepalive_time: Option<Duration>,
+    keepalive_timeout: Duration,
+    max_send_message_size: usize,
+    max_receive_message_size: usize,
+    poll_threads: usize,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            endpoints: Vec::new(),
+            dial_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            keepalive_time: None,
+            keepalive_timeout: Duration::from_secs(20),
+            max_send_message_size: 2 * 1024 * 1024,
+            max_receive_message_size: i32::MAX as usize,
+            poll_threads: 1,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// The endpoints to use: `host:port` or `http://host:port`, one per etcd member.
+    pub fn endpoints<I, S>(mut self, endpoints: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.endpoints = endpoints
+            .into_iter()
+            .map(|e| e.as_ref().to_owned())
+            .collect();
+        self
+    }
+
+    /// How long [`ClientBuilder::connect`] waits for the first endpoint to connect
+    /// (default 5 s).
+    pub fn dial_timeout(mut self, timeout: Duration) -> Self {
+        self.dial_timeout = timeout;
+        self
+    }
+
+    /// The deadline of each call, unless a handle sets its own (default 5 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sends HTTP/2 keepalive pings at this interval while calls are active (default off).
+    /// etcd refuses pings more often than every 5 s unless started with a lower
+    /// `--grpc-keepalive-min-time`, so shorter intervals are refused here.
+    pub fn keepalive_time(mut self, interval: Duration) -> Self {
+        self.keepalive_time = Some(interval);
+        self
+    }
+
+    /// How long a keepalive ping may go unanswered before the connection is closed
+    /// (default 20 s).
+    pub fn keepalive_timeout(mut self, timeout: Duration) -> Self {
+        self.keepalive_timeout = timeout;
+        self
+    }
+
+    /// The largest request the client sends, in bytes (default 2 MiB; etcd's own limit is
+    /// its `--max-request-bytes`, 1.5 MiB by default).
+    pub fn max_send_message_size(mut self, bytes: usize) -> Self {
+        self.max_send_message_size = bytes;
+        self
+    }
+
+    /// The largest response the client accepts, in bytes (default 2 GiB - 1).
+    pub fn max_receive_message_size(mut self, bytes: usize) -> Self {
+        self.max_receive_message_size = bytes;
+        self
+    }
+
+    /// How many grpcio completion-queue threads the client runs (default 1).
+    pub fn poll_threads(mut self, threads: usize) -> Self {
+        self.poll_threads = threads;
+        self
+    }
+
+    /// Checks the settings, opens a channel per endpoint and waits up to the dial timeout
+    /// for one of them to connect.
+    pub fn connect(self) -> Result<Client> {
+        let targets = self.validate()?;
+        let (env, stopped) = self.environment();
+        let endpoints: Vec<Endpoint> = targets
+            .iter()
+            .map(|target| Endpoint::open(&self, &env, target))
+            .collect();
+        let dialed = {
+            let waits = endpoints
+                .iter()
+                .map(|e| Box::pin(e.channel.wait_for_connected(self.dial_timeout)) as _)
+                .collect();
+            crate::wait::first_yes(waits, Instant::now() + self.dial_timeout)
+        };
+        let conns = Arc::new(Conns {
+            endpoints,
+            _env: env,
+        });
+        let inner = Inner {
+            conns: RwLock::new(Some(conns)),
+            next: AtomicUsize::new(0),
+            stopped,
+            request_timeout: self.request_timeout,
+        };
+        match dialed {
+            Some(first) => {
+                inner.next.store(first, Ordering::Relaxed);
+                Ok(Client {
+                    inner: Arc::new(inner),
+                })
+            }
+            None => {
+                // Stop the threads started so far before reporting.
+                let _ = inner.shutdown();
+                Err(Error::Connect {
+                    endpoints: targets,
+                    timeout: self.dial_timeout,
+                })
+            }
+        }
+    }
+
+    /// Refuses settings that cannot work, before anything is started; returns the parsed
+    /// endpoints.
+    fn validate(&self) -> Result<Vec<String>> {
+        let invalid = |argument, reason: &str| Error::InvalidArgument {
+            argument,
+            reason: reason.to_owned(),
+        };
+        if self.endpoints.is_empty() {
+            return Err(invalid("endpoints", "at least one endpoint is needed"));
+        }
+        let mut targets: Vec<String> = Vec::with_capacity(self.endpoints.len());
+        for given in &self.endpoints {
+            let target = endpoint::parse(given)?;
+            if targets.contains(&target) {
+                return Err(invalid("endpoints", &format!("{given} is listed twice")));
+            }
+            targets.push(target);
+        }
+        if self.dial_timeout.is_zero() {
+            return Err(invalid("dial timeout", "must be more than zero"));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(invalid("request timeout", "must be more than zero"));
+        }
+        if let Some(interval) = self.keepalive_time {
+            if interval < MIN_KEEPALIVE_TIME {
+                return Err(invalid(
+                    "keepalive time",
+                    "etcd answers pings more often than every 5 s with GOAWAY too_many_pings",
+                ));
+            }
+            if self.keepalive_timeout.is_zero() {
+                return Err(invalid("keepalive timeout", "must be more than zero"));
+            }
+        }
+        for (argument, size) in [
+            ("max send message size", self.max_send_message_size),
+            ("max receive message size", self.max_receive_message_size),
+        ] {
+            if size == 0 || i32::try_from(size).is_err() {
+                return Err(invalid(argument, "must be from 1 byte to 2 GiB - 1"));
+            }
+        }
+        if !(1..=64).contains(&self.poll_threads) {
+            return Err(invalid("poll threads", "must be from 1 to 64"));
+        }
+        Ok(targets)
+    }
+
+    /// grpcio's environment with named poll threads, and a receiver that disconnects once
+    /// every one of them has finished.
+    fn environment(&self) -> (Arc<Environment>, Receiver<()>) {
+        let (alive, stopped) = crossbeam_channel::bounded::<()>(0);
+        // Each poll thread drops its copy of this closure as it exits, and `build` drops the
+        // builder's copy: when the last one goes, `stopped` disconnects.
+        let env = EnvBuilder::new()
+            .cq_count(self.poll_threads)
+            .name_prefix("etcd-grpc")
+            .before_stop(move || {
+                let _ = &alive;
+            })
+            .build();
+        (Arc::new(env), stopped)
+    }
+}
+
+/// A blocking etcd v3 client: a cheap handle, `Clone + Send + Sync`, shared by every thread
+/// that uses it. Clones share the connections; [`Client::close`] closes them for all clones.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let conns = self.inner.conns.read().clone();
+        let endpoints: Vec<&str> = match &conns {
+            Some(c) => c.endpoints.iter().map(|e| e.target.as_str()).collect(),
+            None => Vec::new(),
+        };
+        f.debug_struct("Client")
+            .field("endpoints", &endpoints)
+            .field("closed", &conns.is_none())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects to the given endpoints with default settings.
+    ///
+    /// ```no_run
+    /// let client = etcd_blocking::Client::connect(["127.0.0.1:2379"])?;
+    /// # Ok::<(), etcd_blocking::Error>(())
+    /// ```
+    pub fn connect<I, S>(endpoints: I) -> Result<Client>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Client::builder().endpoints(endpoints).connect()
+    }
+
+    /// Settings for a new client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The key-value API: get, put, delete, txn and compact.
+    pub fn kv(&self) -> Kv {
+        Kv::new(self.clone(), self.inner.request_timeout)
+    }
+
+    /// The endpoints this client uses, as gRPC targets (`host:port`).
+    pub fn endpoints(&self) -> Vec<String> {
+        match self.inner.conns.read().as_ref() {
+            Some(c) => c.endpoints.iter().map(|e| e.target.clone()).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Closes the client for every clone: later calls fail with [`Error::Closed`]. Waits for
+    /// calls still in flight (each bounded by its deadline) and for grpcio's poll threads to
+    /// stop.
+    pub fn close(self) -> Result<()> {
+        self.inner.shutdown()
+    }
+
+    /// Runs one unary call on an endpoint chosen round-robin, with the given deadline, and
+    /// turns a failure into a typed error.
+    pub(crate) fn unary<R>(
+        &self,
+        timeout: Duration,
+        call: impl FnOnce(&Endpoint, CallOption) -> grpcio::Result<R>,
+    ) -> Result<R> {
+        // Clone the connection set out of the lock: no lock is held across the call.
+        let conns = self.inner.conns.read().clone().ok_or(Error::Closed)?;
+        let endpoint = conns.pick(&self.inner.next);
+        call(endpoint, CallOption::default().timeout(timeout))
+            .map_err(|e| Error::from_grpc(e, &endpoint.target, timeout))
+    }
+}
+
+/// What a client shares between its clones.
+struct Inner {
+    /// The open connections; `None` once closed.
+    conns: RwLock<Option<Arc<Conns>>>,
+    /// The round-robin cursor.
+    next: AtomicUsize,
+    /// Disconnects when every grpcio poll thread has stopped.
+    stopped: Receiver<()>,
+    request_timeout: Duration,
+}
+
+impl Inner {
+    /// Drops the connections and waits for the poll threads to stop.
+    fn shutdown(&self) -> Result<()> {
+        let conns = self.conns.write().take();
+        drop(conns);
+        // Calls in flight hold the channels (and through them the environment) until they
+        // return, at the latest at their deadline.
+        match self
+            .stopped
+            .recv_timeout(self.request_timeout + CLOSE_GRACE)
+        {
+            Err(RecvTimeoutError::Disconnected) => Ok(()),
+            Ok(()) | Err(RecvTimeoutError::Timeout) => Err(Error::CloseTimedOut {
+                waited: self.request_timeout + CLOSE_GRACE,
+            }),
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.conns.get_mut().is_some() {
+            if let Err(e) = self.shutdown() {
+                log::warn!("closing etcd client: {e}");
+            }
+        }
+    }
+}
+
+/// The connections of a client: one channel per endpoint, on one grpcio environment.
+struct Conns {
+    endpoints: Vec<Endpoint>,
+    /// Kept so the poll threads live as long as the channels.
+    _env: Arc<Environment>,
+}
+
+impl Conns {
+    /// The next endpoint round-robin, passing over endpoints whose connection is known to
+    /// have failed while another may work.
+    fn pick(&self, next: &AtomicUsize) -> &Endpoint {
+        let n = self.endpoints.len();
+        let start = next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &self.endpoints[(start + i) % n])
+            .find(|e| e.usable())
+            .unwrap_or(&self.endpoints[start % n])
+    }
+}
+
+/// One etcd endpoint: its gRPC target and channel, with the service clients on it.
+pub(crate) struct Endpoint {
+    /// `host:port`, as dialed.
+    pub(crate) target: String,
+    channel: Channel,
+    pub(crate) kv: KvClient,
+}
+
+impl Endpoint {
+    fn open(config: &ClientBuilder, env: &Arc<Environment>, target: &str) -> Endpoint {
+        // The sizes were checked to fit an i32 in `validate`.
+        let send = i32::try_from(config.max_send_message_size).unwrap_or(i32::MAX);
+        let receive = i32::try_from(config.max_receive_message_size).unwrap_or(i32::MAX);
+        let mut builder = ChannelBuilder::new(env.clone())
+            // A channel of its own per client: gRPC would otherwise share connections between
+            // clients, and closing one client would not close its sockets.
+            .use_local_subchannel_pool(true)
+            .max_send_message_len(send)
+            .max_receive_message_len(receive)
+            .initial_reconnect_backoff(Duration::from_millis(100))
+            .max_reconnect_backoff(Duration::from_secs(2));
+        if let Some(interval) = config.keepalive_time {
+            builder = builder
+                .keepalive_time(interval)
+                .keepalive_timeout(config.keepalive_timeout)
+                .keepalive_permit_without_calls(false);
+        }
+        let channel = builder.connect(target);
+        Endpoint {
+            target: target.to_owned(),
+            kv: KvClient::new(channel.clone()),
+            channel,
+        }
+    }
+
+    /// False when the channel's last connection attempt failed.
+    fn usable(&self) -> bool {
+        !matches!(
+            self.channel.check_connectivity_state(false),
+            ConnectivityState::GRPC_CHANNEL_TRANSIENT_FAILURE
+                | ConnectivityState::GRPC_CHANNEL_SHUTDOWN
+        )
+    }
+}

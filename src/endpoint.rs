@@ -1,0 +1,120 @@
+//! Endpoint strings: what a user may write, and the gRPC target each becomes.
+
+use crate::error::{Error, Result};
+
+/// Parses one endpoint as a user writes it (`host:port`, `http://host:port`,
+/// `[::1]:2379`) into the `host:port` target gRPC dials.
+pub(crate) fn parse(endpoint: &str) -> Result<String> {
+    let invalid = |reason| Error::InvalidEndpoint {
+        endpoint: endpoint.to_owned(),
+        reason,
+    };
+    if endpoint.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if endpoint
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid("it contains white space or control characters"));
+    }
+    let rest = match endpoint.split_once("://") {
+        None => endpoint,
+        Some(("http", rest)) => rest,
+        Some(("https", _)) => {
+            return Err(invalid(
+                "https needs TLS, which this build of the client does not have",
+            ))
+        }
+        Some(_) => return Err(invalid("the scheme must be http:// or none")),
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains(['/', '?', '#', '@']) {
+        return Err(invalid(
+            "an endpoint is host:port, with no path, query or user",
+        ));
+    }
+    let (host, port) = split_host_port(authority).ok_or_else(|| invalid("it has no :port"))?;
+    if host.is_empty() {
+        return Err(invalid("it has no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return Err(invalid("the port must be a number from 1 to 65535")),
+    }
+    if host.starts_with('[') {
+        let inner = &host[1..host.len() - 1];
+        if inner.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(invalid("the bracketed host is not an IPv6 address"));
+        }
+    } else if host.contains(':') {
+        return Err(invalid(
+            "an IPv6 host must be written in brackets, as [::1]:2379",
+        ));
+    } else if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+    {
+        return Err(invalid("the host is neither a name nor an IP address"));
+    }
+    Ok(format!("{host}:{port}"))
+}
+
+/// Splits `host:port` or `[v6]:port` at the port's colon.
+fn split_host_port(authority: &str) -> Option<(&str, &str)> {
+    if authority.starts_with('[') {
+        let close = authority.find(']')?;
+        let (host, rest) = authority.split_at(close + 1);
+        return Some((host, rest.strip_prefix(':')?));
+    }
+    authority.rsplit_once(':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_forms() {
+        let cases = [
+            ("127.0.0.1:2379", "127.0.0.1:2379"),
+            ("http://127.0.0.1:2379", "127.0.0.1:2379"),
+            ("http://localhost:2379/", "localhost:2379"),
+            ("[::1]:2379", "[::1]:2379"),
+            ("http://[::1]:2379", "[::1]:2379"),
+            ("etcd-0.etcd.svc:2379", "etcd-0.etcd.svc:2379"),
+        ];
+        for (given, target) in cases {
+            assert_eq!(parse(given).ok().as_deref(), Some(target), "{given}");
+        }
+    }
+
+    #[test]
+    fn refused_forms() {
+        let cases = [
+            "",
+            "127.0.0.1",
+            "127.0.0.1:",
+            ":2379",
+            "127.0.0.1:0",
+            "127.0.0.1:65536",
+            "127.0.0.1:port",
+            "https://127.0.0.1:2379",
+            "ftp://127.0.0.1:2379",
+            "http://127.0.0.1:2379/v3",
+            "::1:2379",
+            "[::1]2379",
+            "[zz]:2379",
+            "host name:2379",
+            "ho$t:2379",
+            "127.0.0.1:2379\n",
+        ];
+        for given in cases {
+            let err = parse(given).expect_err(given);
+            assert!(
+                matches!(&err, Error::InvalidEndpoint { endpoint, .. } if endpoint == given),
+                "{given}: {err}"
+            );
+        }
+    }
+}
