@@ -19,3 +19,7 @@ pub use options::{CompactOptions, DeleteOptions, GetOptions, PutOptions, SortOrd
 pub use range::prefix_end;
 pub use txn::{Compare, CompareNumber, CompareValue, Txn, TxnOp, TxnOpResponse, TxnResponse};
 pub use types::{KeyValue, ResponseHeader};
+
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;

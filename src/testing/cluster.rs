@@ -1,0 +1,360 @@
+//! A test cluster: its members, how it starts, and the faults a test can inject.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::member::{Member, State};
+use super::probe::{self, Prober};
+use super::support::{free_ports, poll_until, Slot, TempDir};
+use super::{etcd_binary, LaunchError};
+
+/// How long one member's status call may take while the launcher polls.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// How many times a start is tried with new ports when another process took one.
+const START_ATTEMPTS: usize = 3;
+
+/// Settings for a [`Cluster`]; start from [`Cluster::builder`].
+#[derive(Debug, Clone)]
+pub struct ClusterBuilder {
+    members: usize,
+    extra_args: Vec<String>,
+    timeout: Duration,
+}
+
+impl Default for ClusterBuilder {
+    fn default() -> Self {
+        ClusterBuilder {
+            members: 1,
+            extra_args: Vec::new(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ClusterBuilder {
+    /// How many members (1 to 7; default 1).
+    pub fn members(mut self, members: usize) -> Self {
+        self.members = members;
+        self
+    }
+
+    /// An extra `etcd` flag for every member, such as `--max-txn-ops=16`.
+    pub fn arg(mut self, flag: impl Into<String>) -> Self {
+        self.extra_args.push(flag.into());
+        self
+    }
+
+    /// How long starting, restarting and waiting for a leader may take (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Starts the members one after another and waits until they agree on a leader.
+    pub fn start(self) -> Result<Cluster, LaunchError> {
+        if !(1..=7).contains(&self.members) {
+            return Err(LaunchError::Size(self.members));
+        }
+        let etcd = etcd_binary()?;
+        let slot = Slot::acquire()?;
+        let mut attempt = 1;
+        loop {
+            match self.try_start(&etcd) {
+                Ok((members, dir)) => {
+                    let cluster = Cluster::new(members, dir, etcd, slot, self.timeout);
+                    cluster.wait_healthy()?;
+                    return Ok(cluster);
+                }
+                Err((e, port_taken)) if port_taken && attempt < START_ATTEMPTS => {
+                    log::info!("test cluster start attempt {attempt} lost a port: {e}");
+                    attempt += 1;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// One start on fresh ports; on failure also says whether a port was taken meanwhile.
+    #[allow(clippy::type_complexity)]
+    fn try_start(
+        &self,
+        etcd: &std::path::Path,
+    ) -> Result<(Vec<Member>, TempDir), (LaunchError, bool)> {
+        let dir = TempDir::new().map_err(|e| (e, false))?;
+        let ports = free_ports(2 * self.members).map_err(|e| (e, false))?;
+        let pairs: Vec<(u16, u16)> = ports.chunks(2).map(|p| (p[0], p[1])).collect();
+        let token = dir
+            .path()
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let mut members: Vec<Member> = (0..self.members)
+            .map(|i| Member::new(i, &pairs, dir.path(), &token, &self.extra_args))
+            .collect();
+        let deadline = Instant::now() + self.timeout;
+        for i in 0..members.len() {
+            members[i].spawn(etcd).map_err(|e| (e, false))?;
+            // Staggered: the next member starts once this one's peer port serves.
+            let peer = members[i].peer_port;
+            let mut exited = None;
+            let up = poll_until(deadline.saturating_duration_since(Instant::now()), || {
+                exited = members[i].exited();
+                exited.is_some() || probe::http_ok(peer, "/members", PROBE_TIMEOUT)
+            });
+            if let Some(status) = exited.or_else(|| members[i].exited()) {
+                let logs = all_logs(&members);
+                let port_taken = logs.contains("address already in use");
+                let reason = format!("etcd member {} exited during start: {status}", i);
+                return Err((LaunchError::StartFailed { reason, logs }, port_taken));
+            }
+            if !up {
+                return Err((
+                    LaunchError::Timeout {
+                        what: format!("member {i} to serve its peer port {peer}"),
+                        waited: self.timeout,
+                        logs: all_logs(&members),
+                    },
+                    false,
+                ));
+            }
+        }
+        Ok((members, dir))
+    }
+}
+
+/// A running etcd cluster on loopback; dropping it kills every member and removes the data.
+pub struct Cluster {
+    // Field order is drop order: processes first, then their directory, then the slot.
+    members: Mutex<Vec<Member>>,
+    prober: Prober,
+    member_ids: Mutex<Vec<u64>>,
+    client_ports: Vec<u16>,
+    etcd: PathBuf,
+    timeout: Duration,
+    _dir: TempDir,
+    _slot: Slot,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("endpoints", &self.endpoints())
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// Starts a cluster of `members` members (1 or 3 in most tests) with default settings.
+    pub fn start(members: usize) -> Result<Cluster, LaunchError> {
+        Cluster::builder().members(members).start()
+    }
+
+    /// Settings for a new cluster.
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
+    }
+
+    fn new(
+        members: Vec<Member>,
+        dir: TempDir,
+        etcd: PathBuf,
+        slot: Slot,
+        timeout: Duration,
+    ) -> Cluster {
+        let client_ports: Vec<u16> = members.iter().map(|m| m.client_port).collect();
+        Cluster {
+            prober: Prober::new(&client_ports),
+            member_ids: Mutex::new(vec![0; members.len()]),
+            members: Mutex::new(members),
+            client_ports,
+            etcd,
+            timeout,
+            _dir: dir,
+            _slot: slot,
+        }
+    }
+
+    /// How many members the cluster has.
+    pub fn size(&self) -> usize {
+        self.client_ports.len()
+    }
+
+    /// Every member's client endpoint, `127.0.0.1:port`, in member order.
+    pub fn endpoints(&self) -> Vec<String> {
+        (0..self.size()).map(|i| self.endpoint(i)).collect()
+    }
+
+    /// Member `index`'s client endpoint.
+    ///
+    /// # Panics
+    /// If there is no such member.
+    pub fn endpoint(&self, index: usize) -> String {
+        format!("127.0.0.1:{}", self.client_ports[index])
+    }
+
+    /// A client of every member, with default settings.
+    pub fn client(&self) -> crate::Result<crate::Client> {
+        crate::Client::connect(self.endpoints())
+    }
+
+    /// The index of the member that leads, waiting for an election if there is none.
+    pub fn leader(&self) -> Result<usize, LaunchError> {
+        let mut found = None;
+        self.wait_until(self.timeout, "a leader among the running members", || {
+            found = self.current_leader();
+            found.is_some()
+        })?;
+        found.ok_or(LaunchError::Member {
+            index: 0,
+            reason: "no leader",
+        })
+    }
+
+    /// The etcd member ID of member `index` (known once it has answered a status call).
+    pub fn member_id(&self, index: usize) -> Option<u64> {
+        self.member_ids
+            .lock()
+            .get(index)
+            .copied()
+            .filter(|&id| id != 0)
+    }
+
+    /// The process ID of member `index`, if it runs.
+    pub fn pid(&self, index: usize) -> Option<u32> {
+        self.members.lock().get(index).and_then(Member::pid)
+    }
+
+    /// SIGKILLs member `index` and reaps it. Its data stays for [`Cluster::restart`].
+    pub fn kill(&self, index: usize) -> Result<(), LaunchError> {
+        self.with_member(index, |m| m.kill())
+    }
+
+    /// SIGSTOPs member `index`: it keeps its sockets but answers nothing.
+    pub fn pause(&self, index: usize) -> Result<(), LaunchError> {
+        self.with_member(index, |m| match m.state() {
+            State::Running => m.signal_stop(true),
+            _ => Err(not_state(index, "is not running")),
+        })
+    }
+
+    /// SIGCONTs a paused member `index`.
+    pub fn resume(&self, index: usize) -> Result<(), LaunchError> {
+        self.with_member(index, |m| match m.state() {
+            State::Paused => m.signal_stop(false),
+            _ => Err(not_state(index, "is not paused")),
+        })
+    }
+
+    /// Starts a killed member `index` again with its data, and waits until it serves clients
+    /// (not for a leader: with quorum lost there may be none; see [`Cluster::wait_healthy`]).
+    pub fn restart(&self, index: usize) -> Result<(), LaunchError> {
+        let port = self.with_member(index, |m| match m.state() {
+            State::Killed => m.spawn(&self.etcd).map(|()| m.client_port),
+            _ => Err(not_state(index, "is not killed")),
+        })?;
+        self.wait_until(self.timeout, &format!("member {index} to serve"), || {
+            probe::accepts(port, PROBE_TIMEOUT)
+        })
+    }
+
+    /// Waits until every running member answers and all name the same running leader.
+    pub fn wait_healthy(&self) -> Result<(), LaunchError> {
+        self.wait_until(self.timeout, "every running member to agree on a leader", || {
+            self.agreed_leader().is_some()
+        })
+    }
+
+    /// Polls `condition` until it holds; after `timeout` fails with what it waited for and
+    /// the end of every member's log.
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        condition: impl FnMut() -> bool,
+    ) -> Result<(), LaunchError> {
+        if poll_until(timeout, condition) {
+            return Ok(());
+        }
+        Err(LaunchError::Timeout {
+            what: what.to_owned(),
+            waited: timeout,
+            logs: self.logs(),
+        })
+    }
+
+    /// The last lines of every member's log.
+    pub fn logs(&self) -> String {
+        all_logs(&self.members.lock())
+    }
+
+    fn with_member<T>(
+        &self,
+        index: usize,
+        f: impl FnOnce(&mut Member) -> Result<T, LaunchError>,
+    ) -> Result<T, LaunchError> {
+        let mut members = self.members.lock();
+        let member = members.get_mut(index).ok_or(LaunchError::Member {
+            index,
+            reason: "no such member",
+        })?;
+        f(member)
+    }
+
+    fn running(&self) -> Vec<usize> {
+        let members = self.members.lock();
+        (0..members.len())
+            .filter(|&i| members[i].state() == State::Running)
+            .collect()
+    }
+
+    /// Asks the running members who leads; records their IDs on the way.
+    fn statuses(&self) -> Vec<(usize, Option<u64>)> {
+        self.running()
+            .into_iter()
+            .map(|i| {
+                let status = self.prober.status(i, PROBE_TIMEOUT);
+                if let Some(s) = status {
+                    self.member_ids.lock()[i] = s.member_id;
+                }
+                (i, status.map(|s| s.leader).filter(|&l| l != 0))
+            })
+            .collect()
+    }
+
+    /// The leader's index, when some running member names a running leader.
+    fn current_leader(&self) -> Option<usize> {
+        let statuses = self.statuses();
+        let ids = self.member_ids.lock().clone();
+        statuses.iter().find_map(|(_, leader)| {
+            let leader = (*leader)?;
+            let index = ids.iter().position(|&id| id == leader)?;
+            statuses.iter().any(|(i, _)| *i == index).then_some(index)
+        })
+    }
+
+    /// The leader's index, when every running member answers and names the same running
+    /// leader.
+    fn agreed_leader(&self) -> Option<usize> {
+        let statuses = self.statuses();
+        let first = statuses.first()?.1?;
+        if !statuses.iter().all(|(_, l)| *l == Some(first)) {
+            return None;
+        }
+        let index = self.member_ids.lock().iter().position(|&id| id == first)?;
+        statuses.iter().any(|(i, _)| *i == index).then_some(index)
+    }
+}
+
+fn not_state(index: usize, reason: &'static str) -> LaunchError {
+    LaunchError::Member { index, reason }
+}
+
+fn all_logs(members: &[Member]) -> String {
+    members
+        .iter()
+        .map(|m| m.log_tail(30))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

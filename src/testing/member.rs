@@ -1,0 +1,179 @@
+//! One etcd process of a test cluster: how it is started, signalled and stopped.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use super::support::tail;
+use super::LaunchError;
+
+/// The flags that make a loopback cluster fast: 10 ms heartbeats, 100 ms elections, no fsync,
+/// warnings only in the log.
+const FAST_FLAGS: &[&str] = &[
+    "--heartbeat-interval=10",
+    "--election-timeout=100",
+    "--pre-vote=true",
+    "--unsafe-no-fsync",
+    "--snapshot-count=10000",
+    "--logger=zap",
+    "--log-outputs=stderr",
+    "--log-level=warn",
+];
+
+/// What state a member's process is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Running,
+    Paused,
+    Killed,
+}
+
+pub(crate) struct Member {
+    pub(crate) name: String,
+    pub(crate) client_port: u16,
+    pub(crate) peer_port: u16,
+    log: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl Member {
+    /// Describes member `index` of a cluster whose members listen on `ports`
+    /// (client, peer) and keep their data under `dir`.
+    pub(crate) fn new(
+        index: usize,
+        ports: &[(u16, u16)],
+        dir: &Path,
+        token: &str,
+        extra: &[String],
+    ) -> Member {
+        let name = format!("m{index}");
+        let (client_port, peer_port) = ports[index];
+        let initial_cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let mut args = vec![
+            format!("--name={name}"),
+            format!("--data-dir={}", dir.join(&name).display()),
+            format!("--listen-client-urls={client_url}"),
+            format!("--advertise-client-urls={client_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster={initial_cluster}"),
+            "--initial-cluster-state=new".to_owned(),
+            format!("--initial-cluster-token={token}"),
+        ];
+        args.extend(FAST_FLAGS.iter().map(|f| (*f).to_owned()));
+        args.extend(extra.iter().cloned());
+        Member {
+            log: dir.join(format!("{name}.log")),
+            name,
+            client_port,
+            peer_port,
+            args,
+            child: None,
+            paused: false,
+        }
+    }
+
+    /// Starts the process (again, with the same data, after a kill).
+    pub(crate) fn spawn(&mut self, etcd: &Path) -> Result<(), LaunchError> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| LaunchError::io(format!("opening {:?}", self.log), e))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| LaunchError::io("duplicating the log handle", e))?;
+        let child = Command::new(etcd)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .map_err(|e| LaunchError::io(format!("starting {}", etcd.display()), e))?;
+        self.child = Some(child);
+        self.paused = false;
+        Ok(())
+    }
+
+    pub(crate) fn state(&self) -> State {
+        match (&self.child, self.paused) {
+            (None, _) => State::Killed,
+            (Some(_), true) => State::Paused,
+            (Some(_), false) => State::Running,
+        }
+    }
+
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The exit status, if the process has ended on its own.
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// SIGKILL, then reap.
+    pub(crate) fn kill(&mut self) -> Result<(), LaunchError> {
+        if let Some(mut child) = self.child.take() {
+            // An already-exited child makes kill fail; wait still reaps it.
+            let _ = child.kill();
+            child
+                .wait()
+                .map_err(|e| LaunchError::io(format!("reaping {}", self.name), e))?;
+        }
+        self.paused = false;
+        Ok(())
+    }
+
+    /// SIGSTOP (`pause == true`) or SIGCONT.
+    pub(crate) fn signal_stop(&mut self, pause: bool) -> Result<(), LaunchError> {
+        let pid = self.pid().ok_or_else(|| {
+            LaunchError::io(
+                format!("signalling {}", self.name),
+                std::io::Error::other("not running"),
+            )
+        })?;
+        let signal = if pause { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .map_err(|e| LaunchError::io("running kill (from procps)", e))?;
+        if !status.success() {
+            return Err(LaunchError::io(
+                format!("kill {signal} {pid}"),
+                std::io::Error::other(status.to_string()),
+            ));
+        }
+        self.paused = pause;
+        Ok(())
+    }
+
+    /// The end of the member's log, headed by its name.
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
+        format!(
+            "--- {} (client {}, peer {}) log {:?}:\n{}",
+            self.name,
+            self.client_port,
+            self.peer_port,
+            self.log,
+            tail(&self.log, lines)
+        )
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Err(e) = self.kill() {
+            log::warn!("{e}");
+        }
+    }
+}
