@@ -11,7 +11,8 @@ use parking_lot::RwLock;
 use crate::endpoint;
 use crate::error::{Error, Result};
 use crate::kv::Kv;
-use crate::proto::rpc_grpc::KvClient;
+use crate::lease::Lease;
+use crate::proto::rpc_grpc::{KvClient, LeaseClient};
 
 /// The smallest keepalive interval etcd accepts by default: pings more often than this are
 /// answered with GOAWAY `too_many_pings`.
@@ -265,6 +266,11 @@ impl Client {
         Kv::new(self.clone(), self.inner.request_timeout)
     }
 
+    /// The lease API: grant, revoke, time-to-live.
+    pub fn lease(&self) -> Lease {
+        Lease::new(self.clone(), self.inner.request_timeout)
+    }
+
     /// The endpoints this client uses, as gRPC targets (`host:port`).
     pub fn endpoints(&self) -> Vec<String> {
         match self.inner.conns.read().as_ref() {
@@ -361,6 +367,7 @@ pub(crate) struct Endpoint {
     pub(crate) target: String,
     channel: Channel,
     pub(crate) kv: KvClient,
+    pub(crate) lease: LeaseClient,
 }
 
 impl Endpoint {
@@ -386,6 +393,7 @@ impl Endpoint {
         Endpoint {
             target: target.to_owned(),
             kv: KvClient::new(channel.clone()),
+            lease: LeaseClient::new(channel.clone()),
             channel,
         }
     }

@@ -22,6 +22,7 @@ pub struct ClusterBuilder {
     members: usize,
     extra_args: Vec<String>,
     timeout: Duration,
+    etcd: Option<PathBuf>,
 }
 
 impl Default for ClusterBuilder {
@@ -30,6 +31,7 @@ impl Default for ClusterBuilder {
             members: 1,
             extra_args: Vec::new(),
             timeout: Duration::from_secs(30),
+            etcd: None,
         }
     }
 }
@@ -53,12 +55,22 @@ impl ClusterBuilder {
         self
     }
 
+    /// The etcd binary to run, instead of `ETCD_BIN` or the first `etcd` on `PATH`.
+    pub fn etcd_binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.etcd = Some(path.into());
+        self
+    }
+
     /// Starts the members one after another and waits until they agree on a leader.
     pub fn start(self) -> Result<Cluster, LaunchError> {
         if !(1..=7).contains(&self.members) {
             return Err(LaunchError::Size(self.members));
         }
-        let etcd = etcd_binary()?;
+        let etcd = match &self.etcd {
+            Some(path) if path.is_file() => path.clone(),
+            Some(_) => return Err(LaunchError::EtcdMissing),
+            None => etcd_binary()?,
+        };
         let slot = Slot::acquire()?;
         let mut attempt = 1;
         loop {
@@ -133,7 +145,7 @@ pub struct Cluster {
     client_ports: Vec<u16>,
     etcd: PathBuf,
     timeout: Duration,
-    _dir: TempDir,
+    dir: TempDir,
     _slot: Slot,
 }
 
@@ -171,7 +183,7 @@ impl Cluster {
             client_ports,
             etcd,
             timeout,
-            _dir: dir,
+            dir,
             _slot: slot,
         }
     }
@@ -261,9 +273,11 @@ impl Cluster {
 
     /// Waits until every running member answers and all name the same running leader.
     pub fn wait_healthy(&self) -> Result<(), LaunchError> {
-        self.wait_until(self.timeout, "every running member to agree on a leader", || {
-            self.agreed_leader().is_some()
-        })
+        self.wait_until(
+            self.timeout,
+            "every running member to agree on a leader",
+            || self.agreed_leader().is_some(),
+        )
     }
 
     /// Polls `condition` until it holds; after `timeout` fails with what it waited for and
@@ -282,6 +296,11 @@ impl Cluster {
             waited: timeout,
             logs: self.logs(),
         })
+    }
+
+    /// The directory that holds every member's data and log; removed on drop.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// The last lines of every member's log.

@@ -118,7 +118,9 @@ impl Member {
 
     /// The exit status, if the process has ended on its own.
     pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// SIGKILL, then reap.

@@ -46,8 +46,7 @@ pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>, LaunchError> {
             break;
         }
         let port = PORT_RANGE.start + (next_random() % span) as u16;
-        if given.lock().contains(&port) || TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_err()
-        {
+        if given.lock().contains(&port) || TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
             continue;
         }
         given.lock().insert(port);

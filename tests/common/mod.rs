@@ -1,0 +1,35 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)] // each test binary uses its own part
+
+use etcd_blocking::testing::Cluster;
+use etcd_blocking::{Client, GetResponse};
+
+/// A cluster of `members` members, or a panic that carries the launcher's report.
+pub fn cluster(members: usize) -> Cluster {
+    Cluster::start(members).unwrap_or_else(|e| panic!("starting a {members}-member cluster: {e}"))
+}
+
+/// A client of every member of the cluster.
+pub fn client(cluster: &Cluster) -> Client {
+    cluster
+        .client()
+        .unwrap_or_else(|e| panic!("connecting to {:?}: {e}", cluster.endpoints()))
+}
+
+/// The keys of a get, as text.
+pub fn keys(response: &GetResponse) -> Vec<String> {
+    response
+        .kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+        .collect()
+}
+
+/// The values of a get, as text.
+pub fn values(response: &GetResponse) -> Vec<String> {
+    response
+        .kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+        .collect()
+}
