@@ -20,6 +20,7 @@
     trivial_casts,
     unused_results,
     clippy::all,
+    clippy::unwrap_used,
     clippy::pedantic,
     clippy::nursery
 )]

@@ -1,0 +1,192 @@
+//! The test-cluster launcher itself: start, leader, kill, pause, resume, restart, teardown,
+//! and its reports when etcd is missing or will not start.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{client, cluster};
+use etcd_blocking::testing::{Cluster, LaunchError};
+use etcd_blocking::GetOptions;
+
+fn alive(pid: u32) -> bool {
+    // A reaped process has no /proc entry; a zombie would still have one.
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn a_three_member_cluster_has_distinct_endpoints_and_one_leader() {
+    let cluster = cluster(3);
+    let endpoints = cluster.endpoints();
+    assert_eq!(endpoints.len(), 3);
+    assert!(endpoints.iter().all(|e| e.starts_with("127.0.0.1:")));
+    let unique: std::collections::HashSet<&String> = endpoints.iter().collect();
+    assert_eq!(unique.len(), 3);
+    let leader = cluster.leader().expect("leader");
+    assert!(leader < 3);
+    let ids: Vec<u64> = (0..3)
+        .map(|i| cluster.member_id(i).expect("member id"))
+        .collect();
+    assert!(ids.iter().all(|&id| id != 0) && ids[0] != ids[1] && ids[1] != ids[2]);
+    // Each member serves the cluster's data.
+    let client = client(&cluster);
+    let rev = client.kv().put("k", "v").expect("put").header().revision();
+    for endpoint in &endpoints {
+        let one = etcd_blocking::Client::connect([endpoint]).expect("connect one");
+        let got = one.kv().get("k").expect("linearizable get");
+        assert_eq!(got.header().revision(), rev, "{endpoint}");
+    }
+}
+
+#[test]
+fn killing_the_leader_elects_another_and_restart_rejoins_with_its_data() {
+    let cluster = cluster(3);
+    let client = client(&cluster);
+    let rev = client
+        .kv()
+        .put("k", "before")
+        .expect("put")
+        .header()
+        .revision();
+    let old = cluster.leader().expect("leader");
+    let pid = cluster.pid(old).expect("pid");
+    cluster.kill(old).expect("kill");
+    assert!(!alive(pid), "a killed member is reaped");
+    assert!(cluster.pid(old).is_none());
+    let new = cluster.leader().expect("a new leader");
+    assert_ne!(new, old);
+
+    cluster.restart(old).expect("restart");
+    cluster.wait_healthy().expect("healthy again");
+    // The restarted member kept its data: a serializable read served by it alone.
+    let alone = etcd_blocking::Client::connect([cluster.endpoint(old)]).expect("connect");
+    let mut got = None;
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "the restarted member to catch up",
+            || {
+                got = alone
+                    .kv()
+                    .get_with("k", GetOptions::new().serializable())
+                    .ok();
+                got.as_ref().is_some_and(|g| g.count() == 1)
+            },
+        )
+        .expect("caught up");
+    let got = got.expect("read");
+    assert_eq!(got.first().map(|kv| kv.mod_revision()), Some(rev));
+    assert_eq!(
+        got.header().member_id(),
+        cluster.member_id(old).expect("id")
+    );
+}
+
+#[test]
+fn a_paused_member_stops_answering_until_resumed() {
+    let cluster = cluster(3);
+    let follower = (cluster.leader().expect("leader") + 1) % 3;
+    let one = etcd_blocking::Client::connect([cluster.endpoint(follower)]).expect("connect");
+    let kv = one.kv().with_timeout(Duration::from_millis(200));
+    kv.get("k").expect("answers while running");
+    cluster.pause(follower).expect("pause");
+    assert!(matches!(
+        kv.get("k"),
+        Err(etcd_blocking::Error::DeadlineExceeded { .. })
+    ));
+    assert!(matches!(
+        cluster.pause(follower),
+        Err(LaunchError::Member { .. })
+    ));
+    cluster.resume(follower).expect("resume");
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "the resumed member to answer",
+            || kv.get("k").is_ok(),
+        )
+        .expect("answers again");
+    assert!(matches!(
+        cluster.resume(follower),
+        Err(LaunchError::Member { .. })
+    ));
+}
+
+#[test]
+fn losing_quorum_stops_writes_and_restarting_restores_them() {
+    let cluster = cluster(3);
+    let leader = cluster.leader().expect("leader");
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    cluster.kill(others[0]).expect("kill");
+    cluster.kill(others[1]).expect("kill");
+    let lone = etcd_blocking::Client::connect([cluster.endpoint(leader)]).expect("connect");
+    let kv = lone.kv().with_timeout(Duration::from_millis(500));
+    let err = kv.put("k", "v").expect_err("no quorum, no write");
+    assert!(err.is_unavailable() || matches!(err, etcd_blocking::Error::DeadlineExceeded { .. }));
+    cluster.restart(others[0]).expect("restart");
+    cluster.restart(others[1]).expect("restart");
+    cluster.wait_healthy().expect("healthy");
+    cluster
+        .wait_until(Duration::from_secs(10), "a write to succeed", || {
+            kv.put("k", "v").is_ok()
+        })
+        .expect("writes again");
+}
+
+#[test]
+fn dropping_the_cluster_kills_every_member_and_removes_its_data() {
+    let cluster = cluster(3);
+    let pids: Vec<u32> = (0..3).map(|i| cluster.pid(i).expect("pid")).collect();
+    let dir = cluster.dir().to_owned();
+    assert!(dir.is_dir());
+    cluster.pause(1).expect("a paused member is killed too");
+    drop(cluster);
+    for pid in pids {
+        assert!(!alive(pid), "member {pid} still runs");
+    }
+    assert!(!dir.exists(), "{dir:?} remains");
+}
+
+#[test]
+fn a_missing_etcd_binary_says_how_to_install_it() {
+    let err = Cluster::builder()
+        .etcd_binary("/nonexistent/etcd")
+        .start()
+        .expect_err("no binary");
+    assert!(matches!(err, LaunchError::EtcdMissing));
+    let text = err.to_string();
+    assert!(
+        text.contains("ETCD_BIN") && text.contains("apt-get install etcd-server"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_member_that_will_not_start_is_reported_with_its_log() {
+    let err = Cluster::builder()
+        .arg("--no-such-flag-anywhere")
+        .start()
+        .expect_err("etcd refuses an unknown flag");
+    match &err {
+        LaunchError::StartFailed { logs, .. } => {
+            assert!(logs.contains("no-such-flag-anywhere"), "{logs}");
+        }
+        other => panic!("expected StartFailed, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_sizes_and_member_indexes_are_refused() {
+    assert!(matches!(Cluster::start(0), Err(LaunchError::Size(0))));
+    assert!(matches!(Cluster::start(8), Err(LaunchError::Size(8))));
+    let cluster = cluster(1);
+    assert!(matches!(
+        cluster.kill(5),
+        Err(LaunchError::Member { index: 5, .. })
+    ));
+    assert!(matches!(
+        cluster.restart(0),
+        Err(LaunchError::Member { index: 0, .. })
+    ));
+}
