@@ -1,0 +1,69 @@
+//! The client's threads: named, and gone after `close` or after the last handle is dropped.
+//! One test in its own binary, so no other test's clients are counted.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster;
+use etcd_blocking::{Client, Kv, Lease};
+
+/// How many threads of this process have a name starting with `prefix`.
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+#[test]
+fn handles_are_cheap_shared_values() {
+    fn shared<T: Clone + Send + Sync + 'static>() {}
+    shared::<Client>();
+    shared::<Kv>();
+    shared::<Lease>();
+}
+
+#[test]
+fn close_and_drop_stop_every_client_thread() {
+    let cluster = cluster(1);
+    let stopped = |what: &str| {
+        cluster
+            .wait_until(Duration::from_secs(10), what, || {
+                threads_named("etcd-grpc") == 0
+            })
+            .expect("threads stopped");
+    };
+    assert_eq!(threads_named("etcd-grpc"), 0);
+
+    let client = Client::builder()
+        .endpoints(cluster.endpoints())
+        .poll_threads(3)
+        .connect()
+        .expect("connect");
+    assert_eq!(
+        threads_named("etcd-grpc"),
+        3,
+        "named poll threads, as many as asked"
+    );
+    client.kv().put("k", "v").expect("put");
+    client.close().expect("close");
+    stopped("close to stop the poll threads");
+
+    let client = Client::connect(cluster.endpoints()).expect("connect");
+    let kv = client.kv();
+    kv.get("k").expect("get");
+    assert_eq!(threads_named("etcd-grpc"), 1);
+    drop(client);
+    kv.get("k").expect("a handle keeps the client alive");
+    drop(kv);
+    stopped("dropping the last handle to stop the poll threads");
+
+    for _ in 0..20 {
+        let client = Client::connect(cluster.endpoints()).expect("connect");
+        client.kv().get("k").expect("get");
+        client.close().expect("close");
+    }
+    stopped("repeated clients to leave no thread behind");
+}
