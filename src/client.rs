@@ -293,6 +293,12 @@ impl Client {
         timeout: Duration,
         call: impl FnOnce(&Endpoint, CallOption) -> grpcio::Result<R>,
     ) -> Result<R> {
+        if timeout.is_zero() {
+            return Err(Error::InvalidArgument {
+                argument: "timeout",
+                reason: "must be more than zero".to_owned(),
+            });
+        }
         // Clone the connection set out of the lock: no lock is held across the call.
         let conns = self.inner.conns.read().clone().ok_or(Error::Closed)?;
         let endpoint = conns.pick(&self.inner.next);

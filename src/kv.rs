@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::options::{CompactOptions, DeleteOptions, GetOptions, PutOptions};
 use crate::proto::rpc;
 use crate::txn::{Txn, TxnResponse};
@@ -105,12 +105,6 @@ impl Kv {
         &self,
         call: impl FnOnce(&crate::client::Endpoint, grpcio::CallOption) -> grpcio::Result<R>,
     ) -> Result<R> {
-        if self.timeout.is_zero() {
-            return Err(Error::InvalidArgument {
-                argument: "timeout",
-                reason: "must be more than zero".to_owned(),
-            });
-        }
         self.client.unary(self.timeout, call)
     }
 }

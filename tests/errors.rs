@@ -149,6 +149,14 @@ fn arguments_that_cannot_be_right_are_refused_before_sending() {
     );
     refused(client.lease().grant(0).map(drop), "lease TTL");
     refused(
+        client
+            .lease()
+            .with_timeout(Duration::ZERO)
+            .revoke(1)
+            .map(drop),
+        "timeout",
+    );
+    refused(
         kv.txn(Txn::new().and_then([TxnOp::get_with("k", GetOptions::new().limit(-1))]))
             .map(drop),
         "limit",
