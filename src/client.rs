@@ -1,18 +1,18 @@
 //! The client handle, its builder, and the path every unary call takes.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use grpcio::{CallOption, Channel, ChannelBuilder, ConnectivityState, EnvBuilder, Environment};
+use grpcio::{CallOption, ClientUnaryReceiver, EnvBuilder, Environment};
 use parking_lot::RwLock;
 
+use crate::balancer::{Balancer, Endpoint, ProbeSettings, Shared};
+use crate::call::{Revisioned, Spec};
 use crate::endpoint;
 use crate::error::{Error, Result};
 use crate::kv::Kv;
 use crate::lease::Lease;
-use crate::proto::rpc_grpc::{KvClient, LeaseClient};
 
 /// The smallest keepalive interval etcd accepts by default: pings more often than this are
 /// answered with GOAWAY `too_many_pings`.
@@ -32,6 +32,8 @@ pub struct ClientBuilder {
     max_send_message_size: usize,
     max_receive_message_size: usize,
     poll_threads: usize,
+    probe_interval: Duration,
+    probe_timeout: Duration,
 }
 
 impl Default for ClientBuilder {
@@ -45,6 +47,8 @@ impl Default for ClientBuilder {
             max_send_message_size: 2 * 1024 * 1024,
             max_receive_message_size: i32::MAX as usize,
             poll_threads: 1,
+            probe_interval: Duration::from_millis(500),
+            probe_timeout: Duration::from_millis(400),
         }
     }
 }
@@ -110,6 +114,34 @@ impl ClientBuilder {
         self
     }
 
+    /// How often the balancer probes a healthy endpoint (default 500 ms). A probe is a
+    /// linearizable read that needs the member to have a leader and reach its quorum, so it
+    /// finds members that hang or are cut off, which HTTP/2 pings cannot.
+    pub fn probe_interval(mut self, interval: Duration) -> Self {
+        self.probe_interval = interval;
+        self
+    }
+
+    /// How long a probe may take before its endpoint counts as unhealthy (default 400 ms).
+    /// A member that hangs is found within about the probe interval plus this.
+    pub fn probe_timeout(mut self, timeout: Duration) -> Self {
+        self.probe_timeout = timeout;
+        self
+    }
+
+    /// The send and receive limits as grpcio takes them (checked to fit by `validate`).
+    pub(crate) fn message_limits(&self) -> (i32, i32) {
+        (
+            i32::try_from(self.max_send_message_size).unwrap_or(i32::MAX),
+            i32::try_from(self.max_receive_message_size).unwrap_or(i32::MAX),
+        )
+    }
+
+    /// The keepalive interval and timeout, when keepalive is on.
+    pub(crate) fn keepalive(&self) -> Option<(Duration, Duration)> {
+        self.keepalive_time.map(|t| (t, self.keepalive_timeout))
+    }
+
     /// Checks the settings, opens a channel per endpoint and waits up to the dial timeout
     /// for one of them to connect.
     pub fn connect(self) -> Result<Client> {
@@ -122,36 +154,40 @@ impl ClientBuilder {
         let dialed = {
             let waits = endpoints
                 .iter()
-                .map(|e| Box::pin(e.channel.wait_for_connected(self.dial_timeout)) as _)
+                .map(|e| Box::pin(e.channel().wait_for_connected(self.dial_timeout)) as _)
                 .collect();
             crate::wait::first_yes(waits, Instant::now() + self.dial_timeout)
         };
-        let conns = Arc::new(Conns {
-            endpoints,
-            _env: env,
-        });
-        let inner = Inner {
-            conns: RwLock::new(Some(conns)),
-            next: AtomicUsize::new(0),
-            stopped,
-            request_timeout: self.request_timeout,
+        let Some(first) = dialed else {
+            drop(endpoints);
+            // Let the poll threads stop before reporting.
+            drop(env);
+            let _ = stopped.recv_timeout(CLOSE_GRACE);
+            return Err(Error::Connect {
+                endpoints: targets,
+                timeout: self.dial_timeout,
+            });
         };
-        match dialed {
-            Some(first) => {
-                inner.next.store(first, Ordering::Relaxed);
-                Ok(Client {
-                    inner: Arc::new(inner),
-                })
-            }
-            None => {
-                // Stop the threads started so far before reporting.
-                let _ = inner.shutdown();
-                Err(Error::Connect {
-                    endpoints: targets,
-                    timeout: self.dial_timeout,
-                })
-            }
-        }
+        let probes = ProbeSettings {
+            interval: self.probe_interval,
+            timeout: self.probe_timeout,
+            backoff: Duration::from_millis(50),
+        };
+        let balancer =
+            Balancer::start(endpoints, &[first], probes).map_err(|e| Error::InvalidArgument {
+                argument: "balancer thread",
+                reason: format!("could not be started: {e}"),
+            })?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                conns: RwLock::new(Some(Arc::new(Conns {
+                    balancer,
+                    _env: env,
+                }))),
+                stopped,
+                request_timeout: self.request_timeout,
+            }),
+        })
     }
 
     /// Refuses settings that cannot work, before anything is started; returns the parsed
@@ -197,6 +233,12 @@ impl ClientBuilder {
                 return Err(invalid(argument, "must be from 1 byte to 2 GiB - 1"));
             }
         }
+        if self.probe_interval.is_zero() || self.probe_timeout.is_zero() {
+            return Err(invalid(
+                "probe interval and timeout",
+                "must be more than zero",
+            ));
+        }
         if !(1..=64).contains(&self.poll_threads) {
             return Err(invalid("poll threads", "must be from 1 to 64"));
         }
@@ -231,7 +273,12 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let conns = self.inner.conns.read().clone();
         let endpoints: Vec<&str> = match &conns {
-            Some(c) => c.endpoints.iter().map(|e| e.target.as_str()).collect(),
+            Some(c) => c
+                .shared()
+                .endpoints
+                .iter()
+                .map(|e| e.target.as_str())
+                .collect(),
             None => Vec::new(),
         };
         f.debug_struct("Client")
@@ -274,7 +321,12 @@ impl Client {
     /// The endpoints this client uses, as gRPC targets (`host:port`).
     pub fn endpoints(&self) -> Vec<String> {
         match self.inner.conns.read().as_ref() {
-            Some(c) => c.endpoints.iter().map(|e| e.target.clone()).collect(),
+            Some(c) => c
+                .shared()
+                .endpoints
+                .iter()
+                .map(|e| e.target.clone())
+                .collect(),
             None => Vec::new(),
         }
     }
@@ -286,24 +338,29 @@ impl Client {
         self.inner.shutdown()
     }
 
-    /// Runs one unary call on an endpoint chosen round-robin, with the given deadline, and
-    /// turns a failure into a typed error.
-    pub(crate) fn unary<R>(
-        &self,
-        timeout: Duration,
-        call: impl FnOnce(&Endpoint, CallOption) -> grpcio::Result<R>,
-    ) -> Result<R> {
+    /// Runs one unary call through the balancer (see `call.rs`), with the given deadline.
+    pub(crate) fn unary<R, F>(&self, spec: Spec, timeout: Duration, start: F) -> Result<R>
+    where
+        R: Revisioned + Unpin,
+        F: Fn(&Endpoint, CallOption) -> grpcio::Result<ClientUnaryReceiver<R>>,
+    {
         if timeout.is_zero() {
             return Err(Error::InvalidArgument {
                 argument: "timeout",
                 reason: "must be more than zero".to_owned(),
             });
         }
-        // Clone the connection set out of the lock: no lock is held across the call.
-        let conns = self.inner.conns.read().clone().ok_or(Error::Closed)?;
-        let endpoint = conns.pick(&self.inner.next);
-        call(endpoint, CallOption::default().timeout(timeout))
-            .map_err(|e| Error::from_grpc(e, &endpoint.target, timeout))
+        // Clone the shared table out of the lock: no lock is held across the call.
+        let shared = self.shared()?;
+        crate::call::unary(&shared, spec, timeout, start)
+    }
+
+    fn shared(&self) -> Result<Arc<Shared>> {
+        let conns = self.inner.conns.read();
+        conns
+            .as_ref()
+            .map(|c| c.shared().clone())
+            .ok_or(Error::Closed)
     }
 }
 
@@ -311,8 +368,6 @@ impl Client {
 struct Inner {
     /// The open connections; `None` once closed.
     conns: RwLock<Option<Arc<Conns>>>,
-    /// The round-robin cursor.
-    next: AtomicUsize,
     /// Disconnects when every grpcio poll thread has stopped.
     stopped: Receiver<()>,
     request_timeout: Duration,
@@ -347,69 +402,17 @@ impl Drop for Inner {
     }
 }
 
-/// The connections of a client: one channel per endpoint, on one grpcio environment.
+/// The connections of a client: the balancer with its endpoints, on one grpcio
+/// environment.
 struct Conns {
-    endpoints: Vec<Endpoint>,
+    /// Dropped first: stops and joins the balancer's worker.
+    balancer: Balancer,
     /// Kept so the poll threads live as long as the channels.
     _env: Arc<Environment>,
 }
 
 impl Conns {
-    /// The next endpoint round-robin, passing over endpoints whose connection is known to
-    /// have failed while another may work.
-    fn pick(&self, next: &AtomicUsize) -> &Endpoint {
-        let n = self.endpoints.len();
-        let start = next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| &self.endpoints[(start + i) % n])
-            .find(|e| e.usable())
-            .unwrap_or(&self.endpoints[start % n])
-    }
-}
-
-/// One etcd endpoint: its gRPC target and channel, with the service clients on it.
-pub(crate) struct Endpoint {
-    /// `host:port`, as dialed.
-    pub(crate) target: String,
-    channel: Channel,
-    pub(crate) kv: KvClient,
-    pub(crate) lease: LeaseClient,
-}
-
-impl Endpoint {
-    fn open(config: &ClientBuilder, env: &Arc<Environment>, target: &str) -> Endpoint {
-        // The sizes were checked to fit an i32 in `validate`.
-        let send = i32::try_from(config.max_send_message_size).unwrap_or(i32::MAX);
-        let receive = i32::try_from(config.max_receive_message_size).unwrap_or(i32::MAX);
-        let mut builder = ChannelBuilder::new(env.clone())
-            // A channel of its own per client: gRPC would otherwise share connections between
-            // clients, and closing one client would not close its sockets.
-            .use_local_subchannel_pool(true)
-            .max_send_message_len(send)
-            .max_receive_message_len(receive)
-            .initial_reconnect_backoff(Duration::from_millis(100))
-            .max_reconnect_backoff(Duration::from_secs(2));
-        if let Some(interval) = config.keepalive_time {
-            builder = builder
-                .keepalive_time(interval)
-                .keepalive_timeout(config.keepalive_timeout)
-                .keepalive_permit_without_calls(false);
-        }
-        let channel = builder.connect(target);
-        Endpoint {
-            target: target.to_owned(),
-            kv: KvClient::new(channel.clone()),
-            lease: LeaseClient::new(channel.clone()),
-            channel,
-        }
-    }
-
-    /// False when the channel's last connection attempt failed.
-    fn usable(&self) -> bool {
-        !matches!(
-            self.channel.check_connectivity_state(false),
-            ConnectivityState::GRPC_CHANNEL_TRANSIENT_FAILURE
-                | ConnectivityState::GRPC_CHANNEL_SHUTDOWN
-        )
+    fn shared(&self) -> &Arc<Shared> {
+        self.balancer.shared()
     }
 }

@@ -30,7 +30,17 @@ pub enum Error {
         detail: String,
     },
 
-    /// The connection to an endpoint failed, or gRPC failed the call locally.
+    /// The endpoint could not be reached: the request was never sent.
+    #[error("could not reach {endpoint}")]
+    Connection {
+        /// The endpoint the call was for.
+        endpoint: String,
+        /// What gRPC reported.
+        #[source]
+        source: Box<grpcio::Error>,
+    },
+
+    /// The connection to an endpoint broke during the call, or gRPC failed the call locally.
     #[error("transport to {endpoint} failed")]
     Transport {
         /// The endpoint the call went to.
@@ -76,6 +86,53 @@ pub enum Error {
         reason: String,
     },
 
+    /// No endpoint was healthy before the call's deadline; each is listed with its last
+    /// failure.
+    #[error(
+        "no healthy endpoint within {timeout:?}: {}",
+        .endpoints.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    NoHealthyEndpoint {
+        /// The call's deadline.
+        timeout: Duration,
+        /// Every endpoint, with why it was not used.
+        endpoints: Vec<EndpointFailure>,
+    },
+
+    /// A write failed in a way that leaves its outcome unknown: it may or may not have been
+    /// applied. It was not retried, since a retry could apply it twice; read the key to find
+    /// out.
+    #[error("the write's outcome on {endpoint} is unknown: it may or may not have been applied")]
+    WriteOutcomeUnknown {
+        /// The endpoint the write went to.
+        endpoint: String,
+        /// The failure.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// The endpoint was found unhealthy (hung, or cut off from its quorum) while the call
+    /// waited on it.
+    #[error("{endpoint} became unhealthy during the call: {reason}")]
+    EndpointUnhealthy {
+        /// The endpoint.
+        endpoint: String,
+        /// Why the balancer judged it unhealthy.
+        reason: String,
+    },
+
+    /// A serializable read was answered only by members behind a revision this client had
+    /// already seen, until the deadline: returning it would have gone back in time.
+    #[error("{endpoint} answered at revision {revision}, behind the revision {seen} already seen")]
+    StaleRead {
+        /// The endpoint that answered last.
+        endpoint: String,
+        /// The revision it answered at.
+        revision: i64,
+        /// The highest revision the client had seen.
+        seen: i64,
+    },
+
     /// The client was closed.
     #[error("the client is closed")]
     Closed,
@@ -110,6 +167,10 @@ impl Error {
         match self {
             Error::Server(e) => Some(&e.endpoint),
             Error::MessageTooLarge { endpoint, .. }
+            | Error::Connection { endpoint, .. }
+            | Error::WriteOutcomeUnknown { endpoint, .. }
+            | Error::EndpointUnhealthy { endpoint, .. }
+            | Error::StaleRead { endpoint, .. }
             | Error::Transport { endpoint, .. }
             | Error::DeadlineExceeded { endpoint, .. } => Some(endpoint),
             _ => None,
@@ -126,7 +187,21 @@ impl Error {
                 grpcio::Error::RpcFailure(s) => s.code() == grpcio::RpcStatusCode::UNAVAILABLE,
                 _ => true,
             },
-            Error::Connect { .. } => true,
+            Error::Connect { .. }
+            | Error::Connection { .. }
+            | Error::NoHealthyEndpoint { .. }
+            | Error::EndpointUnhealthy { .. } => true,
+            Error::WriteOutcomeUnknown { source, .. } => source.is_unavailable(),
+            _ => false,
+        }
+    }
+
+    /// True when a call ran out of time: its own deadline passed, or, for a write whose
+    /// outcome is unknown, that was why.
+    pub fn is_deadline_exceeded(&self) -> bool {
+        match self {
+            Error::DeadlineExceeded { .. } => true,
+            Error::WriteOutcomeUnknown { source, .. } => source.is_deadline_exceeded(),
             _ => false,
         }
     }
@@ -173,6 +248,12 @@ impl Error {
                 detail: message.to_owned(),
             };
         }
+        if code == grpcio::RpcStatusCode::UNAVAILABLE && message.starts_with(NOT_CONNECTED) {
+            return Error::Connection {
+                endpoint: endpoint.to_owned(),
+                source: Box::new(error),
+            };
+        }
         if message.starts_with(ETCD_PREFIX) {
             // A server error this client does not know yet: keep it typed as a server error.
             return Error::Server(Box::new(ServerError {
@@ -189,8 +270,27 @@ impl Error {
     }
 }
 
+/// How gRPC's C core fails a call that found no connection to send it on (the channel could
+/// not connect): such a call never left the client.
+const NOT_CONNECTED: &str = "failed to connect to all addresses";
+
 /// The prefix etcd puts on every error message of its own.
 const ETCD_PREFIX: &str = "etcdserver: ";
+
+/// An endpoint and why the client did not use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointFailure {
+    /// The endpoint.
+    pub endpoint: String,
+    /// Its last failure, as the balancer recorded it.
+    pub reason: String,
+}
+
+impl fmt::Display for EndpointFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.endpoint, self.reason)
+    }
+}
 
 /// An error answered by an etcd server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -512,6 +612,12 @@ mod tests {
                 grpcio::RpcStatusCode::UNAVAILABLE,
                 "failed to connect to all addresses",
             ),
+            "a:1",
+            Duration::from_secs(1),
+        );
+        assert!(matches!(e, Error::Connection { .. }) && e.is_unavailable());
+        let e = Error::from_grpc(
+            failure(grpcio::RpcStatusCode::UNAVAILABLE, "Socket closed"),
             "a:1",
             Duration::from_secs(1),
         );

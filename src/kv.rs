@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+use grpcio::{CallOption, ClientUnaryReceiver};
+
+use crate::balancer::Endpoint;
+use crate::call::{Revisioned, Spec};
 use crate::client::Client;
 use crate::error::Result;
 use crate::options::{CompactOptions, DeleteOptions, GetOptions, PutOptions};
@@ -40,7 +44,14 @@ impl Kv {
     /// Gets keys as the options say: a range or prefix, at a revision, sorted, limited.
     pub fn get_with(&self, key: impl Into<Vec<u8>>, options: GetOptions) -> Result<GetResponse> {
         let request = options.request(key.into())?;
-        self.unary(|e, opt| e.kv.range_opt(&request, opt))
+        let spec = Spec {
+            serializable: request.serializable,
+            ..Spec::READ
+        };
+        self.client
+            .unary(spec, self.timeout, |e, opt| {
+                e.kv.range_async_opt(&request, opt)
+            })
             .map(GetResponse::from)
     }
 
@@ -58,7 +69,7 @@ impl Kv {
         options: PutOptions,
     ) -> Result<PutResponse> {
         let request = options.request(key.into(), value.into())?;
-        self.unary(|e, opt| e.kv.put_opt(&request, opt))
+        self.write(|e, opt| e.kv.put_async_opt(&request, opt))
             .map(PutResponse::from)
     }
 
@@ -74,7 +85,7 @@ impl Kv {
         options: DeleteOptions,
     ) -> Result<DeleteResponse> {
         let request = options.request(key.into());
-        self.unary(|e, opt| e.kv.delete_range_opt(&request, opt))
+        self.write(|e, opt| e.kv.delete_range_async_opt(&request, opt))
             .map(DeleteResponse::from)
     }
 
@@ -82,7 +93,15 @@ impl Kv {
     /// atomically.
     pub fn txn(&self, txn: Txn) -> Result<TxnResponse> {
         let request = txn.request()?;
-        self.unary(|e, opt| e.kv.txn_opt(&request, opt))
+        let spec = if txn.is_read_only() {
+            Spec::READ
+        } else {
+            Spec::WRITE
+        };
+        self.client
+            .unary(spec, self.timeout, |e, opt| {
+                e.kv.txn_async_opt(&request, opt)
+            })
             .map(TxnResponse::from)
     }
 
@@ -95,17 +114,17 @@ impl Kv {
     /// Compacts as the options say.
     pub fn compact_with(&self, revision: i64, options: CompactOptions) -> Result<CompactResponse> {
         let request = options.request(revision)?;
-        self.unary(|e, opt| e.kv.compact_opt(&request, opt))
+        self.write(|e, opt| e.kv.compact_async_opt(&request, opt))
             .map(|r| CompactResponse {
                 header: header_of(r.header.as_ref()),
             })
     }
 
-    fn unary<R>(
+    fn write<R: Revisioned + Unpin>(
         &self,
-        call: impl FnOnce(&crate::client::Endpoint, grpcio::CallOption) -> grpcio::Result<R>,
+        start: impl Fn(&Endpoint, CallOption) -> grpcio::Result<ClientUnaryReceiver<R>>,
     ) -> Result<R> {
-        self.client.unary(self.timeout, call)
+        self.client.unary(Spec::WRITE, self.timeout, start)
     }
 }
 

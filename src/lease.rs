@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::call::Spec;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::kv::header_of;
@@ -50,8 +51,8 @@ impl Lease {
             ID: id,
             ..Default::default()
         };
-        let r = self.client.unary(self.timeout, |e, opt| {
-            e.lease.lease_grant_opt(&request, opt)
+        let r = self.client.unary(Spec::WRITE, self.timeout, |e, opt| {
+            e.lease.lease_grant_async_opt(&request, opt)
         })?;
         Ok(LeaseGrantResponse {
             header: header_of(r.header.as_ref()),
@@ -67,8 +68,8 @@ impl Lease {
             ID: id,
             ..Default::default()
         };
-        let r = self.client.unary(self.timeout, |e, opt| {
-            e.lease.lease_revoke_opt(&request, opt)
+        let r = self.client.unary(Spec::WRITE, self.timeout, |e, opt| {
+            e.lease.lease_revoke_async_opt(&request, opt)
         })?;
         Ok(header_of(r.header.as_ref()))
     }
@@ -81,8 +82,8 @@ impl Lease {
             keys,
             ..Default::default()
         };
-        let mut r = self.client.unary(self.timeout, |e, opt| {
-            e.lease.lease_time_to_live_opt(&request, opt)
+        let mut r = self.client.unary(Spec::READ, self.timeout, |e, opt| {
+            e.lease.lease_time_to_live_async_opt(&request, opt)
         })?;
         Ok(LeaseTimeToLiveResponse {
             header: header_of(r.header.as_ref()),

@@ -75,6 +75,8 @@
 //! restart). This crate's own tests use it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod balancer;
+mod call;
 mod client;
 mod endpoint;
 mod error;
@@ -83,12 +85,13 @@ mod lease;
 mod options;
 mod proto;
 mod range;
+mod retry;
 mod txn;
 mod types;
 mod wait;
 
 pub use client::{Client, ClientBuilder};
-pub use error::{Error, Result, ServerCode, ServerError, StatusCode};
+pub use error::{EndpointFailure, Error, Result, ServerCode, ServerError, StatusCode};
 pub use kv::{CompactResponse, DeleteResponse, GetResponse, Kv, PutResponse};
 pub use lease::{Lease, LeaseGrantResponse, LeaseTimeToLiveResponse};
 pub use options::{CompactOptions, DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget};

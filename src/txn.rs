@@ -50,6 +50,15 @@ impl Txn {
         self
     }
 
+    /// True when no operation on either branch writes: such a transaction may be retried.
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.success.iter().chain(&self.failure).all(|op| match op {
+            TxnOp::Get(..) => true,
+            TxnOp::Txn(txn) => txn.is_read_only(),
+            TxnOp::Put(..) | TxnOp::Delete(..) => false,
+        })
+    }
+
     /// The request etcd receives.
     pub(crate) fn request(&self) -> Result<rpc::TxnRequest> {
         let ops = |ops: &[TxnOp]| -> Result<Vec<rpc::RequestOp>> {

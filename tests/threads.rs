@@ -17,6 +17,11 @@ fn threads_named(prefix: &str) -> usize {
         .count()
 }
 
+/// Threads a client starts: grpcio's poll threads and the balancer's worker.
+fn client_threads() -> usize {
+    threads_named("etcd-grpc") + threads_named("etcd-balancer")
+}
+
 #[test]
 fn handles_are_cheap_shared_values() {
     fn shared<T: Clone + Send + Sync + 'static>() {}
@@ -30,12 +35,10 @@ fn close_and_drop_stop_every_client_thread() {
     let cluster = cluster(1);
     let stopped = |what: &str| {
         cluster
-            .wait_until(Duration::from_secs(10), what, || {
-                threads_named("etcd-grpc") == 0
-            })
+            .wait_until(Duration::from_secs(10), what, || client_threads() == 0)
             .expect("threads stopped");
     };
-    assert_eq!(threads_named("etcd-grpc"), 0);
+    assert_eq!(client_threads(), 0);
 
     let client = Client::builder()
         .endpoints(cluster.endpoints())
@@ -49,12 +52,12 @@ fn close_and_drop_stop_every_client_thread() {
     );
     client.kv().put("k", "v").expect("put");
     client.close().expect("close");
-    stopped("close to stop the poll threads");
+    stopped("close to stop the poll threads and the balancer");
 
     let client = Client::connect(cluster.endpoints()).expect("connect");
     let kv = client.kv();
     kv.get("k").expect("get");
-    assert_eq!(threads_named("etcd-grpc"), 1);
+    assert_eq!(client_threads(), 2);
     drop(client);
     kv.get("k").expect("a handle keeps the client alive");
     drop(kv);

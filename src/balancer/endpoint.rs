@@ -1,0 +1,116 @@
+//! One endpoint of the balancer: its channel, service clients and health.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use grpcio::{Channel, ChannelBuilder, ConnectivityState, Environment};
+use parking_lot::Mutex;
+
+use crate::client::ClientBuilder;
+use crate::proto::rpc_grpc::{KvClient, LeaseClient};
+
+/// How usable an endpoint is, as callers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Health {
+    /// Its last probe passed and no call has failed on it since.
+    Healthy = 0,
+    /// A call failed on it or its connection dropped; a probe is on its way. Used only when
+    /// no endpoint is healthy.
+    Suspect = 1,
+    /// Its last probe failed; it is re-probed with backoff and not used until one passes.
+    Unhealthy = 2,
+}
+
+impl Health {
+    fn from_u8(v: u8) -> Health {
+        match v {
+            0 => Health::Healthy,
+            1 => Health::Suspect,
+            _ => Health::Unhealthy,
+        }
+    }
+}
+
+/// Why an endpoint is in its state, and since when; read for error reports.
+#[derive(Debug, Clone)]
+pub(crate) struct Detail {
+    pub(crate) reason: String,
+    pub(crate) since: Instant,
+}
+
+/// An etcd endpoint: `host:port`, one grpcio channel, and the clients of each service on it.
+pub(crate) struct Endpoint {
+    pub(crate) target: String,
+    channel: Channel,
+    pub(crate) kv: KvClient,
+    pub(crate) lease: LeaseClient,
+    health: AtomicU8,
+    detail: Mutex<Detail>,
+}
+
+impl Endpoint {
+    pub(crate) fn open(config: &ClientBuilder, env: &Arc<Environment>, target: &str) -> Endpoint {
+        let (send, receive) = config.message_limits();
+        let mut builder = ChannelBuilder::new(env.clone())
+            // A connection of its own per client: gRPC would otherwise share connections
+            // between clients, and closing one client would not close its sockets.
+            .use_local_subchannel_pool(true)
+            .max_send_message_len(send)
+            .max_receive_message_len(receive)
+            .initial_reconnect_backoff(Duration::from_millis(50))
+            .max_reconnect_backoff(Duration::from_secs(1));
+        if let Some((interval, timeout)) = config.keepalive() {
+            builder = builder
+                .keepalive_time(interval)
+                .keepalive_timeout(timeout)
+                .keepalive_permit_without_calls(false);
+        }
+        let channel = builder.connect(target);
+        Endpoint {
+            target: target.to_owned(),
+            kv: KvClient::new(channel.clone()),
+            lease: LeaseClient::new(channel.clone()),
+            channel,
+            health: AtomicU8::new(Health::Suspect as u8),
+            detail: Mutex::new(Detail {
+                reason: "not probed yet".to_owned(),
+                since: Instant::now(),
+            }),
+        }
+    }
+
+    pub(crate) fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// The current health, without waiting on anyone.
+    pub(crate) fn health(&self) -> Health {
+        Health::from_u8(self.health.load(Ordering::Acquire))
+    }
+
+    /// Moves to `health` for `reason`; returns the previous health.
+    pub(crate) fn set(&self, health: Health, reason: &str) -> Health {
+        let mut detail = self.detail.lock();
+        let old = Health::from_u8(self.health.swap(health as u8, Ordering::AcqRel));
+        if old != health || detail.reason != reason {
+            detail.reason = reason.to_owned();
+            detail.since = Instant::now();
+        }
+        old
+    }
+
+    pub(crate) fn detail(&self) -> Detail {
+        self.detail.lock().clone()
+    }
+
+    /// True when the channel has no connection and its last attempt to make one failed.
+    pub(crate) fn connection_failed(&self) -> bool {
+        matches!(
+            self.channel.check_connectivity_state(false),
+            ConnectivityState::GRPC_CHANNEL_TRANSIENT_FAILURE
+                | ConnectivityState::GRPC_CHANNEL_SHUTDOWN
+        )
+    }
+}

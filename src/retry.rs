@@ -1,0 +1,224 @@
+//! Whether a failed call is tried again, decided in one place.
+//!
+//! The call loop (`call.rs`) only obeys [`decide`]: it never looks at an error itself. The
+//! rule is etcd's: a repeatable call may be retried whenever its endpoint could not serve it;
+//! a write only when the request provably never reached a server, because a retry of a write
+//! that was applied would apply it twice.
+
+use crate::error::{Error, ServerCode};
+
+/// What kind of call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallKind {
+    /// Reads and other calls that change nothing, or change nothing if repeated: Range,
+    /// Status, MemberList, lease time-to-live, auth reads.
+    Repeatable,
+    /// Calls that change the store or the cluster: Put, DeleteRange, Txn, Compact, lease
+    /// grant and revoke, member and auth changes.
+    Write,
+}
+
+/// What the call loop does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Hand the error to the caller as it is.
+    Fail,
+    /// Mark the endpoint (see [`Mark`]) and try the call on another endpoint, within the
+    /// call's deadline.
+    Retry(Mark),
+    /// Mark the endpoint and fail with [`Error::WriteOutcomeUnknown`]: the write may or may
+    /// not have been applied.
+    OutcomeUnknown(Mark),
+}
+
+/// What a failure says about the endpoint that answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// Suspect: probe it now, and prefer the others until the probe passes.
+    Suspect,
+    /// Unhealthy: it cannot serve (no connection, no leader); re-probe with backoff.
+    Unhealthy,
+}
+
+/// The retry decision for `error`, the failure of a call of `kind`.
+pub(crate) fn decide(kind: CallKind, error: &Error) -> Decision {
+    use CallKind::{Repeatable, Write};
+    use Decision::{Fail, OutcomeUnknown, Retry};
+    match error {
+        // Nothing reached a server: any call may go elsewhere.
+        Error::Connection { .. } => Retry(Mark::Unhealthy),
+        Error::Server(e) => match (e.code(), kind) {
+            // With require-leader metadata the member refuses before doing anything.
+            (ServerCode::NoLeader, _) => Retry(Mark::Unhealthy),
+            (ServerCode::NotSupportedForLearner, _) => Retry(Mark::Unhealthy),
+            (code, Repeatable) if transient(code) => Retry(Mark::Suspect),
+            (code, Write) if transient(code) => OutcomeUnknown(Mark::Suspect),
+            _ => Fail,
+        },
+        Error::Transport { .. } | Error::DeadlineExceeded { .. } => match kind {
+            Repeatable => Retry(Mark::Suspect),
+            Write => OutcomeUnknown(Mark::Suspect),
+        },
+        // Request-shaped failures: another endpoint would say the same.
+        Error::MessageTooLarge { .. }
+        | Error::Connect { .. }
+        | Error::InvalidEndpoint { .. }
+        | Error::InvalidArgument { .. }
+        | Error::Closed
+        | Error::CloseTimedOut { .. }
+        | Error::NoHealthyEndpoint { .. }
+        | Error::EndpointUnhealthy { .. }
+        | Error::StaleRead { .. }
+        | Error::WriteOutcomeUnknown { .. } => Fail,
+    }
+}
+
+/// Server codes that say "not now, not here" rather than "never".
+fn transient(code: ServerCode) -> bool {
+    matches!(
+        code,
+        ServerCode::LeaderChanged
+            | ServerCode::NotLeader
+            | ServerCode::NotCapable
+            | ServerCode::Stopped
+            | ServerCode::RequestTimeout
+            | ServerCode::TimeoutDueToLeaderFail
+            | ServerCode::TimeoutDueToConnectionLost
+            | ServerCode::Unhealthy
+            | ServerCode::TooManyRequests
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn status(code: grpcio::RpcStatusCode, message: &str) -> Error {
+        let e = grpcio::Error::RpcFailure(grpcio::RpcStatus::with_message(code, message.into()));
+        Error::from_grpc(e, "a:1", Duration::from_secs(1))
+    }
+
+    use grpcio::RpcStatusCode as C;
+    use CallKind::{Repeatable, Write};
+    use Decision::{Fail, OutcomeUnknown, Retry};
+
+    /// (what, error, decision for a repeatable call, decision for a write)
+    fn table() -> Vec<(&'static str, Error, Decision, Decision)> {
+        let never_sent = status(
+            C::UNAVAILABLE,
+            "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: \
+             Failed to connect to remote host: Connection refused",
+        );
+        let reset = status(C::UNAVAILABLE, "Socket closed");
+        let deadline = status(C::DEADLINE_EXCEEDED, "Deadline Exceeded");
+        let unhealthy = Retry(Mark::Unhealthy);
+        let suspect = Retry(Mark::Suspect);
+        let unknown = OutcomeUnknown(Mark::Suspect);
+        vec![
+            ("never connected", never_sent, unhealthy, unhealthy),
+            ("connection reset", reset, suspect, unknown),
+            ("deadline", deadline, suspect, unknown),
+            (
+                "no leader",
+                status(C::UNAVAILABLE, "etcdserver: no leader"),
+                unhealthy,
+                unhealthy,
+            ),
+            (
+                "learner",
+                status(C::UNAVAILABLE, "etcdserver: rpc not supported for learner"),
+                unhealthy,
+                unhealthy,
+            ),
+            (
+                "leader changed",
+                status(C::UNAVAILABLE, "etcdserver: leader changed"),
+                suspect,
+                unknown,
+            ),
+            (
+                "server timeout",
+                status(C::UNAVAILABLE, "etcdserver: request timed out"),
+                suspect,
+                unknown,
+            ),
+            (
+                "stopping",
+                status(C::UNAVAILABLE, "etcdserver: server stopped"),
+                suspect,
+                unknown,
+            ),
+            (
+                "overloaded",
+                status(C::RESOURCE_EXHAUSTED, "etcdserver: too many requests"),
+                suspect,
+                unknown,
+            ),
+            (
+                "compacted",
+                status(
+                    C::OUT_OF_RANGE,
+                    "etcdserver: mvcc: required revision has been compacted",
+                ),
+                Fail,
+                Fail,
+            ),
+            (
+                "empty key",
+                status(C::INVALID_ARGUMENT, "etcdserver: key is not provided"),
+                Fail,
+                Fail,
+            ),
+            (
+                "too large",
+                status(
+                    C::RESOURCE_EXHAUSTED,
+                    "Sent message larger than max (9 vs. 4)",
+                ),
+                Fail,
+                Fail,
+            ),
+            (
+                "denied",
+                status(C::PERMISSION_DENIED, "etcdserver: permission denied"),
+                Fail,
+                Fail,
+            ),
+            (
+                "bad token",
+                status(C::UNAUTHENTICATED, "etcdserver: invalid auth token"),
+                Fail,
+                Fail,
+            ),
+            ("closed", Error::Closed, Fail, Fail),
+        ]
+    }
+
+    #[test]
+    fn retry_table() {
+        for (what, error, repeatable, write) in table() {
+            assert_eq!(
+                decide(Repeatable, &error),
+                repeatable,
+                "{what}, repeatable: {error:?}"
+            );
+            assert_eq!(decide(Write, &error), write, "{what}, write: {error:?}");
+        }
+    }
+
+    #[test]
+    fn a_write_is_never_retried_unless_it_never_reached_a_server() {
+        for (what, error, _, write) in table() {
+            if let Retry(_) = write {
+                let never_reached = matches!(error, Error::Connection { .. })
+                    || error.code() == Some(ServerCode::NoLeader)
+                    || error.code() == Some(ServerCode::NotSupportedForLearner);
+                assert!(
+                    never_reached,
+                    "{what}: a write retried after it may have arrived"
+                );
+            }
+        }
+    }
+}
