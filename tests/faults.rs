@@ -1,0 +1,351 @@
+//! The fault-injection suite: a real 3-member cluster under continuous load from several
+//! threads, one fault per test. In each: every call returns within its deadline, service
+//! resumes within the bound the test names, no acknowledged write is lost, and no write is
+//! applied twice (every key is written once, so any version above 1 is a double apply).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::cluster;
+use etcd_blocking::testing::Cluster;
+use etcd_blocking::{Client, Error, GetOptions};
+
+/// Each call's deadline.
+const DEADLINE: Duration = Duration::from_secs(2);
+/// How late past its deadline a call may return: scheduling on a loaded 2-core machine.
+const LATE: Duration = Duration::from_millis(500);
+/// Caller threads.
+const CALLERS: usize = 4;
+/// Once the balancer has had time to judge the fault, no call may stall longer than this.
+const SETTLED_STALL: Duration = Duration::from_millis(500);
+
+/// One call of the load, as it went.
+struct Record {
+    started: Instant,
+    took: Duration,
+    outcome: Outcome,
+}
+
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    /// An acknowledged put of this key.
+    Written(String),
+    /// A put whose outcome the client said is unknown.
+    Unknown(String),
+    /// A successful read.
+    Read,
+    /// Any other failure.
+    Failed(String),
+}
+
+/// Caller threads writing unique keys (and reading some back) until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    successes: Arc<AtomicUsize>,
+    callers: Vec<JoinHandle<Vec<Record>>>,
+}
+
+impl Load {
+    fn start(client: &Client) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let successes = Arc::new(AtomicUsize::new(0));
+        let callers = (0..CALLERS)
+            .map(|t| {
+                let kv = client.kv();
+                let (stop, successes) = (stop.clone(), successes.clone());
+                std::thread::spawn(move || {
+                    let mut records = Vec::new();
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let key = format!("load/{t}/{n}");
+                        let started = Instant::now();
+                        let outcome = if n % 4 == 0 {
+                            match kv.get_with(
+                                format!("load/{t}/{}", n - 1),
+                                GetOptions::new().serializable(),
+                            ) {
+                                Ok(_) => Outcome::Read,
+                                Err(e) => Outcome::Failed(e.to_string()),
+                            }
+                        } else {
+                            match kv.put(key.clone(), key.clone()) {
+                                Ok(_) => Outcome::Written(key),
+                                Err(Error::WriteOutcomeUnknown { .. }) => Outcome::Unknown(key),
+                                Err(e) => Outcome::Failed(e.to_string()),
+                            }
+                        };
+                        if matches!(outcome, Outcome::Written(_) | Outcome::Read) {
+                            successes.fetch_add(1, Ordering::Relaxed);
+                        }
+                        records.push(Record {
+                            started,
+                            took: started.elapsed(),
+                            outcome,
+                        });
+                    }
+                    records
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            successes,
+            callers,
+        }
+    }
+
+    /// Waits until `more` calls have succeeded from now on.
+    fn wait_for_successes(&self, cluster: &Cluster, more: usize, what: &str) {
+        let target = self.successes.load(Ordering::Relaxed) + more;
+        cluster
+            .wait_until(Duration::from_secs(30), what, || {
+                self.successes.load(Ordering::Relaxed) >= target
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn stop(self) -> Vec<Record> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.callers
+            .into_iter()
+            .flat_map(|c| c.join().expect("caller thread"))
+            .collect()
+    }
+}
+
+/// Runs `fault` (then `recover`) under load and checks the promises: calls end within
+/// their deadline; a call started after the fault succeeds within `resume_bound`; calls
+/// started later than that, until the recovery, do not stall (the faulty member is
+/// avoided); no acknowledged write is lost and none is applied twice. Returns the time
+/// from the fault to the first success.
+fn under_load<T>(
+    members: usize,
+    fault: impl FnOnce(&Cluster) -> T,
+    recover: impl FnOnce(&Cluster, T),
+    resume_bound: Duration,
+) -> Duration {
+    let cluster = cluster(members);
+    let client = Client::builder()
+        .endpoints(cluster.endpoints())
+        .request_timeout(DEADLINE)
+        .connect()
+        .expect("connect");
+    let load = Load::start(&client);
+    load.wait_for_successes(&cluster, 100, "the load to run before the fault");
+    let fault_at = Instant::now();
+    let faulted = fault(&cluster);
+    load.wait_for_successes(&cluster, 100, "service to resume after the fault");
+    // Enough calls after the bound to judge that the faulty member is avoided.
+    cluster
+        .wait_until(Duration::from_secs(30), "the resume bound to pass", || {
+            fault_at.elapsed() > resume_bound
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    load.wait_for_successes(&cluster, 200, "calls after the resume bound");
+    let recover_at = Instant::now();
+    recover(&cluster, faulted);
+    cluster.wait_healthy().unwrap_or_else(|e| panic!("{e}"));
+    load.wait_for_successes(&cluster, 100, "the load to run after recovery");
+    let records = load.stop();
+
+    let slow: Vec<_> = records
+        .iter()
+        .filter(|r| r.took > DEADLINE + LATE)
+        .collect();
+    assert!(
+        slow.is_empty(),
+        "{} calls overran their deadline of {DEADLINE:?}, the slowest took {:?}",
+        slow.len(),
+        slow.iter().map(|r| r.took).max()
+    );
+
+    let resumed = records
+        .iter()
+        .filter(|r| r.started >= fault_at)
+        .filter(|r| matches!(r.outcome, Outcome::Written(_) | Outcome::Read))
+        .map(|r| r.started + r.took - fault_at)
+        .min()
+        .expect("calls succeeded after the fault");
+    assert!(
+        resumed <= resume_bound,
+        "first success {resumed:?} after the fault, bound {resume_bound:?}"
+    );
+
+    let stalled: Vec<Duration> = records
+        .iter()
+        .filter(|r| r.started >= fault_at + resume_bound && r.started < recover_at)
+        .map(|r| r.took)
+        .filter(|&took| took > SETTLED_STALL)
+        .collect();
+    assert!(
+        stalled.is_empty(),
+        "{} calls stalled once the fault should have been handled: {stalled:?}",
+        stalled.len()
+    );
+    eprintln!("first success {resumed:?} after the fault (bound {resume_bound:?})");
+
+    check_writes(&client, &records);
+    client.close().expect("close");
+    resumed
+}
+
+/// Every acknowledged write is there, once; every write of unknown outcome is there once or
+/// not at all.
+fn check_writes(client: &Client, records: &[Record]) {
+    let kv = client.kv().with_timeout(Duration::from_secs(10));
+    let stored: std::collections::HashMap<Vec<u8>, (Vec<u8>, i64)> = kv
+        .get_with("load/", GetOptions::new().prefix())
+        .expect("read back")
+        .into_kvs()
+        .into_iter()
+        .map(|kv| {
+            let version = kv.version();
+            let (k, v) = kv.into_key_value();
+            (k, (v, version))
+        })
+        .collect();
+    let mut acknowledged = 0;
+    for record in records {
+        match &record.outcome {
+            Outcome::Written(key) => {
+                acknowledged += 1;
+                let (value, version) = stored
+                    .get(key.as_bytes())
+                    .unwrap_or_else(|| panic!("acknowledged write {key} was lost"));
+                assert_eq!(value, key.as_bytes(), "{key}");
+                assert_eq!(*version, 1, "{key} was applied {version} times");
+            }
+            Outcome::Unknown(key) => {
+                if let Some((_, version)) = stored.get(key.as_bytes()) {
+                    assert_eq!(*version, 1, "{key} was applied {version} times");
+                }
+            }
+            Outcome::Read | Outcome::Failed(_) => {}
+        }
+    }
+    assert!(acknowledged > 0, "the load wrote something");
+}
+
+#[test]
+fn sigkill_of_the_leader() {
+    under_load(
+        3,
+        |c| {
+            let old = c.leader().expect("leader");
+            c.kill(old).expect("kill");
+            old
+        },
+        |c, old| c.restart(old).expect("restart"),
+        Duration::from_secs(1),
+    );
+}
+
+#[test]
+fn sigkill_of_a_follower() {
+    under_load(
+        3,
+        |c| {
+            let follower = (c.leader().expect("leader") + 1) % 3;
+            c.kill(follower).expect("kill");
+            follower
+        },
+        |c, follower| c.restart(follower).expect("restart"),
+        Duration::from_secs(1),
+    );
+}
+
+#[test]
+fn sigstop_of_a_member_in_use() {
+    under_load(
+        3,
+        |c| {
+            let hung = (c.leader().expect("leader") + 1) % 3;
+            c.pause(hung).expect("pause");
+            hung
+        },
+        |c, hung| c.resume(hung).expect("resume"),
+        Duration::from_millis(1500),
+    );
+}
+
+#[test]
+fn sigstop_of_the_leader() {
+    under_load(
+        3,
+        |c| {
+            let hung = c.leader().expect("leader");
+            c.pause(hung).expect("pause");
+            hung
+        },
+        |c, hung| c.resume(hung).expect("resume"),
+        Duration::from_millis(1500),
+    );
+}
+
+#[test]
+fn loss_of_quorum_and_its_recovery() {
+    let cluster = cluster(3);
+    let client = Client::builder()
+        .endpoints(cluster.endpoints())
+        .request_timeout(Duration::from_millis(500))
+        .connect()
+        .expect("connect");
+    let kv = client.kv();
+    kv.put("before", "1").expect("put");
+    let leader = cluster.leader().expect("leader");
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    cluster.kill(others[0]).expect("kill");
+    cluster.kill(others[1]).expect("kill");
+    // Without quorum every write fails, within its deadline, and says why.
+    for i in 0..5 {
+        let started = Instant::now();
+        let err = kv.put(format!("during/{i}"), "x").expect_err("no quorum");
+        assert!(
+            started.elapsed() <= Duration::from_millis(500) + LATE,
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            err.is_unavailable() || err.is_deadline_exceeded(),
+            "{err:?}"
+        );
+    }
+    cluster.restart(others[0]).expect("restart");
+    let back = Instant::now();
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "a write after quorum returns",
+            || kv.put("after", "1").is_ok(),
+        )
+        .expect("writes resume");
+    let resumed = back.elapsed();
+    assert!(
+        resumed < Duration::from_secs(5),
+        "writes resumed after {resumed:?}"
+    );
+    assert_eq!(kv.get("before").expect("get").count(), 1);
+    cluster.restart(others[1]).expect("restart");
+    cluster.wait_healthy().expect("healthy");
+}
+
+#[test]
+fn rolling_restart_of_every_member() {
+    under_load(
+        3,
+        |c| {
+            for i in 0..3 {
+                c.kill(i).expect("kill");
+                c.restart(i).expect("restart");
+                c.wait_healthy().expect("healthy between restarts");
+            }
+        },
+        |_, ()| {},
+        Duration::from_secs(1),
+    );
+}
