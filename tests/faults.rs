@@ -64,7 +64,7 @@ impl Load {
                         n += 1;
                         let key = format!("load/{t}/{n}");
                         let started = Instant::now();
-                        let outcome = if n % 4 == 0 {
+                        let outcome = if n.is_multiple_of(4) {
                             match kv.get_with(
                                 format!("load/{t}/{}", n - 1),
                                 GetOptions::new().serializable(),
