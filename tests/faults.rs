@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::cluster;
-use etcd_blocking::testing::Cluster;
+use etcd_blocking::testing::{Cluster, Proxy};
 use etcd_blocking::{Client, Error, GetOptions};
 
 /// Each call's deadline.
@@ -124,33 +124,43 @@ impl Load {
 /// avoided); no acknowledged write is lost and none is applied twice. Returns the time
 /// from the fault to the first success.
 fn under_load<T>(
-    members: usize,
     fault: impl FnOnce(&Cluster) -> T,
     recover: impl FnOnce(&Cluster, T),
     resume_bound: Duration,
 ) -> Duration {
-    let cluster = cluster(members);
+    let cluster = cluster(3);
+    under_load_on(&cluster, &cluster.endpoints(), fault, recover, resume_bound)
+}
+
+/// [`under_load`] on a given cluster, through the given endpoints.
+fn under_load_on<T>(
+    cluster: &Cluster,
+    endpoints: &[String],
+    fault: impl FnOnce(&Cluster) -> T,
+    recover: impl FnOnce(&Cluster, T),
+    resume_bound: Duration,
+) -> Duration {
     let client = Client::builder()
-        .endpoints(cluster.endpoints())
+        .endpoints(endpoints)
         .request_timeout(DEADLINE)
         .connect()
         .expect("connect");
     let load = Load::start(&client);
-    load.wait_for_successes(&cluster, 100, "the load to run before the fault");
+    load.wait_for_successes(cluster, 100, "the load to run before the fault");
     let fault_at = Instant::now();
-    let faulted = fault(&cluster);
-    load.wait_for_successes(&cluster, 100, "service to resume after the fault");
+    let faulted = fault(cluster);
+    load.wait_for_successes(cluster, 100, "service to resume after the fault");
     // Enough calls after the bound to judge that the faulty member is avoided.
     cluster
         .wait_until(Duration::from_secs(30), "the resume bound to pass", || {
             fault_at.elapsed() > resume_bound
         })
         .unwrap_or_else(|e| panic!("{e}"));
-    load.wait_for_successes(&cluster, 200, "calls after the resume bound");
+    load.wait_for_successes(cluster, 200, "calls after the resume bound");
     let recover_at = Instant::now();
-    recover(&cluster, faulted);
+    recover(cluster, faulted);
     cluster.wait_healthy().unwrap_or_else(|e| panic!("{e}"));
-    load.wait_for_successes(&cluster, 100, "the load to run after recovery");
+    load.wait_for_successes(cluster, 100, "the load to run after recovery");
     let records = load.stop();
 
     let slow: Vec<_> = records
@@ -234,7 +244,6 @@ fn check_writes(client: &Client, records: &[Record]) {
 #[test]
 fn sigkill_of_the_leader() {
     under_load(
-        3,
         |c| {
             let old = c.leader().expect("leader");
             c.kill(old).expect("kill");
@@ -248,7 +257,6 @@ fn sigkill_of_the_leader() {
 #[test]
 fn sigkill_of_a_follower() {
     under_load(
-        3,
         |c| {
             let follower = (c.leader().expect("leader") + 1) % 3;
             c.kill(follower).expect("kill");
@@ -262,7 +270,6 @@ fn sigkill_of_a_follower() {
 #[test]
 fn sigstop_of_a_member_in_use() {
     under_load(
-        3,
         |c| {
             let hung = (c.leader().expect("leader") + 1) % 3;
             c.pause(hung).expect("pause");
@@ -276,13 +283,64 @@ fn sigstop_of_a_member_in_use() {
 #[test]
 fn sigstop_of_the_leader() {
     under_load(
-        3,
         |c| {
             let hung = c.leader().expect("leader");
             c.pause(hung).expect("pause");
             hung
         },
         |c, hung| c.resume(hung).expect("resume"),
+        Duration::from_millis(1500),
+    );
+}
+
+#[test]
+fn a_member_cut_off_from_its_peers_but_reachable() {
+    let cluster = Cluster::builder()
+        .members(3)
+        .peer_proxies()
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    under_load_on(
+        &cluster,
+        &cluster.endpoints(),
+        |c| {
+            let cut = (c.leader().expect("leader") + 1) % 3;
+            c.isolate(cut).expect("isolate");
+        },
+        |c, ()| c.heal().expect("heal"),
+        Duration::from_millis(1500),
+    );
+}
+
+#[test]
+fn the_leader_cut_off_from_its_peers_but_reachable() {
+    let cluster = Cluster::builder()
+        .members(3)
+        .peer_proxies()
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    under_load_on(
+        &cluster,
+        &cluster.endpoints(),
+        |c| {
+            let cut = c.leader().expect("leader");
+            c.isolate(cut).expect("isolate");
+        },
+        |c, ()| c.heal().expect("heal"),
+        Duration::from_millis(1500),
+    );
+}
+
+#[test]
+fn a_blackhole_between_client_and_member() {
+    let cluster = cluster(3);
+    let proxy = Proxy::start(0, cluster.client_port(1)).unwrap_or_else(|e| panic!("{e}"));
+    let endpoints = [cluster.endpoint(0), proxy.endpoint(), cluster.endpoint(2)];
+    under_load_on(
+        &cluster,
+        &endpoints,
+        |_| proxy.blackhole(),
+        |_, ()| proxy.pass(),
         Duration::from_millis(1500),
     );
 }
@@ -337,7 +395,6 @@ fn loss_of_quorum_and_its_recovery() {
 #[test]
 fn rolling_restart_of_every_member() {
     under_load(
-        3,
         |c| {
             for i in 0..3 {
                 c.kill(i).expect("kill");

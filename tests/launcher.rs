@@ -190,3 +190,98 @@ fn bad_sizes_and_member_indexes_are_refused() {
         Err(LaunchError::Member { index: 0, .. })
     ));
 }
+
+#[test]
+fn an_isolated_member_loses_its_leader_and_rejoins_when_healed() {
+    let cluster = Cluster::builder()
+        .members(3)
+        .peer_proxies()
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cut = (cluster.leader().expect("leader") + 1) % 3;
+    let alone = etcd_blocking::Client::builder()
+        .endpoints([cluster.endpoint(cut)])
+        .request_timeout(Duration::from_millis(300))
+        .connect()
+        .expect("connect");
+    let others = etcd_blocking::Client::builder()
+        .endpoints((0..3).filter(|&i| i != cut).map(|i| cluster.endpoint(i)))
+        .connect()
+        .expect("connect");
+    others.kv().put("k", "1").expect("put");
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "the member to see the write",
+            || {
+                alone
+                    .kv()
+                    .get_with("k", GetOptions::new().serializable())
+                    .is_ok_and(|g| g.count() == 1)
+            },
+        )
+        .expect("replicated");
+
+    cluster.isolate(cut).expect("isolate");
+    others
+        .kv()
+        .put("k", "2")
+        .expect("the majority still writes");
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "the cut-off member to fail reads",
+            || alone.kv().get("k").is_err(),
+        )
+        .expect("linearizable reads fail");
+    // A client that has not seen the revision of "2" gets the member's stale answer.
+    let fresh = etcd_blocking::Client::connect([cluster.endpoint(cut)]).expect("connect");
+    let stale_value = fresh
+        .kv()
+        .get_with("k", GetOptions::new().serializable())
+        .expect("serializable read of a cut-off member");
+    assert_eq!(stale_value.first().map(|kv| kv.value()), Some(&b"1"[..]));
+
+    cluster.heal().expect("heal");
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "the healed member to catch up",
+            || {
+                alone
+                    .kv()
+                    .get("k")
+                    .is_ok_and(|g| g.first().is_some_and(|kv| kv.value() == b"2"))
+            },
+        )
+        .expect("caught up");
+}
+
+#[test]
+fn a_blackholed_proxy_keeps_connections_open_and_answers_nothing() {
+    let cluster = cluster(1);
+    let proxy = etcd_blocking::testing::Proxy::start(0, cluster.client_port(0)).expect("proxy");
+    let client = etcd_blocking::Client::builder()
+        .endpoints([proxy.endpoint()])
+        .request_timeout(Duration::from_millis(300))
+        .connect()
+        .expect("connect through the proxy");
+    client.kv().put("k", "v").expect("put through the proxy");
+    proxy.blackhole();
+    let err = client
+        .kv()
+        .get("k")
+        .expect_err("a black hole answers nothing");
+    assert!(
+        err.is_deadline_exceeded() || err.is_unavailable(),
+        "{err:?}"
+    );
+    proxy.pass();
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "calls through the proxy to work again",
+            || client.kv().get("k").is_ok(),
+        )
+        .expect("passes again");
+}

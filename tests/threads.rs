@@ -45,11 +45,20 @@ fn close_and_drop_stop_every_client_thread() {
         .poll_threads(3)
         .connect()
         .expect("connect");
+    // A new thread names itself as it starts: wait for the names, then count exactly.
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "the client's threads to be named",
+            || client_threads() == 4,
+        )
+        .expect("three poll threads and a balancer");
     assert_eq!(
         threads_named("etcd-grpc"),
         3,
-        "named poll threads, as many as asked"
+        "poll threads, as many as asked"
     );
+    assert_eq!(threads_named("etcd-balancer"), 1, "one balancer worker");
     client.kv().put("k", "v").expect("put");
     client.close().expect("close");
     stopped("close to stop the poll threads and the balancer");
@@ -57,7 +66,13 @@ fn close_and_drop_stop_every_client_thread() {
     let client = Client::connect(cluster.endpoints()).expect("connect");
     let kv = client.kv();
     kv.get("k").expect("get");
-    assert_eq!(client_threads(), 2);
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "the client's threads to be named",
+            || client_threads() == 2,
+        )
+        .expect("a poll thread and a balancer");
     drop(client);
     kv.get("k").expect("a handle keeps the client alive");
     drop(kv);

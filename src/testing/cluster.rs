@@ -7,6 +7,7 @@ use parking_lot::Mutex;
 
 use super::member::{Member, State};
 use super::probe::{self, Prober};
+use super::proxy::Proxy;
 use super::support::{free_ports, poll_until, Slot, TempDir};
 use super::{etcd_binary, LaunchError};
 
@@ -23,6 +24,7 @@ pub struct ClusterBuilder {
     extra_args: Vec<String>,
     timeout: Duration,
     etcd: Option<PathBuf>,
+    peer_proxies: bool,
 }
 
 impl Default for ClusterBuilder {
@@ -32,6 +34,7 @@ impl Default for ClusterBuilder {
             extra_args: Vec::new(),
             timeout: Duration::from_secs(30),
             etcd: None,
+            peer_proxies: false,
         }
     }
 }
@@ -55,6 +58,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// Puts a proxy in front of every member's peer port, so that [`Cluster::isolate`] can
+    /// cut a member off from its peers while clients still reach it.
+    pub fn peer_proxies(mut self) -> Self {
+        self.peer_proxies = true;
+        self
+    }
+
     /// The etcd binary to run, instead of `ETCD_BIN` or the first `etcd` on `PATH`.
     pub fn etcd_binary(mut self, path: impl Into<PathBuf>) -> Self {
         self.etcd = Some(path.into());
@@ -75,8 +85,8 @@ impl ClusterBuilder {
         let mut attempt = 1;
         loop {
             match self.try_start(&etcd) {
-                Ok((members, dir)) => {
-                    let cluster = Cluster::new(members, dir, etcd, slot, self.timeout);
+                Ok((members, proxies, dir)) => {
+                    let cluster = Cluster::new(members, proxies, dir, etcd, slot, self.timeout);
                     cluster.wait_healthy()?;
                     return Ok(cluster);
                 }
@@ -94,16 +104,29 @@ impl ClusterBuilder {
     fn try_start(
         &self,
         etcd: &std::path::Path,
-    ) -> Result<(Vec<Member>, TempDir), (LaunchError, bool)> {
+    ) -> Result<(Vec<Member>, Vec<Proxy>, TempDir), (LaunchError, bool)> {
         let dir = TempDir::new().map_err(|e| (e, false))?;
-        let ports = free_ports(2 * self.members).map_err(|e| (e, false))?;
-        let pairs: Vec<(u16, u16)> = ports.chunks(2).map(|p| (p[0], p[1])).collect();
+        let per_member = if self.peer_proxies { 3 } else { 2 };
+        let ports = free_ports(per_member * self.members).map_err(|e| (e, false))?;
+        let triples: Vec<(u16, u16, u16)> = ports
+            .chunks(per_member)
+            .map(|p| (p[0], p[1], p[per_member - 1]))
+            .collect();
+        let proxies = if self.peer_proxies {
+            triples
+                .iter()
+                .map(|&(_, peer, proxy)| Proxy::start(proxy, peer))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| (e, true))?
+        } else {
+            Vec::new()
+        };
         let token = dir
             .path()
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let mut members: Vec<Member> = (0..self.members)
-            .map(|i| Member::new(i, &pairs, dir.path(), &token, &self.extra_args))
+            .map(|i| Member::new(i, &triples, dir.path(), &token, &self.extra_args))
             .collect();
         let deadline = Instant::now() + self.timeout;
         for i in 0..members.len() {
@@ -132,7 +155,7 @@ impl ClusterBuilder {
                 ));
             }
         }
-        Ok((members, dir))
+        Ok((members, proxies, dir))
     }
 }
 
@@ -140,6 +163,7 @@ impl ClusterBuilder {
 pub struct Cluster {
     // Field order is drop order: processes first, then their directory, then the slot.
     members: Mutex<Vec<Member>>,
+    peer_proxies: Vec<Proxy>,
     prober: Prober,
     member_ids: Mutex<Vec<u64>>,
     client_ports: Vec<u16>,
@@ -170,6 +194,7 @@ impl Cluster {
 
     fn new(
         members: Vec<Member>,
+        peer_proxies: Vec<Proxy>,
         dir: TempDir,
         etcd: PathBuf,
         slot: Slot,
@@ -180,6 +205,7 @@ impl Cluster {
             prober: Prober::new(&client_ports),
             member_ids: Mutex::new(vec![0; members.len()]),
             members: Mutex::new(members),
+            peer_proxies,
             client_ports,
             etcd,
             timeout,
@@ -204,6 +230,14 @@ impl Cluster {
     /// If there is no such member.
     pub fn endpoint(&self, index: usize) -> String {
         format!("127.0.0.1:{}", self.client_ports[index])
+    }
+
+    /// Member `index`'s client port.
+    ///
+    /// # Panics
+    /// If there is no such member.
+    pub fn client_port(&self, index: usize) -> u16 {
+        self.client_ports[index]
     }
 
     /// A client of every member, with default settings.
@@ -269,6 +303,49 @@ impl Cluster {
         self.wait_until(self.timeout, &format!("member {index} to serve"), || {
             probe::accepts(port, PROBE_TIMEOUT)
         })
+    }
+
+    /// Cuts member `index` off from its peers while clients still reach it: the partition
+    /// HTTP/2 pings cannot see. Needs [`ClusterBuilder::peer_proxies`].
+    pub fn isolate(&self, index: usize) -> Result<(), LaunchError> {
+        let proxies = self.proxies(index)?;
+        let id = self.member_id(index).ok_or(LaunchError::Member {
+            index,
+            reason: "its member ID is not known yet",
+        })?;
+        let sender = format!("{id:x}");
+        for (i, proxy) in proxies.iter().enumerate() {
+            if i == index {
+                proxy.isolate();
+            } else {
+                proxy.refuse(&sender);
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets every peer link through again after [`Cluster::isolate`].
+    pub fn heal(&self) -> Result<(), LaunchError> {
+        for proxy in self.proxies(0)? {
+            proxy.heal();
+        }
+        Ok(())
+    }
+
+    fn proxies(&self, index: usize) -> Result<&[Proxy], LaunchError> {
+        if self.peer_proxies.is_empty() {
+            return Err(LaunchError::Member {
+                index,
+                reason: "the cluster was started without peer proxies",
+            });
+        }
+        if index >= self.peer_proxies.len() {
+            return Err(LaunchError::Member {
+                index,
+                reason: "no such member",
+            });
+        }
+        Ok(&self.peer_proxies)
     }
 
     /// Waits until every running member answers and all name the same running leader.

@@ -39,31 +39,33 @@ pub(crate) struct Member {
 }
 
 impl Member {
-    /// Describes member `index` of a cluster whose members listen on `ports`
-    /// (client, peer) and keep their data under `dir`.
+    /// Describes member `index` of a cluster whose members listen on `ports` (client,
+    /// peer, and the peer port the others dial: a proxy's, or the peer port itself) and
+    /// keep their data under `dir`.
     pub(crate) fn new(
         index: usize,
-        ports: &[(u16, u16)],
+        ports: &[(u16, u16, u16)],
         dir: &Path,
         token: &str,
         extra: &[String],
     ) -> Member {
         let name = format!("m{index}");
-        let (client_port, peer_port) = ports[index];
+        let (client_port, peer_port, advertised) = ports[index];
         let initial_cluster = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .map(|(i, (_, _, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
             .collect::<Vec<_>>()
             .join(",");
         let client_url = format!("http://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let listen_peer_url = format!("http://127.0.0.1:{peer_port}");
+        let peer_url = format!("http://127.0.0.1:{advertised}");
         let mut args = vec![
             format!("--name={name}"),
             format!("--data-dir={}", dir.join(&name).display()),
             format!("--listen-client-urls={client_url}"),
             format!("--advertise-client-urls={client_url}"),
-            format!("--listen-peer-urls={peer_url}"),
+            format!("--listen-peer-urls={listen_peer_url}"),
             format!("--initial-advertise-peer-urls={peer_url}"),
             format!("--initial-cluster={initial_cluster}"),
             "--initial-cluster-state=new".to_owned(),

@@ -25,9 +25,11 @@
 mod cluster;
 mod member;
 mod probe;
+mod proxy;
 mod support;
 
 pub use cluster::{Cluster, ClusterBuilder};
+pub use proxy::{Proxy, ProxyMode};
 
 use std::path::PathBuf;
 use std::time::Duration;
