@@ -90,10 +90,10 @@ where
     let mut last: Option<Error> = None;
     loop {
         let Some((index, endpoint)) = shared.pick(deadline) else {
-            return Err(last.unwrap_or_else(|| Error::NoHealthyEndpoint {
+            return Err(Error::NoHealthyEndpoint {
                 timeout,
                 endpoints: shared.failures(),
-            }));
+            });
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {

@@ -318,6 +318,11 @@ impl Client {
         Lease::new(self.clone(), self.inner.request_timeout)
     }
 
+    /// Every endpoint's health as the balancer sees it now (empty once closed).
+    pub fn endpoint_health(&self) -> Vec<crate::EndpointHealth> {
+        self.shared().map(|s| s.health()).unwrap_or_default()
+    }
+
     /// The endpoints this client uses, as gRPC targets (`host:port`).
     pub fn endpoints(&self) -> Vec<String> {
         match self.inner.conns.read().as_ref() {

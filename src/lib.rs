@@ -75,7 +75,7 @@
 //! restart). This crate's own tests use it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod balancer;
+pub(crate) mod balancer;
 mod call;
 mod client;
 mod endpoint;
@@ -90,6 +90,7 @@ mod txn;
 mod types;
 mod wait;
 
+pub use balancer::{EndpointHealth, Health};
 pub use client::{Client, ClientBuilder};
 pub use error::{EndpointFailure, Error, Result, ServerCode, ServerError, StatusCode};
 pub use kv::{CompactResponse, DeleteResponse, GetResponse, Kv, PutResponse};

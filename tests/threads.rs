@@ -17,6 +17,13 @@ fn threads_named(prefix: &str) -> usize {
         .count()
 }
 
+/// How many file descriptors this process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+}
+
 /// Threads a client starts: grpcio's poll threads and the balancer's worker.
 fn client_threads() -> usize {
     threads_named("etcd-grpc") + threads_named("etcd-balancer")
@@ -78,10 +85,19 @@ fn close_and_drop_stop_every_client_thread() {
     drop(kv);
     stopped("dropping the last handle to stop the poll threads");
 
+    let fds_before = open_fds();
     for _ in 0..20 {
         let client = Client::connect(cluster.endpoints()).expect("connect");
         client.kv().get("k").expect("get");
         client.close().expect("close");
     }
     stopped("repeated clients to leave no thread behind");
+    // Sockets close as gRPC tears its connections down: wait for the count to settle.
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "file descriptors to be released",
+            || open_fds() <= fds_before,
+        )
+        .unwrap_or_else(|e| panic!("{} open before, {} after: {e}", fds_before, open_fds()));
 }

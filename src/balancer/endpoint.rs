@@ -10,10 +10,10 @@ use parking_lot::Mutex;
 use crate::client::ClientBuilder;
 use crate::proto::rpc_grpc::{KvClient, LeaseClient};
 
-/// How usable an endpoint is, as callers see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How usable an endpoint is, as the balancer judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
-pub(crate) enum Health {
+pub enum Health {
     /// Its last probe passed and no call has failed on it since.
     Healthy = 0,
     /// A call failed on it or its connection dropped; a probe is on its way. Used only when

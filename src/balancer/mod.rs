@@ -8,7 +8,8 @@
 mod endpoint;
 mod worker;
 
-pub(crate) use endpoint::{Endpoint, Health};
+pub(crate) use endpoint::Endpoint;
+pub use endpoint::Health;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -145,6 +146,22 @@ impl Shared {
             .collect()
     }
 
+    /// Every endpoint's health, as callers see it now.
+    pub(crate) fn health(&self) -> Vec<EndpointHealth> {
+        self.endpoints
+            .iter()
+            .map(|e| {
+                let detail = e.detail();
+                EndpointHealth {
+                    endpoint: e.target.clone(),
+                    health: e.health(),
+                    reason: detail.reason,
+                    since: detail.since,
+                }
+            })
+            .collect()
+    }
+
     /// Notes the revision of a response; returns the highest revision seen before it.
     pub(crate) fn saw_revision(&self, revision: i64) -> i64 {
         self.max_revision.fetch_max(revision, Ordering::AcqRel)
@@ -153,6 +170,38 @@ impl Shared {
     /// The highest revision any response has carried.
     pub(crate) fn max_revision(&self) -> i64 {
         self.max_revision.load(Ordering::Acquire)
+    }
+}
+
+/// One endpoint's health, as [`Client::endpoint_health`](crate::Client::endpoint_health)
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointHealth {
+    endpoint: String,
+    health: Health,
+    reason: String,
+    since: Instant,
+}
+
+impl EndpointHealth {
+    /// The endpoint, `host:port`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Its health.
+    pub fn health(&self) -> Health {
+        self.health
+    }
+
+    /// Why: the last probe's verdict or the failure that made it suspect.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// When it entered this state for this reason.
+    pub fn since(&self) -> Instant {
+        self.since
     }
 }
 

@@ -1,0 +1,200 @@
+//! The balancer against real etcd: health as callers see it, rejoining, spreading calls,
+//! refusing a foreign cluster, never going back in time, and the error when nothing is
+//! healthy.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::cluster;
+use etcd_blocking::{Client, Error, GetOptions, Health};
+
+fn health_of(client: &Client, endpoint: &str) -> Health {
+    client
+        .endpoint_health()
+        .into_iter()
+        .find(|h| h.endpoint() == endpoint)
+        .map(|h| h.health())
+        .expect("a known endpoint")
+}
+
+#[test]
+fn a_killed_member_turns_unhealthy_and_rejoins_as_soon_as_it_serves() {
+    let cluster = cluster(3);
+    let client = Client::connect(cluster.endpoints()).expect("connect");
+    let endpoint = cluster.endpoint(1);
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "every endpoint to be healthy",
+            || {
+                client
+                    .endpoint_health()
+                    .iter()
+                    .all(|h| h.health() == Health::Healthy)
+            },
+        )
+        .expect("healthy");
+    cluster.kill(1).expect("kill");
+    cluster
+        .wait_until(
+            Duration::from_secs(5),
+            "the killed member to be unhealthy",
+            || health_of(&client, &endpoint) == Health::Unhealthy,
+        )
+        .expect("unhealthy");
+    let reason = client.endpoint_health()[1].reason().to_owned();
+    assert!(!reason.is_empty());
+    cluster.restart(1).expect("restart");
+    let serving = Instant::now();
+    cluster
+        .wait_until(
+            Duration::from_secs(5),
+            "the restarted member to rejoin",
+            || health_of(&client, &endpoint) == Health::Healthy,
+        )
+        .expect("rejoined");
+    // No fixed hold-out: back within the longest re-probe backoff and a probe.
+    assert!(
+        serving.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        serving.elapsed()
+    );
+}
+
+#[test]
+fn calls_go_round_robin_over_the_healthy_members() {
+    let cluster = cluster(3);
+    let client = Client::connect(cluster.endpoints()).expect("connect");
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "every endpoint to be healthy",
+            || {
+                client
+                    .endpoint_health()
+                    .iter()
+                    .all(|h| h.health() == Health::Healthy)
+            },
+        )
+        .expect("healthy");
+    let kv = client.kv();
+    let members: HashSet<u64> = (0..12)
+        .map(|_| {
+            let got = kv
+                .get_with("k", GetOptions::new().serializable())
+                .expect("get");
+            got.header().member_id()
+        })
+        .collect();
+    assert_eq!(members.len(), 3, "every member served some calls");
+}
+
+#[test]
+fn nothing_healthy_fails_at_the_deadline_listing_every_endpoint() {
+    let cluster = cluster(3);
+    let client = Client::builder()
+        .endpoints(cluster.endpoints())
+        .request_timeout(Duration::from_millis(400))
+        .connect()
+        .expect("connect");
+    client.kv().put("k", "v").expect("put");
+    for i in 0..3 {
+        cluster.kill(i).expect("kill");
+    }
+    cluster
+        .wait_until(
+            Duration::from_secs(5),
+            "every endpoint to be unhealthy",
+            || {
+                client
+                    .endpoint_health()
+                    .iter()
+                    .all(|h| h.health() == Health::Unhealthy)
+            },
+        )
+        .expect("unhealthy");
+    let started = Instant::now();
+    let err = client.kv().get("k").expect_err("nothing is up");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_millis(900),
+        "{waited:?}"
+    );
+    match &err {
+        Error::NoHealthyEndpoint { endpoints, .. } => {
+            let named: Vec<&str> = endpoints.iter().map(|e| e.endpoint.as_str()).collect();
+            let expected = cluster.endpoints();
+            assert_eq!(
+                named,
+                expected.iter().map(String::as_str).collect::<Vec<_>>()
+            );
+            assert!(endpoints.iter().all(|e| !e.reason.is_empty()));
+        }
+        other => panic!("expected NoHealthyEndpoint, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        cluster
+            .endpoints()
+            .iter()
+            .all(|e| text.contains(e.as_str())),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_endpoint_of_another_cluster_is_refused() {
+    let ours = cluster(1);
+    let theirs = cluster(1);
+    let client = Client::connect([ours.endpoint(0), theirs.endpoint(0)]).expect("connect");
+    let mut verdict = Vec::new();
+    ours.wait_until(
+        Duration::from_secs(10),
+        "one endpoint refused for its cluster",
+        || {
+            verdict = client.endpoint_health();
+            verdict
+                .iter()
+                .filter(|h| h.health() == Health::Healthy)
+                .count()
+                == 1
+                && verdict.iter().any(|h| {
+                    h.health() == Health::Unhealthy && h.reason().contains("belongs to cluster")
+                })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{verdict:?}: {e}"));
+    let clusters: HashSet<u64> = (0..10)
+        .map(|_| client.kv().get("k").expect("get").header().cluster_id())
+        .collect();
+    assert_eq!(clusters.len(), 1, "every call went to one cluster");
+}
+
+#[test]
+fn serializable_reads_never_go_back_in_time() {
+    let cluster = etcd_blocking::testing::Cluster::builder()
+        .members(3)
+        .peer_proxies()
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = Client::connect(cluster.endpoints()).expect("connect");
+    let kv = client.kv();
+    kv.put("k", "1").expect("put");
+    let lagging = (cluster.leader().expect("leader") + 1) % 3;
+    cluster.isolate(lagging).expect("isolate");
+    let seen = kv.put("k", "2").expect("put").header().revision();
+    for _ in 0..30 {
+        let got = kv
+            .get_with("k", GetOptions::new().serializable())
+            .expect("get");
+        assert!(
+            got.header().revision() >= seen,
+            "went back from {seen} to {}",
+            got.header().revision()
+        );
+        assert_eq!(got.first().map(|kv| kv.value()), Some(&b"2"[..]));
+    }
+    cluster.heal().expect("heal");
+}
