@@ -91,9 +91,11 @@ fn a_paused_member_stops_answering_until_resumed() {
     let kv = one.kv().with_timeout(Duration::from_millis(200));
     kv.get("k").expect("answers while running");
     cluster.pause(follower).expect("pause");
+    // The call times out on the member, or the balancer finds it hung first.
     assert!(matches!(
         kv.get("k"),
-        Err(etcd_blocking::Error::DeadlineExceeded { .. })
+        Err(etcd_blocking::Error::DeadlineExceeded { .. }
+            | etcd_blocking::Error::NoHealthyEndpoint { .. })
     ));
     assert!(matches!(
         cluster.pause(follower),
@@ -123,7 +125,10 @@ fn losing_quorum_stops_writes_and_restarting_restores_them() {
     let lone = etcd_blocking::Client::connect([cluster.endpoint(leader)]).expect("connect");
     let kv = lone.kv().with_timeout(Duration::from_millis(500));
     let err = kv.put("k", "v").expect_err("no quorum, no write");
-    assert!(err.is_unavailable() || matches!(err, etcd_blocking::Error::DeadlineExceeded { .. }));
+    assert!(
+        err.is_unavailable() || err.is_deadline_exceeded(),
+        "{err:?}"
+    );
     cluster.restart(others[0]).expect("restart");
     cluster.restart(others[1]).expect("restart");
     cluster.wait_healthy().expect("healthy");
