@@ -157,6 +157,17 @@ impl Member {
                 std::io::Error::other(status.to_string()),
             ));
         }
+        // The signal is delivered asynchronously: return once every thread of the process
+        // has stopped (or is running again), so the caller's next step sees the new state.
+        let settled = super::support::poll_until(std::time::Duration::from_secs(5), || {
+            all_threads_stopped(pid) == Some(pause)
+        });
+        if !settled {
+            return Err(LaunchError::io(
+                format!("kill {signal} {pid}"),
+                std::io::Error::other("the process did not change state within 5 s"),
+            ));
+        }
         self.paused = pause;
         Ok(())
     }
@@ -172,6 +183,20 @@ impl Member {
             tail(&self.log, lines)
         )
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T`), from `/proc`; `None` if
+/// that cannot be read.
+fn all_threads_stopped(pid: u32) -> Option<bool> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut all = true;
+    for task in tasks {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+        // The state follows the parenthesised command name, which may contain spaces.
+        let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+        all &= state == "T";
+    }
+    Some(all)
 }
 
 impl Drop for Member {
