@@ -46,27 +46,47 @@
 //!
 //! # Architecture
 //!
-//! **Threads.** A [`Client`] owns one grpcio `Environment` whose completion-queue threads
-//! (named `etcd-grpc-0`, ... ; one by default, [`ClientBuilder::poll_threads`]) drive every
-//! connection of that client. These are the only threads the client starts. Each endpoint
-//! has one grpcio channel (one HTTP/2 connection, not shared with other clients), created at
-//! connect time; [`ClientBuilder::connect`] dials them all in parallel and returns once one
-//! is ready, or fails after the dial timeout naming every endpoint.
+//! **Threads.** A [`Client`] starts two kinds of threads and owns both:
+//! - grpcio's completion-queue threads (`etcd-grpc-0`, ...; one by default,
+//!   [`ClientBuilder::poll_threads`]), which drive every connection of the client;
+//! - the balancer's worker (`etcd-balancer`), which keeps the endpoint table true.
+//!
+//! Each endpoint has one grpcio channel (one HTTP/2 connection, not shared with other
+//! clients). [`ClientBuilder::connect`] dials them all in parallel and returns once one is
+//! ready, or fails after the dial timeout naming every endpoint.
+//!
+//! **The balancer.** Every endpoint is [`Health::Healthy`], [`Health::Suspect`] or
+//! [`Health::Unhealthy`] (with a reason and since when; [`Client::endpoint_health`]). Callers
+//! read that from an atomic, never waiting on the worker. The worker probes all endpoints in
+//! parallel, each with a linearizable one-key count under etcd's require-leader metadata and
+//! a short deadline ([`ClientBuilder::probe_interval`], [`ClientBuilder::probe_timeout`]): it
+//! passes only if the member is up, has a leader and reaches its quorum, so members that hang
+//! or are cut off from their peers are found too, which HTTP/2 pings cannot do. A failed
+//! probe makes the endpoint unhealthy; it is re-probed with backoff from 50 ms and rejoins as
+//! soon as a probe passes. Callers that see a call fail report the endpoint suspect, which
+//! makes the worker probe it at once. An endpoint of another cluster (cluster ID) is refused.
 //!
 //! **Ownership.** `Client` is an `Arc` around the shared state; clones and the API handles
-//! ([`Kv`], [`Lease`]) share it. The connections sit behind a lock that is held only to
-//! clone an `Arc` out of it, never across a call. [`Client::close`] (or dropping the last
-//! handle) takes the connections out, so later calls fail with [`Error::Closed`]; the
-//! environment shuts down when the last call in flight returns, and `close` waits until its
-//! threads have stopped.
+//! ([`Kv`], [`Lease`]) share it. The worker holds only the endpoint table, never the client.
+//! The connections sit behind a lock that is held only to clone an `Arc` out of it, never
+//! across a call. [`Client::close`] (or dropping the last handle) takes them out, so later
+//! calls fail with [`Error::Closed`], stops and joins the worker, and waits until grpcio's
+//! threads have stopped (calls still in flight finish first, each bounded by its deadline).
 //!
-//! **A call.** `kv.get(..)` builds the protobuf request on the caller's thread (validating
-//! options first), picks an endpoint round-robin (passing over endpoints whose connection
-//! failed), and issues a grpcio unary call with the handle's deadline. The caller's thread
-//! blocks on the call's completion, which a poll thread delivers; the response is converted
-//! into this crate's types (the generated protobuf types stay private) and returned, or the
-//! failure is converted into an [`Error`]. Nothing is retried yet: a health-aware balancer
-//! with safe retries is the next piece of work.
+//! **A call.** `kv.get(..)` validates its options and builds the protobuf request on the
+//! caller's thread, then, within the call's one deadline: picks a healthy endpoint
+//! round-robin (a suspect one if none is healthy; else waits for one to turn healthy, and at
+//! the deadline fails with [`Error::NoHealthyEndpoint`] listing every endpoint and its last
+//! failure); starts the call there with require-leader metadata (except serializable reads);
+//! and blocks, parked, until a poll thread completes it. If the endpoint turns unhealthy
+//! meanwhile, the call is cancelled rather than left to hang. A failure goes to one function,
+//! `retry::decide`: repeatable calls (reads, lease time-to-live, read-only transactions) are
+//! tried on another endpoint, with a growing pause after each full round; writes only when
+//! they never reached a server (no connection, or refused for having no leader), and
+//! otherwise fail with [`Error::WriteOutcomeUnknown`] so that nothing is applied twice. The
+//! client remembers the highest revision it has seen, and a serializable read answered from
+//! behind it is asked elsewhere, so a failover never takes the client back in time. The
+//! response becomes this crate's types (the generated protobuf types stay private).
 //!
 //! # Testing against real etcd
 //!
