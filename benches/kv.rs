@@ -1,10 +1,11 @@
 //! Sequential put and get against a throwaway 1-member cluster: prints ops/s and latency
-//! percentiles. Run with `cargo bench --bench kv`; `ETCD_BENCH_OPS` sets the count
-//! (default 2000).
+//! percentiles, for this client and for a bare grpcio call with no client logic, in
+//! alternating rounds (runs vary: compare only figures of one run). Run with
+//! `cargo bench --bench kv`; `ETCD_BENCH_OPS` sets the count per round (default 2000).
 
 use std::time::{Duration, Instant};
 
-use etcd_blocking::testing::Cluster;
+use etcd_blocking::testing::{BareKv, Cluster};
 use etcd_blocking::{Client, GetOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -15,21 +16,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cluster = Cluster::start(1)?;
     let client = Client::connect(cluster.endpoints())?;
     let kv = client.kv();
+    let bare = BareKv::connect(&cluster.endpoint(0));
     let value = vec![b'v'; 64];
+    let text = |e: etcd_blocking::Error| e.to_string();
     println!(
-        "{:<22} {:>8} {:>10} {:>10} {:>10}",
+        "{:<24} {:>8} {:>10} {:>10} {:>10}",
         "workload", "ops", "ops/s", "p50", "p99"
     );
-    report("put 64 B", ops, |i| {
-        kv.put(format!("bench/{i}"), value.clone()).map(drop)
-    })?;
-    report("get linearizable", ops, |i| {
-        kv.get(format!("bench/{i}")).map(drop)
-    })?;
-    report("get serializable", ops, |i| {
-        kv.get_with(format!("bench/{i}"), GetOptions::new().serializable())
-            .map(drop)
-    })?;
+    for round in 1..=3 {
+        println!("round {round}");
+        report("put 64 B", ops, |i| {
+            kv.put(format!("bench/{i}"), value.clone())
+                .map(drop)
+                .map_err(text)
+        })?;
+        report("put 64 B, bare grpcio", ops, |i| {
+            bare.put(format!("bench/{i}").into_bytes(), value.clone())
+        })?;
+        report("get linearizable", ops, |i| {
+            kv.get(format!("bench/{i}")).map(drop).map_err(text)
+        })?;
+        report("get, bare grpcio", ops, |i| {
+            bare.get(format!("bench/{i}").into_bytes())
+        })?;
+        report("get serializable", ops, |i| {
+            kv.get_with(format!("bench/{i}"), GetOptions::new().serializable())
+                .map(drop)
+                .map_err(text)
+        })?;
+    }
     client.close()?;
     Ok(())
 }
@@ -38,8 +53,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn report(
     name: &str,
     ops: usize,
-    mut op: impl FnMut(usize) -> etcd_blocking::Result<()>,
-) -> etcd_blocking::Result<()> {
+    mut op: impl FnMut(usize) -> Result<(), String>,
+) -> Result<(), String> {
     let mut latencies = Vec::with_capacity(ops);
     let started = Instant::now();
     for i in 0..ops {
@@ -51,7 +66,7 @@ fn report(
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!(
-        "{:<22} {:>8} {:>10.0} {:>10} {:>10}",
+        "{:<24} {:>8} {:>10.0} {:>10} {:>10}",
         name,
         ops,
         ops as f64 / total.as_secs_f64(),
