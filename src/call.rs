@@ -89,7 +89,7 @@ where
     let mut attempts = 0usize;
     let mut last: Option<Error> = None;
     loop {
-        let Some((index, endpoint)) = shared.pick(deadline) else {
+        let Some(endpoint) = shared.pick(deadline) else {
             return Err(Error::NoHealthyEndpoint {
                 timeout,
                 endpoints: shared.failures(),
@@ -107,8 +107,8 @@ where
         if !spec.serializable {
             option = option.headers(require_leader());
         }
-        let outcome = match start(endpoint, option) {
-            Ok(call) => wait(call, endpoint),
+        let outcome = match start(&endpoint, option) {
+            Ok(call) => wait(call, &endpoint),
             Err(e) => Outcome::Failed(e),
         };
         let error = match outcome {
@@ -122,7 +122,7 @@ where
                         revision,
                         seen: shared.max_revision(),
                     });
-                    backoff(attempts, shared.endpoints.len(), deadline);
+                    backoff(attempts, shared.table().len(), deadline);
                     continue;
                 }
                 shared.saw_revision(revision);
@@ -147,16 +147,16 @@ where
         match decide(spec.kind, &error) {
             Decision::Fail => return Err(error),
             Decision::OutcomeUnknown(mark) => {
-                shared.report(index, mark, &error.to_string());
+                shared.report(&endpoint, mark, &error.to_string());
                 return Err(Error::WriteOutcomeUnknown {
                     endpoint: endpoint.target.clone(),
                     source: Box::new(error),
                 });
             }
             Decision::Retry(mark) => {
-                shared.report(index, mark, &error.to_string());
+                shared.report(&endpoint, mark, &error.to_string());
                 last = Some(error);
-                backoff(attempts, shared.endpoints.len(), deadline);
+                backoff(attempts, shared.table().len(), deadline);
             }
         }
     }

@@ -7,7 +7,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use grpcio::{CallOption, ClientUnaryReceiver, EnvBuilder, Environment};
 use parking_lot::RwLock;
 
-use crate::balancer::{Balancer, Endpoint, ProbeSettings, Shared};
+use crate::balancer::{Balancer, Endpoint, Opener, Settings, Shared};
 use crate::call::{Revisioned, Spec};
 use crate::endpoint;
 use crate::error::{Error, Result};
@@ -34,6 +34,7 @@ pub struct ClientBuilder {
     poll_threads: usize,
     probe_interval: Duration,
     probe_timeout: Duration,
+    auto_sync_interval: Option<Duration>,
 }
 
 impl Default for ClientBuilder {
@@ -49,6 +50,7 @@ impl Default for ClientBuilder {
             poll_threads: 1,
             probe_interval: Duration::from_millis(500),
             probe_timeout: Duration::from_millis(400),
+            auto_sync_interval: None,
         }
     }
 }
@@ -129,6 +131,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Syncs the endpoints from the cluster's member list at this interval (default: never):
+    /// members added to the cluster are used, removed ones dropped and their connections
+    /// closed. Endpoints of another cluster are refused either way.
+    pub fn auto_sync_interval(mut self, interval: Duration) -> Self {
+        self.auto_sync_interval = Some(interval);
+        self
+    }
+
     /// The send and receive limits as grpcio takes them (checked to fit by `validate`).
     pub(crate) fn message_limits(&self) -> (i32, i32) {
         (
@@ -168,16 +178,22 @@ impl ClientBuilder {
                 timeout: self.dial_timeout,
             });
         };
-        let probes = ProbeSettings {
+        let settings = Settings {
             interval: self.probe_interval,
             timeout: self.probe_timeout,
             backoff: Duration::from_millis(50),
+            auto_sync: self.auto_sync_interval,
         };
-        let balancer =
-            Balancer::start(endpoints, &[first], probes).map_err(|e| Error::InvalidArgument {
+        let opener = Opener {
+            config: self.clone(),
+            env: env.clone(),
+        };
+        let balancer = Balancer::start(endpoints, &[first], settings, opener).map_err(|e| {
+            Error::InvalidArgument {
                 argument: "balancer thread",
                 reason: format!("could not be started: {e}"),
-            })?;
+            }
+        })?;
         Ok(Client {
             inner: Arc::new(Inner {
                 conns: RwLock::new(Some(Arc::new(Conns {
@@ -233,6 +249,9 @@ impl ClientBuilder {
                 return Err(invalid(argument, "must be from 1 byte to 2 GiB - 1"));
             }
         }
+        if self.auto_sync_interval.is_some_and(|i| i.is_zero()) {
+            return Err(invalid("auto-sync interval", "must be more than zero"));
+        }
         if self.probe_interval.is_zero() || self.probe_timeout.is_zero() {
             return Err(invalid(
                 "probe interval and timeout",
@@ -271,19 +290,10 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let conns = self.inner.conns.read().clone();
-        let endpoints: Vec<&str> = match &conns {
-            Some(c) => c
-                .shared()
-                .endpoints
-                .iter()
-                .map(|e| e.target.as_str())
-                .collect(),
-            None => Vec::new(),
-        };
+        let closed = self.inner.conns.read().is_none();
         f.debug_struct("Client")
-            .field("endpoints", &endpoints)
-            .field("closed", &conns.is_none())
+            .field("endpoints", &self.endpoints())
+            .field("closed", &closed)
             .finish()
     }
 }
@@ -328,7 +338,7 @@ impl Client {
         match self.inner.conns.read().as_ref() {
             Some(c) => c
                 .shared()
-                .endpoints
+                .table()
                 .iter()
                 .map(|e| e.target.clone())
                 .collect(),

@@ -240,3 +240,47 @@ fn serializable_reads_never_go_back_in_time() {
     );
     cluster.heal().expect("heal");
 }
+
+#[test]
+fn auto_sync_adds_members_and_drops_endpoints_that_are_not_members() {
+    let cluster = cluster(3);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let not_a_member = listener.local_addr().expect("addr").to_string();
+    drop(listener);
+    let client = Client::builder()
+        .endpoints([cluster.endpoint(0), not_a_member.clone()])
+        .auto_sync_interval(Duration::from_millis(100))
+        .connect()
+        .expect("connect");
+    let mut members = cluster.endpoints();
+    members.sort();
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "the endpoints to match the members",
+            || {
+                let mut now = client.endpoints();
+                now.sort();
+                now == members
+            },
+        )
+        .unwrap_or_else(|e| panic!("{:?}: {e}", client.endpoints()));
+    assert!(!client.endpoints().contains(&not_a_member));
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "every synced endpoint to be healthy",
+            || {
+                let health = client.endpoint_health();
+                health.len() == 3 && health.iter().all(|h| h.health() == Health::Healthy)
+            },
+        )
+        .expect("healthy");
+    let served: HashSet<u64> = (0..12)
+        .map(|_| {
+            let got = client.kv().get_with("k", GetOptions::new().serializable());
+            got.expect("get").header().member_id()
+        })
+        .collect();
+    assert_eq!(served.len(), 3, "the added members serve calls");
+}

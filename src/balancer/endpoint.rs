@@ -8,7 +8,7 @@ use grpcio::{Channel, ChannelBuilder, ConnectivityState, Environment};
 use parking_lot::Mutex;
 
 use crate::client::ClientBuilder;
-use crate::proto::rpc_grpc::{KvClient, LeaseClient};
+use crate::proto::rpc_grpc::{ClusterClient, KvClient, LeaseClient};
 
 /// How usable an endpoint is, as the balancer judges it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,6 +46,7 @@ pub(crate) struct Endpoint {
     channel: Channel,
     pub(crate) kv: KvClient,
     pub(crate) lease: LeaseClient,
+    pub(crate) cluster: ClusterClient,
     health: AtomicU8,
     detail: Mutex<Detail>,
 }
@@ -72,6 +73,7 @@ impl Endpoint {
             target: target.to_owned(),
             kv: KvClient::new(channel.clone()),
             lease: LeaseClient::new(channel.clone()),
+            cluster: ClusterClient::new(channel.clone()),
             channel,
             health: AtomicU8::new(Health::Suspect as u8),
             detail: Mutex::new(Detail {

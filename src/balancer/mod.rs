@@ -17,35 +17,50 @@ use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use parking_lot::{Condvar, Mutex};
+use grpcio::Environment;
+use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::client::ClientBuilder;
 use crate::error::EndpointFailure;
 use crate::retry::Mark;
 
-/// How the balancer probes; see [`ClientBuilder`](crate::ClientBuilder) for each setting.
+/// How the balancer probes and syncs; see [`ClientBuilder`](crate::ClientBuilder) for each
+/// setting.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ProbeSettings {
+pub(crate) struct Settings {
     /// Between probes of a healthy endpoint.
     pub(crate) interval: Duration,
     /// The deadline of one probe.
     pub(crate) timeout: Duration,
     /// The first re-probe delay of an unhealthy endpoint; doubles up to `interval`.
     pub(crate) backoff: Duration,
+    /// Between two syncs of the endpoints from the member list; `None`: never.
+    pub(crate) auto_sync: Option<Duration>,
 }
 
 /// What callers tell the worker.
 pub(crate) enum Event {
-    /// Probe this endpoint now.
-    Probe(usize),
+    /// Probe the endpoint with this target now.
+    Probe(String),
     /// Stop.
     Stop,
 }
 
+/// The endpoints in use: replaced whole when membership changes, so a caller holds a
+/// consistent snapshot for as long as it needs one.
+pub(crate) type Table = Arc<Vec<Arc<Endpoint>>>;
+
+/// What the worker needs to open endpoints that auto-sync finds.
+pub(crate) struct Opener {
+    pub(crate) config: ClientBuilder,
+    pub(crate) env: Arc<Environment>,
+}
+
 /// What callers and the worker share.
 pub(crate) struct Shared {
-    pub(crate) endpoints: Vec<Endpoint>,
+    table: RwLock<Table>,
     next: AtomicUsize,
-    /// Bumped, under `changed_lock`, whenever an endpoint becomes healthy.
+    /// Bumped whenever an endpoint becomes healthy; callers wait on `changed` for it.
     generation: Mutex<u64>,
     changed: Condvar,
     events: Sender<Event>,
@@ -54,12 +69,23 @@ pub(crate) struct Shared {
     cluster_id: AtomicU64,
     /// The highest store revision any response has carried.
     max_revision: AtomicI64,
+    opener: Opener,
 }
 
 impl Shared {
+    /// The endpoints in use now.
+    pub(crate) fn table(&self) -> Table {
+        self.table.read().clone()
+    }
+
+    /// Puts a new set of endpoints in use.
+    fn replace_table(&self, table: Vec<Arc<Endpoint>>) {
+        *self.table.write() = Arc::new(table);
+    }
+
     /// A healthy endpoint, round-robin; else a suspect one; else waits for an endpoint to
     /// become healthy until `deadline`.
-    pub(crate) fn pick(&self, deadline: Instant) -> Option<(usize, &Endpoint)> {
+    pub(crate) fn pick(&self, deadline: Instant) -> Option<Arc<Endpoint>> {
         loop {
             let seen = *self.generation.lock();
             if let Some(found) = self.pick_now() {
@@ -77,19 +103,19 @@ impl Shared {
         }
     }
 
-    fn pick_now(&self) -> Option<(usize, &Endpoint)> {
-        let n = self.endpoints.len();
+    fn pick_now(&self) -> Option<Arc<Endpoint>> {
+        let table = self.table.read();
+        let n = table.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let order = || (0..n).map(|i| (start + i) % n);
+        let order = || (0..n).map(|i| &table[(start + i) % n]);
         order()
-            .find(|&i| self.endpoints[i].health() == Health::Healthy)
-            .or_else(|| order().find(|&i| self.endpoints[i].health() == Health::Suspect))
-            .map(|i| (i, &self.endpoints[i]))
+            .find(|e| e.health() == Health::Healthy)
+            .or_else(|| order().find(|e| e.health() == Health::Suspect))
+            .cloned()
     }
 
-    /// Records what a failed call says about endpoint `index`.
-    pub(crate) fn report(&self, index: usize, mark: Mark, reason: &str) {
-        let endpoint = &self.endpoints[index];
+    /// Records what a failed call says about `endpoint`.
+    pub(crate) fn report(&self, endpoint: &Endpoint, mark: Mark, reason: &str) {
         match mark {
             Mark::Suspect => {
                 if endpoint.health() != Health::Healthy {
@@ -101,21 +127,18 @@ impl Shared {
                 endpoint.set(Health::Unhealthy, reason);
             }
         }
-        self.wake_worker(Event::Probe(index));
+        self.wake_worker(Event::Probe(endpoint.target.clone()));
     }
 
-    /// Moves endpoint `index` to `health`, waking callers that wait for a healthy one.
-    pub(crate) fn set_health(&self, index: usize, health: Health, reason: &str) {
-        let old = self.endpoints[index].set(health, reason);
+    /// Moves `endpoint` to `health`, waking callers that wait for a healthy one.
+    pub(crate) fn set_health(&self, endpoint: &Endpoint, health: Health, reason: &str) {
+        let old = endpoint.set(health, reason);
         if health == Health::Healthy && old != Health::Healthy {
             *self.generation.lock() += 1;
             self.changed.notify_all();
         }
         if old != health {
-            log::debug!(
-                "etcd endpoint {} is {health:?}: {reason}",
-                self.endpoints[index].target
-            );
+            log::debug!("etcd endpoint {} is {health:?}: {reason}", endpoint.target);
         }
     }
 
@@ -129,7 +152,7 @@ impl Shared {
 
     /// Every endpoint with its state and last failure, for an error report.
     pub(crate) fn failures(&self) -> Vec<EndpointFailure> {
-        self.endpoints
+        self.table()
             .iter()
             .map(|e| {
                 let detail = e.detail();
@@ -148,7 +171,7 @@ impl Shared {
 
     /// Every endpoint's health, as callers see it now.
     pub(crate) fn health(&self) -> Vec<EndpointHealth> {
-        self.endpoints
+        self.table()
             .iter()
             .map(|e| {
                 let detail = e.detail();
@@ -217,11 +240,13 @@ impl Balancer {
     pub(crate) fn start(
         endpoints: Vec<Endpoint>,
         connected: &[usize],
-        probes: ProbeSettings,
+        settings: Settings,
+        opener: Opener,
     ) -> std::io::Result<Balancer> {
         let (events, inbox) = crossbeam_channel::unbounded();
+        let endpoints: Vec<Arc<Endpoint>> = endpoints.into_iter().map(Arc::new).collect();
         let shared = Arc::new(Shared {
-            endpoints,
+            table: RwLock::new(Arc::new(endpoints)),
             next: AtomicUsize::new(0),
             generation: Mutex::new(0),
             changed: Condvar::new(),
@@ -229,14 +254,16 @@ impl Balancer {
             worker: OnceLock::new(),
             cluster_id: AtomicU64::new(0),
             max_revision: AtomicI64::new(0),
+            opener,
         });
+        let table = shared.table();
         for &i in connected {
-            shared.set_health(i, Health::Healthy, "connected");
+            shared.set_health(&table[i], Health::Healthy, "connected");
         }
         let worker_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name("etcd-balancer".to_owned())
-            .spawn(move || worker::run(&worker_shared, &inbox, probes))?;
+            .spawn(move || worker::run(&worker_shared, &inbox, settings))?;
         let _ = shared.worker.set(handle.thread().clone());
         Ok(Balancer {
             shared,

@@ -6,6 +6,7 @@
 //! quorum, which is what an HTTP/2 ping cannot tell. Probes of all endpoints are in flight
 //! together, polled from this one thread, so a hung member never delays the others.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -17,9 +18,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use grpcio::{CallOption, ClientUnaryReceiver};
 
-use super::{Event, Health, ProbeSettings, Shared};
+use super::{Endpoint, Event, Health, Settings, Shared, Table};
+use crate::endpoint;
 use crate::error::{Error, ServerCode};
-use crate::proto::rpc::{RangeRequest, RangeResponse};
+use crate::proto::rpc::{MemberListRequest, MemberListResponse, RangeRequest, RangeResponse};
 
 /// How often the worker looks at the channels' connectivity even when no probe is due.
 const TICK: Duration = Duration::from_millis(50);
@@ -41,53 +43,149 @@ struct Probe {
     failures: u32,
 }
 
-pub(super) fn run(shared: &Shared, inbox: &Receiver<Event>, settings: ProbeSettings) {
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let now = Instant::now();
-    let mut probes: Vec<Probe> = shared
-        .endpoints
-        .iter()
-        .map(|_| Probe {
-            due: now,
+impl Probe {
+    fn now() -> Probe {
+        Probe {
+            due: Instant::now(),
             in_flight: None,
             failures: 0,
-        })
-        .collect();
+        }
+    }
+}
+
+/// The next sync of the endpoints from the member list.
+struct Sync {
+    due: Instant,
+    in_flight: Option<ClientUnaryReceiver<MemberListResponse>>,
+}
+
+pub(super) fn run(shared: &Shared, inbox: &Receiver<Event>, settings: Settings) {
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut probes: HashMap<String, Probe> = HashMap::new();
+    let mut sync = Sync {
+        due: Instant::now() + settings.auto_sync.unwrap_or(TICK),
+        in_flight: None,
+    };
     let request = probe_request();
     loop {
         for event in inbox.try_iter() {
             match event {
-                Event::Probe(i) => probes[i].due = Instant::now(),
+                Event::Probe(target) => {
+                    if let Some(probe) = probes.get_mut(&target) {
+                        probe.due = Instant::now();
+                    }
+                }
                 Event::Stop => return,
             }
         }
-        for (i, endpoint) in shared.endpoints.iter().enumerate() {
+        let table = shared.table();
+        probes.retain(|target, _| table.iter().any(|e| &e.target == target));
+        for endpoint in table.iter() {
+            let probe = probes
+                .entry(endpoint.target.clone())
+                .or_insert_with(Probe::now);
             if endpoint.health() == Health::Healthy && endpoint.connection_failed() {
-                shared.set_health(i, Health::Suspect, "its connection failed");
-                probes[i].due = Instant::now();
+                shared.set_health(endpoint, Health::Suspect, "its connection failed");
+                probe.due = Instant::now();
             }
-        }
-        let now = Instant::now();
-        for (i, probe) in probes.iter_mut().enumerate() {
-            if probe.in_flight.is_none() && probe.due <= now {
-                start(shared, i, probe, &request, settings, now);
+            if probe.in_flight.is_none() && probe.due <= Instant::now() {
+                start(shared, endpoint, probe, &request, settings);
             }
             if let Some(call) = probe.in_flight.as_mut() {
                 if let Poll::Ready(result) = Pin::new(call).poll(&mut cx) {
                     probe.in_flight = None;
-                    finish(shared, i, probe, result, settings);
+                    finish(shared, endpoint, probe, result, settings);
                 }
             }
         }
+        if let Some(interval) = settings.auto_sync {
+            sync_members(
+                shared,
+                &table,
+                &mut sync,
+                &mut cx,
+                interval,
+                settings.timeout,
+            );
+        }
         let next = probes
-            .iter()
+            .values()
             .filter(|p| p.in_flight.is_none())
             .map(|p| p.due)
+            .chain(settings.auto_sync.map(|_| sync.due))
             .min()
-            .unwrap_or(now + TICK);
+            .unwrap_or_else(|| Instant::now() + TICK);
         thread::park_timeout(next.saturating_duration_since(Instant::now()).min(TICK));
     }
+}
+
+/// Asks a healthy member for the member list when due, and puts its members' client
+/// endpoints in use: new members are added (suspect until probed), departed ones dropped
+/// (their connections close when the last call on them ends). Learners are left out: they
+/// serve no linearizable request.
+fn sync_members(
+    shared: &Shared,
+    table: &Table,
+    sync: &mut Sync,
+    cx: &mut Context<'_>,
+    interval: Duration,
+    timeout: Duration,
+) {
+    if sync.in_flight.is_none() && sync.due <= Instant::now() {
+        sync.due = Instant::now() + interval;
+        let Some(endpoint) = table.iter().find(|e| e.health() == Health::Healthy) else {
+            return;
+        };
+        let option = CallOption::default().timeout(timeout);
+        sync.in_flight = endpoint
+            .cluster
+            .member_list_async_opt(&MemberListRequest::new(), option)
+            .ok();
+    }
+    let Some(call) = sync.in_flight.as_mut() else {
+        return;
+    };
+    let Poll::Ready(result) = Pin::new(call).poll(cx) else {
+        return;
+    };
+    sync.in_flight = None;
+    let Ok(response) = result else {
+        return;
+    };
+    let mut targets: Vec<String> = Vec::new();
+    for member in response.members.iter().filter(|m| !m.isLearner) {
+        if let Some(target) = member
+            .clientURLs
+            .iter()
+            .find_map(|u| endpoint::parse(u).ok())
+        {
+            if !targets.contains(&target) {
+                targets.push(target);
+            }
+        }
+    }
+    let same = targets.len() == table.len() && table.iter().all(|e| targets.contains(&e.target));
+    if targets.is_empty() || same {
+        return;
+    }
+    let next: Vec<Arc<Endpoint>> = targets
+        .iter()
+        .map(|target| match table.iter().find(|e| &e.target == target) {
+            Some(kept) => kept.clone(),
+            None => Arc::new(Endpoint::open(
+                &shared.opener.config,
+                &shared.opener.env,
+                target,
+            )),
+        })
+        .collect();
+    log::info!(
+        "etcd endpoints synced from the member list: {:?} -> {:?}",
+        table.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(),
+        targets
+    );
+    shared.replace_table(next);
 }
 
 /// The probe: a linearizable count of one key, which needs a leader and a quorum.
@@ -102,13 +200,11 @@ fn probe_request() -> RangeRequest {
 
 fn start(
     shared: &Shared,
-    i: usize,
+    endpoint: &Endpoint,
     probe: &mut Probe,
     request: &RangeRequest,
-    settings: ProbeSettings,
-    now: Instant,
+    settings: Settings,
 ) {
-    let endpoint = &shared.endpoints[i];
     let option = CallOption::default()
         .timeout(settings.timeout)
         .headers(crate::call::require_leader());
@@ -116,20 +212,18 @@ fn start(
         Ok(call) => probe.in_flight = Some(call),
         Err(e) => {
             let error = Error::from_grpc(e, &endpoint.target, settings.timeout);
-            fail(shared, i, probe, &error.to_string(), settings, now);
+            fail(shared, endpoint, probe, &error.to_string(), settings);
         }
     }
 }
 
 fn finish(
     shared: &Shared,
-    i: usize,
+    endpoint: &Endpoint,
     probe: &mut Probe,
     result: grpcio::Result<RangeResponse>,
-    settings: ProbeSettings,
+    settings: Settings,
 ) {
-    let endpoint = &shared.endpoints[i];
-    let now = Instant::now();
     let cluster = match result {
         Ok(response) => response.header.as_ref().map_or(0, |h| h.cluster_id),
         Err(e) => {
@@ -139,7 +233,7 @@ fn finish(
                 error.code(),
                 Some(ServerCode::PermissionDenied | ServerCode::InvalidAuthToken)
             ) {
-                fail(shared, i, probe, &error.to_string(), settings, now);
+                fail(shared, endpoint, probe, &error.to_string(), settings);
                 return;
             }
             0
@@ -158,28 +252,21 @@ fn finish(
         if ours != cluster {
             let reason =
                 format!("it belongs to cluster {cluster:x}, not to this client's {ours:x}");
-            fail(shared, i, probe, &reason, settings, now);
+            fail(shared, endpoint, probe, &reason, settings);
             return;
         }
     }
     probe.failures = 0;
-    probe.due = now + settings.interval;
-    shared.set_health(i, Health::Healthy, "its probe passed");
+    probe.due = Instant::now() + settings.interval;
+    shared.set_health(endpoint, Health::Healthy, "its probe passed");
 }
 
-fn fail(
-    shared: &Shared,
-    i: usize,
-    probe: &mut Probe,
-    reason: &str,
-    settings: ProbeSettings,
-    now: Instant,
-) {
+fn fail(shared: &Shared, endpoint: &Endpoint, probe: &mut Probe, reason: &str, settings: Settings) {
     probe.failures = probe.failures.saturating_add(1);
     let backoff = settings
         .backoff
         .saturating_mul(1 << probe.failures.min(10).saturating_sub(1))
         .min(settings.interval);
-    probe.due = now + backoff;
-    shared.set_health(i, Health::Unhealthy, reason);
+    probe.due = Instant::now() + backoff;
+    shared.set_health(endpoint, Health::Unhealthy, reason);
 }
