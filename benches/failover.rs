@@ -163,7 +163,6 @@ fn run(
         .collect();
     // Warm up: every endpoint connected and probed, the load running.
     thread::sleep(Duration::from_millis(500));
-    let fault_at = Instant::now();
     match fault {
         Fault::KillLeader => cluster.kill(leader)?,
         Fault::KillFollower => cluster.kill(follower)?,
@@ -173,6 +172,9 @@ fn run(
         Fault::IsolateLeader => cluster.isolate(leader)?,
         Fault::Blackhole => proxy.blackhole(),
     }
+    // The fault is in effect from here: pause and kill return once the process has
+    // stopped or died.
+    let fault_at = Instant::now();
     thread::sleep(watch);
     stop.store(true, Ordering::Relaxed);
     // A paused member must run again for the callers stuck on it to finish.
