@@ -38,16 +38,20 @@ pub(crate) struct Spec {
     /// revision older than one the client has already seen, and may be served without a
     /// leader.
     pub(crate) serializable: bool,
+    /// Send it to the leader when the leader is known and healthy.
+    pub(crate) leader: bool,
 }
 
 impl Spec {
     pub(crate) const READ: Spec = Spec {
         kind: CallKind::Repeatable,
         serializable: false,
+        leader: false,
     };
     pub(crate) const WRITE: Spec = Spec {
         kind: CallKind::Write,
         serializable: false,
+        leader: false,
     };
 }
 
@@ -89,7 +93,9 @@ where
     let mut attempts = 0usize;
     let mut last: Option<Error> = None;
     loop {
-        let Some(endpoint) = shared.pick(deadline) else {
+        // The first try may go to the leader; a retry goes round-robin, away from it.
+        let to_leader = spec.leader && attempts == 0;
+        let Some(endpoint) = shared.pick(deadline, to_leader) else {
             return Err(Error::NoHealthyEndpoint {
                 timeout,
                 endpoints: shared.failures(),

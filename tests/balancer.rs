@@ -284,3 +284,41 @@ fn auto_sync_adds_members_and_drops_endpoints_that_are_not_members() {
         .collect();
     assert_eq!(served.len(), 3, "the added members serve calls");
 }
+
+#[test]
+fn writes_and_linearizable_reads_go_to_the_leader_by_default() {
+    let cluster = cluster(3);
+    let client = Client::connect(cluster.endpoints()).expect("connect");
+    let leader = cluster.leader().expect("leader");
+    let leader_id = cluster.member_id(leader).expect("leader id");
+    let kv = client.kv();
+    cluster
+        .wait_until(Duration::from_secs(10), "calls to reach the leader", || {
+            (0..6).all(|_| {
+                kv.get("k")
+                    .is_ok_and(|g| g.header().member_id() == leader_id)
+                    && kv
+                        .put("k", "v")
+                        .is_ok_and(|p| p.header().member_id() == leader_id)
+            })
+        })
+        .expect("leader preferred");
+    let spread = Client::builder()
+        .endpoints(cluster.endpoints())
+        .prefer_leader(false)
+        .connect()
+        .expect("connect");
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "round-robin to reach every member",
+            || {
+                let members: HashSet<u64> = (0..12)
+                    .filter_map(|_| spread.kv().get("k").ok())
+                    .map(|g| g.header().member_id())
+                    .collect();
+                members.len() == 3
+            },
+        )
+        .expect("round-robin without the preference");
+}

@@ -1,6 +1,6 @@
 //! One endpoint of the balancer: its channel, service clients and health.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,7 +8,7 @@ use grpcio::{Channel, ChannelBuilder, ConnectivityState, Environment};
 use parking_lot::Mutex;
 
 use crate::client::ClientBuilder;
-use crate::proto::rpc_grpc::{ClusterClient, KvClient, LeaseClient};
+use crate::proto::rpc_grpc::{ClusterClient, KvClient, LeaseClient, MaintenanceClient};
 
 /// How usable an endpoint is, as the balancer judges it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,7 +47,10 @@ pub(crate) struct Endpoint {
     pub(crate) kv: KvClient,
     pub(crate) lease: LeaseClient,
     pub(crate) cluster: ClusterClient,
+    pub(crate) maintenance: MaintenanceClient,
     health: AtomicU8,
+    /// The etcd member ID behind the endpoint, once a status call has told it; 0 before.
+    member_id: AtomicU64,
     detail: Mutex<Detail>,
 }
 
@@ -74,7 +77,9 @@ impl Endpoint {
             kv: KvClient::new(channel.clone()),
             lease: LeaseClient::new(channel.clone()),
             cluster: ClusterClient::new(channel.clone()),
+            maintenance: MaintenanceClient::new(channel.clone()),
             channel,
+            member_id: AtomicU64::new(0),
             health: AtomicU8::new(Health::Suspect as u8),
             detail: Mutex::new(Detail {
                 reason: "not probed yet".to_owned(),
@@ -101,6 +106,15 @@ impl Endpoint {
             detail.since = Instant::now();
         }
         old
+    }
+
+    /// The member ID behind the endpoint; 0 until known.
+    pub(crate) fn member_id(&self) -> u64 {
+        self.member_id.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_member_id(&self, id: u64) {
+        self.member_id.store(id, Ordering::Relaxed);
     }
 
     pub(crate) fn detail(&self) -> Detail {

@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     cluster_id: AtomicU64,
     /// The highest store revision any response has carried.
     max_revision: AtomicI64,
+    /// The leader's member ID, as the last status of a healthy member said; 0: unknown.
+    leader: AtomicU64,
     opener: Opener,
 }
 
@@ -83,9 +85,15 @@ impl Shared {
         *self.table.write() = Arc::new(table);
     }
 
-    /// A healthy endpoint, round-robin; else a suspect one; else waits for an endpoint to
-    /// become healthy until `deadline`.
-    pub(crate) fn pick(&self, deadline: Instant) -> Option<Arc<Endpoint>> {
+    /// With `leader`, the leader's endpoint if it is known and healthy; else a healthy
+    /// endpoint, round-robin; else a suspect one; else waits for an endpoint to become
+    /// healthy until `deadline`.
+    pub(crate) fn pick(&self, deadline: Instant, leader: bool) -> Option<Arc<Endpoint>> {
+        if leader {
+            if let Some(found) = self.leader_endpoint() {
+                return Some(found);
+            }
+        }
         loop {
             let seen = *self.generation.lock();
             if let Some(found) = self.pick_now() {
@@ -101,6 +109,23 @@ impl Shared {
                 return None;
             }
         }
+    }
+
+    fn leader_endpoint(&self) -> Option<Arc<Endpoint>> {
+        let leader = self.leader.load(Ordering::Relaxed);
+        if leader == 0 {
+            return None;
+        }
+        let table = self.table.read();
+        table
+            .iter()
+            .find(|e| e.member_id() == leader && e.health() == Health::Healthy)
+            .cloned()
+    }
+
+    /// Notes who leads, as a healthy member's status says.
+    pub(crate) fn set_leader(&self, member_id: u64) {
+        self.leader.store(member_id, Ordering::Relaxed);
     }
 
     fn pick_now(&self) -> Option<Arc<Endpoint>> {
@@ -254,6 +279,7 @@ impl Balancer {
             worker: OnceLock::new(),
             cluster_id: AtomicU64::new(0),
             max_revision: AtomicI64::new(0),
+            leader: AtomicU64::new(0),
             opener,
         });
         let table = shared.table();

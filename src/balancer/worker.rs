@@ -21,7 +21,10 @@ use grpcio::{CallOption, ClientUnaryReceiver};
 use super::{Endpoint, Event, Health, Settings, Shared, Table};
 use crate::endpoint;
 use crate::error::{Error, ServerCode};
-use crate::proto::rpc::{MemberListRequest, MemberListResponse, RangeRequest, RangeResponse};
+use crate::proto::rpc::{
+    MemberListRequest, MemberListResponse, RangeRequest, RangeResponse, StatusRequest,
+    StatusResponse,
+};
 
 /// How often the worker looks at the channels' connectivity even when no probe is due.
 const TICK: Duration = Duration::from_millis(50);
@@ -39,6 +42,8 @@ impl Wake for Unpark {
 struct Probe {
     due: Instant,
     in_flight: Option<ClientUnaryReceiver<RangeResponse>>,
+    /// A status call sent with the probe, to learn the member's ID and its leader.
+    status: Option<ClientUnaryReceiver<StatusResponse>>,
     /// Failed probes in a row, for the re-probe backoff.
     failures: u32,
 }
@@ -48,6 +53,7 @@ impl Probe {
         Probe {
             due: Instant::now(),
             in_flight: None,
+            status: None,
             failures: 0,
         }
     }
@@ -96,6 +102,14 @@ pub(super) fn run(shared: &Shared, inbox: &Receiver<Event>, settings: Settings) 
                 if let Poll::Ready(result) = Pin::new(call).poll(&mut cx) {
                     probe.in_flight = None;
                     finish(shared, endpoint, probe, result, settings);
+                }
+            }
+            if let Some(call) = probe.status.as_mut() {
+                if let Poll::Ready(result) = Pin::new(call).poll(&mut cx) {
+                    probe.status = None;
+                    if let Ok(status) = result {
+                        learn_leader(shared, endpoint, &status);
+                    }
                 }
             }
         }
@@ -208,12 +222,29 @@ fn start(
     let option = CallOption::default()
         .timeout(settings.timeout)
         .headers(crate::call::require_leader());
+    if probe.status.is_none() {
+        let option = CallOption::default().timeout(settings.timeout);
+        probe.status = endpoint
+            .maintenance
+            .status_async_opt(&StatusRequest::new(), option)
+            .ok();
+    }
     match endpoint.kv.range_async_opt(request, option) {
         Ok(call) => probe.in_flight = Some(call),
         Err(e) => {
             let error = Error::from_grpc(e, &endpoint.target, settings.timeout);
             fail(shared, endpoint, probe, &error.to_string(), settings);
         }
+    }
+}
+
+/// Records the member ID behind the endpoint, and, from a healthy member, who leads.
+fn learn_leader(shared: &Shared, endpoint: &Endpoint, status: &StatusResponse) {
+    if let Some(header) = status.header.as_ref() {
+        endpoint.set_member_id(header.member_id);
+    }
+    if status.leader != 0 && endpoint.health() == Health::Healthy {
+        shared.set_leader(status.leader);
     }
 }
 
