@@ -64,7 +64,11 @@
 //! or are cut off from their peers are found too, which HTTP/2 pings cannot do. A failed
 //! probe makes the endpoint unhealthy; it is re-probed with backoff from 50 ms and rejoins as
 //! soon as a probe passes. Callers that see a call fail report the endpoint suspect, which
-//! makes the worker probe it at once. An endpoint of another cluster (cluster ID) is refused.
+//! makes the worker probe it at once. A status call sent with each probe tells the member
+//! behind each endpoint and who leads. An endpoint of another cluster (cluster ID) is
+//! refused. With [`ClientBuilder::auto_sync_interval`] the worker also reads the member list
+//! and replaces the endpoint table: new members are added, departed ones dropped (their
+//! connections close when their last call ends).
 //!
 //! **Ownership.** `Client` is an `Arc` around the shared state; clones and the API handles
 //! ([`Kv`], [`Lease`]) share it. The worker holds only the endpoint table, never the client.
@@ -74,10 +78,11 @@
 //! threads have stopped (calls still in flight finish first, each bounded by its deadline).
 //!
 //! **A call.** `kv.get(..)` validates its options and builds the protobuf request on the
-//! caller's thread, then, within the call's one deadline: picks a healthy endpoint
-//! round-robin (a suspect one if none is healthy; else waits for one to turn healthy, and at
-//! the deadline fails with [`Error::NoHealthyEndpoint`] listing every endpoint and its last
-//! failure); starts the call there with require-leader metadata (except serializable reads);
+//! caller's thread, then, within the call's one deadline: picks an endpoint (for a write or
+//! a linearizable read, the leader's while it is known and healthy,
+//! [`ClientBuilder::prefer_leader`]; otherwise a healthy endpoint round-robin, a suspect one
+//! if none is healthy, or else it waits for one to turn healthy, and at the deadline fails
+//! with [`Error::NoHealthyEndpoint`] listing every endpoint and its last failure); starts the call there with require-leader metadata (except serializable reads);
 //! and blocks, parked, until a poll thread completes it. If the endpoint turns unhealthy
 //! meanwhile, the call is cancelled rather than left to hang. A failure goes to one function,
 //! `retry::decide`: repeatable calls (reads, lease time-to-live, read-only transactions) are
