@@ -44,8 +44,8 @@ impl Default for ClientBuilder {
             endpoints: Vec::new(),
             dial_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
-            keepalive_time: None,
-            keepalive_timeout: Duration::from_secs(20),
+            keepalive_time: Some(Duration::from_secs(10)),
+            keepalive_timeout: Duration::from_secs(10),
             max_send_message_size: 2 * 1024 * 1024,
             max_receive_message_size: i32::MAX as usize,
             poll_threads: 1,
@@ -84,16 +84,24 @@ impl ClientBuilder {
         self
     }
 
-    /// Sends HTTP/2 keepalive pings at this interval while calls are active (default off).
-    /// etcd refuses pings more often than every 5 s unless started with a lower
-    /// `--grpc-keepalive-min-time`, so shorter intervals are refused here.
+    /// Sends HTTP/2 keepalive pings at this interval, only while calls are active (default
+    /// 10 s): a connection whose ping goes unanswered is closed and its endpoint probed. etcd
+    /// refuses pings more often than every 5 s, or without an active call, unless started
+    /// with other `--grpc-keepalive-*` settings, so shorter intervals are refused here.
+    /// Health does not wait for pings: the balancer's probes find a hung member sooner.
     pub fn keepalive_time(mut self, interval: Duration) -> Self {
         self.keepalive_time = Some(interval);
         self
     }
 
+    /// Sends no keepalive pings.
+    pub fn no_keepalive(mut self) -> Self {
+        self.keepalive_time = None;
+        self
+    }
+
     /// How long a keepalive ping may go unanswered before the connection is closed
-    /// (default 20 s).
+    /// (default 10 s).
     pub fn keepalive_timeout(mut self, timeout: Duration) -> Self {
         self.keepalive_timeout = timeout;
         self
