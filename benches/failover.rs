@@ -12,7 +12,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::percentile;
 use etcd_blocking::testing::{Cluster, Proxy};
+
+mod common;
 use etcd_blocking::Client;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -210,12 +213,7 @@ fn summarize(samples: &[Sample], fault_at: Instant, watch: Duration) -> Row {
         .map(|s| s.took)
         .collect();
     stalls.sort();
-    let pct = |p: f64| {
-        stalls
-            .get(((stalls.len() as f64 * p) as usize).min(stalls.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
+    let pct = |p: f64| percentile(&stalls, p);
     Row {
         first_success,
         stall_p50: pct(0.50),

@@ -5,7 +5,10 @@
 
 use std::time::{Duration, Instant};
 
+use common::percentile;
 use etcd_blocking::testing::{BareKv, Cluster};
+
+mod common;
 use etcd_blocking::{Client, GetOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -64,7 +67,7 @@ fn report(
     }
     let total = started.elapsed();
     latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let pct = |p: f64| percentile(&latencies, p);
     println!(
         "{:<24} {:>8} {:>10.0} {:>10} {:>10}",
         name,

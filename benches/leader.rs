@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::percentile;
 use etcd_blocking::testing::Cluster;
+
+mod common;
 use etcd_blocking::{Client, Health};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -98,9 +101,6 @@ fn run(
         .flat_map(|t| t.join().unwrap_or_default())
         .collect();
     all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
-    };
+    let pct = |p: f64| percentile(&all, p).as_secs_f64() * 1e6;
     (all.len() as f64 / length.as_secs_f64(), pct(0.5), pct(0.99))
 }

@@ -10,6 +10,22 @@ use std::time::{Duration, Instant};
 use common::cluster;
 use etcd_blocking::{Client, Error, GetOptions, Health};
 
+/// Waits until the client sees every endpoint healthy.
+fn all_healthy(cluster: &etcd_blocking::testing::Cluster, client: &Client) {
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "every endpoint to be healthy",
+            || {
+                client
+                    .endpoint_health()
+                    .iter()
+                    .all(|h| h.health() == Health::Healthy)
+            },
+        )
+        .expect("healthy");
+}
+
 fn health_of(client: &Client, endpoint: &str) -> Health {
     client
         .endpoint_health()
@@ -24,18 +40,7 @@ fn a_killed_member_turns_unhealthy_and_rejoins_as_soon_as_it_serves() {
     let cluster = cluster(3);
     let client = Client::connect(cluster.endpoints()).expect("connect");
     let endpoint = cluster.endpoint(1);
-    cluster
-        .wait_until(
-            Duration::from_secs(10),
-            "every endpoint to be healthy",
-            || {
-                client
-                    .endpoint_health()
-                    .iter()
-                    .all(|h| h.health() == Health::Healthy)
-            },
-        )
-        .expect("healthy");
+    all_healthy(&cluster, &client);
     cluster.kill(1).expect("kill");
     cluster
         .wait_until(
@@ -67,18 +72,7 @@ fn a_killed_member_turns_unhealthy_and_rejoins_as_soon_as_it_serves() {
 fn calls_go_round_robin_over_the_healthy_members() {
     let cluster = cluster(3);
     let client = Client::connect(cluster.endpoints()).expect("connect");
-    cluster
-        .wait_until(
-            Duration::from_secs(10),
-            "every endpoint to be healthy",
-            || {
-                client
-                    .endpoint_health()
-                    .iter()
-                    .all(|h| h.health() == Health::Healthy)
-            },
-        )
-        .expect("healthy");
+    all_healthy(&cluster, &client);
     let kv = client.kv();
     let members: HashSet<u64> = (0..12)
         .map(|_| {
@@ -188,18 +182,7 @@ fn serializable_reads_never_go_back_in_time() {
         .probe_interval(Duration::from_secs(600))
         .connect()
         .expect("connect");
-    cluster
-        .wait_until(
-            Duration::from_secs(10),
-            "both endpoints to be healthy",
-            || {
-                client
-                    .endpoint_health()
-                    .iter()
-                    .all(|h| h.health() == Health::Healthy)
-            },
-        )
-        .expect("healthy");
+    all_healthy(&cluster, &client);
     let kv = client.kv();
     kv.put("k", "1").expect("put");
     cluster.isolate(lagging).expect("isolate");

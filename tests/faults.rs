@@ -241,94 +241,85 @@ fn check_writes(client: &Client, records: &[Record]) {
     assert!(acknowledged > 0, "the load wrote something");
 }
 
-#[test]
-fn sigkill_of_the_leader() {
+fn leader(c: &Cluster) -> usize {
+    c.leader().expect("leader")
+}
+
+fn follower(c: &Cluster) -> usize {
+    (leader(c) + 1) % 3
+}
+
+/// SIGKILLs the picked member under load, then restarts it.
+fn kill_and_restart(pick: fn(&Cluster) -> usize, bound: Duration) {
     under_load(
         |c| {
-            let old = c.leader().expect("leader");
-            c.kill(old).expect("kill");
-            old
+            let member = pick(c);
+            c.kill(member).expect("kill");
+            member
         },
-        |c, old| c.restart(old).expect("restart"),
-        Duration::from_secs(1),
+        |c, member| c.restart(member).expect("restart"),
+        bound,
     );
+}
+
+/// SIGSTOPs the picked member under load, then resumes it.
+fn pause_and_resume(pick: fn(&Cluster) -> usize, bound: Duration) {
+    under_load(
+        |c| {
+            let member = pick(c);
+            c.pause(member).expect("pause");
+            member
+        },
+        |c, member| c.resume(member).expect("resume"),
+        bound,
+    );
+}
+
+/// Cuts the picked member off from its peers under load (clients still reach it), then
+/// heals the links.
+fn cut_off_and_heal(pick: fn(&Cluster) -> usize, bound: Duration) {
+    let cluster = Cluster::builder()
+        .members(3)
+        .peer_proxies()
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    under_load_on(
+        &cluster,
+        &cluster.endpoints(),
+        |c| c.isolate(pick(c)).expect("isolate"),
+        |c, ()| c.heal().expect("heal"),
+        bound,
+    );
+}
+
+#[test]
+fn sigkill_of_the_leader() {
+    kill_and_restart(leader, Duration::from_secs(1));
 }
 
 #[test]
 fn sigkill_of_a_follower() {
-    under_load(
-        |c| {
-            let follower = (c.leader().expect("leader") + 1) % 3;
-            c.kill(follower).expect("kill");
-            follower
-        },
-        |c, follower| c.restart(follower).expect("restart"),
-        Duration::from_secs(1),
-    );
+    kill_and_restart(follower, Duration::from_secs(1));
 }
 
 #[test]
 fn sigstop_of_a_member_in_use() {
-    under_load(
-        |c| {
-            let hung = (c.leader().expect("leader") + 1) % 3;
-            c.pause(hung).expect("pause");
-            hung
-        },
-        |c, hung| c.resume(hung).expect("resume"),
-        Duration::from_millis(1500),
-    );
+    pause_and_resume(follower, Duration::from_millis(1500));
 }
 
 #[test]
 fn sigstop_of_the_leader() {
-    under_load(
-        |c| {
-            let hung = c.leader().expect("leader");
-            c.pause(hung).expect("pause");
-            hung
-        },
-        |c, hung| c.resume(hung).expect("resume"),
-        Duration::from_millis(1500),
-    );
+    pause_and_resume(leader, Duration::from_millis(1500));
 }
 
 #[test]
 fn a_member_cut_off_from_its_peers_but_reachable() {
-    let cluster = Cluster::builder()
-        .members(3)
-        .peer_proxies()
-        .start()
-        .unwrap_or_else(|e| panic!("{e}"));
-    under_load_on(
-        &cluster,
-        &cluster.endpoints(),
-        |c| {
-            let cut = (c.leader().expect("leader") + 1) % 3;
-            c.isolate(cut).expect("isolate");
-        },
-        |c, ()| c.heal().expect("heal"),
-        Duration::from_millis(1500),
-    );
+    cut_off_and_heal(follower, Duration::from_millis(1500));
 }
 
 #[test]
 fn the_leader_cut_off_from_its_peers_but_reachable() {
-    let cluster = Cluster::builder()
-        .members(3)
-        .peer_proxies()
-        .start()
-        .unwrap_or_else(|e| panic!("{e}"));
-    under_load_on(
-        &cluster,
-        &cluster.endpoints(),
-        |c| {
-            let cut = c.leader().expect("leader");
-            c.isolate(cut).expect("isolate");
-        },
-        |c, ()| c.heal().expect("heal"),
-        Duration::from_millis(1500),
-    );
+    cut_off_and_heal(leader, Duration::from_millis(1500));
 }
 
 #[test]
