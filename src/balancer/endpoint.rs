@@ -66,10 +66,13 @@ impl Endpoint {
             .initial_reconnect_backoff(Duration::from_millis(50))
             .max_reconnect_backoff(Duration::from_secs(1));
         if let Some((interval, timeout)) = config.keepalive() {
+            // gRPC's C core otherwise sends at most one ping per 5 minutes while no data
+            // flows, which would make the keepalive interval a dead letter.
             builder = builder
                 .keepalive_time(interval)
                 .keepalive_timeout(timeout)
-                .keepalive_permit_without_calls(false);
+                .keepalive_permit_without_calls(false)
+                .http2_min_sent_ping_interval_without_data(interval);
         }
         let channel = builder.connect(target);
         Endpoint {
