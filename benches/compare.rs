@@ -1,0 +1,440 @@
+//! The side-by-side benchmark: this client against the official Go client, the async Rust
+//! client `etcd-client` and python-etcd3, on one cluster per size, in alternating runs.
+//!
+//! Every client runs as a driver process of its own that takes the same arguments and prints
+//! one JSON line (protocol: `benches/peers/README.md`); this file is both the orchestrator
+//! and, run with `--driver`, this client's driver. `scripts/compare` builds the peers and
+//! runs it; by hand: `cargo bench --bench compare` with the peers named by
+//! `COMPARE_GO_DRIVER`, `COMPARE_RUST_DRIVER`, `COMPARE_PYTHON` + `COMPARE_PYTHON_DRIVER`
+//! (missing peers are skipped). `COMPARE_ROUNDS` (default 3) sets the rounds,
+//! `COMPARE_QUICK=1` runs a small matrix, `COMPARE_OUT` names the results folder.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::percentile;
+use etcd_blocking::testing::Cluster;
+use etcd_blocking::{Client, Compare, GetOptions, Txn, TxnOp};
+
+mod common;
+
+/// Keys the drivers fill before the timed phase and then cycle over.
+const KEYS: usize = 1000;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--driver") {
+        return driver(&args);
+    }
+    orchestrate()
+}
+
+// ---------------------------------------------------------------------------------------
+// This client's driver.
+
+/// The value of `--name=value` or `--name value`.
+fn flag(args: &[String], name: &str) -> Option<String> {
+    let long = format!("--{name}");
+    args.iter().enumerate().find_map(|(i, a)| {
+        if let Some(v) = a.strip_prefix(&format!("{long}=")) {
+            Some(v.to_owned())
+        } else if *a == long {
+            args.get(i + 1).cloned()
+        } else {
+            None
+        }
+    })
+}
+
+fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let endpoints = flag(args, "endpoints").ok_or("--endpoints is required")?;
+    let workload = flag(args, "workload").unwrap_or_else(|| "put".to_owned());
+    let callers: usize = flag(args, "callers").map_or(Ok(1), |v| v.parse())?;
+    let value_size: usize = flag(args, "value-size").map_or(Ok(64), |v| v.parse())?;
+    let ops: usize = flag(args, "ops").map_or(Ok(2000), |v| v.parse())?;
+
+    let client = Client::connect(endpoints.split(','))?;
+    let kv = client.kv();
+    let value = vec![b'v'; value_size];
+    for i in 0..KEYS {
+        kv.put(format!("bench/k/{i}"), value.clone())?;
+    }
+    let op = |n: usize| -> etcd_blocking::Result<()> {
+        let key = format!("bench/k/{}", n % KEYS);
+        match workload.as_str() {
+            "put" => kv.put(key, value.clone()).map(drop),
+            "get" => kv.get(key).map(drop),
+            "get-serializable" => kv.get_with(key, GetOptions::new().serializable()).map(drop),
+            _ => kv
+                .txn(
+                    Txn::new()
+                        .when([Compare::version(key.clone()).gt(-1)])
+                        .and_then([TxnOp::put(key, value.clone())]),
+                )
+                .map(drop),
+        }
+    };
+    if !["put", "get", "get-serializable", "txn"].contains(&workload.as_str()) {
+        return Err(format!("unknown workload {workload}").into());
+    }
+
+    let done = Arc::new(AtomicBool::new(false));
+    let threads = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (done, threads) = (done.clone(), threads.clone());
+        thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                // Not counting the sampler itself.
+                threads.fetch_max(status("Threads").saturating_sub(1), Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let (latencies, errors) = thread::scope(|s| {
+        let workers: Vec<_> = (0..callers)
+            .map(|c| {
+                let op = &op;
+                s.spawn(move || {
+                    let mut latencies = Vec::new();
+                    let mut errors = 0usize;
+                    for n in (c..ops).step_by(callers) {
+                        let t = Instant::now();
+                        match op(n) {
+                            Ok(()) => latencies.push(t.elapsed()),
+                            Err(_) => errors += 1,
+                        }
+                    }
+                    (latencies, errors)
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(ops);
+        let mut errors = 0;
+        for w in workers {
+            let (l, e) = w.join().unwrap_or_default();
+            all.extend(l);
+            errors += e;
+        }
+        (all, errors)
+    });
+    let elapsed = started.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
+    done.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    let mut latencies = latencies;
+    latencies.sort();
+    let us = |p: f64| percentile(&latencies, p).as_secs_f64() * 1e6;
+    println!(
+        "{{\"client\":\"etcd-blocking\",\"workload\":\"{workload}\",\"callers\":{callers},\
+         \"value_size\":{value_size},\"ops\":{},\"errors\":{errors},\"seconds\":{},\
+         \"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"cpu_seconds\":{cpu},\
+         \"peak_rss_kib\":{},\"threads\":{}}}",
+        latencies.len(),
+        elapsed.as_secs_f64(),
+        us(0.50),
+        us(0.99),
+        us(0.999),
+        status("VmHWM"),
+        threads.load(Ordering::Relaxed)
+    );
+    client.close()?;
+    Ok(())
+}
+
+/// This process's user + system CPU seconds, from `/proc/self/stat` (clock ticks of 10 ms).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A number from `/proc/self/status` (`Threads`, `VmHWM` in KiB).
+fn status(name: &str) -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------
+// The orchestrator.
+
+/// One driver's answer.
+#[derive(Debug, Clone, Default)]
+struct Run {
+    ops: f64,
+    errors: f64,
+    seconds: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    cpu: f64,
+    rss: f64,
+    threads: f64,
+}
+
+impl Run {
+    /// Reads the numbers out of a driver's JSON line (flat, numbers only: no JSON crate
+    /// needed).
+    fn parse(line: &str) -> Option<Run> {
+        let number = |name: &str| -> Option<f64> {
+            let at = line.find(&format!("\"{name}\":"))? + name.len() + 3;
+            let rest = line[at..].trim_start();
+            let end = rest.find([',', '}']).unwrap_or(rest.len());
+            rest[..end].trim().parse().ok()
+        };
+        Some(Run {
+            ops: number("ops")?,
+            errors: number("errors")?,
+            seconds: number("seconds")?,
+            p50: number("p50_us")?,
+            p99: number("p99_us")?,
+            p999: number("p999_us")?,
+            cpu: number("cpu_seconds")?,
+            rss: number("peak_rss_kib")?,
+            threads: number("threads")?,
+        })
+    }
+
+    fn rate(&self) -> f64 {
+        self.ops / self.seconds.max(1e-9)
+    }
+
+    fn cpu_per_10k(&self) -> f64 {
+        self.cpu / self.ops.max(1.0) * 10_000.0
+    }
+}
+
+/// A client to compare: its name and the command that runs its driver.
+struct Peer {
+    name: &'static str,
+    command: Vec<String>,
+}
+
+fn peers() -> Result<Vec<Peer>, Box<dyn std::error::Error>> {
+    let mut peers = vec![Peer {
+        name: "etcd-blocking",
+        command: vec![
+            std::env::current_exe()?.display().to_string(),
+            "--driver".to_owned(),
+        ],
+    }];
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(go) = var("COMPARE_GO_DRIVER") {
+        peers.push(Peer {
+            name: "go-clientv3",
+            command: vec![go],
+        });
+    }
+    if let Some(rust) = var("COMPARE_RUST_DRIVER") {
+        peers.push(Peer {
+            name: "etcd-client",
+            command: vec![rust],
+        });
+    }
+    if let (Some(python), Some(script)) = (var("COMPARE_PYTHON"), var("COMPARE_PYTHON_DRIVER")) {
+        peers.push(Peer {
+            name: "python-etcd3",
+            command: vec![python, script],
+        });
+    }
+    Ok(peers)
+}
+
+/// One cell of the matrix.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Workload {
+    members: usize,
+    workload: &'static str,
+    callers: usize,
+    value_size: usize,
+}
+
+fn matrix(quick: bool) -> Vec<Workload> {
+    let members: &[usize] = if quick { &[1] } else { &[1, 3] };
+    let callers: &[usize] = if quick { &[1, 8] } else { &[1, 8, 64] };
+    let sizes: &[usize] = if quick { &[64] } else { &[64, 4096] };
+    let mut all = Vec::new();
+    for &m in members {
+        for workload in ["put", "get", "get-serializable", "txn"] {
+            for &c in callers {
+                for &v in sizes {
+                    all.push(Workload {
+                        members: m,
+                        workload,
+                        callers: c,
+                        value_size: v,
+                    });
+                }
+            }
+        }
+    }
+    all
+}
+
+/// Operations per run: enough to last well over a second with this many callers.
+fn ops_for(callers: usize) -> usize {
+    match callers {
+        1 => 2_000,
+        c if c <= 8 => 8_000,
+        _ => 16_000,
+    }
+}
+
+fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
+    let rounds: usize = std::env::var("COMPARE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let quick = std::env::var("COMPARE_QUICK").is_ok_and(|v| v == "1");
+    let out = std::env::var("COMPARE_OUT").unwrap_or_else(|_| "benches/results".to_owned());
+    let peers = peers()?;
+    eprintln!(
+        "comparing {} over {rounds} alternating rounds",
+        peers.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+    );
+    let mut results: BTreeMap<(Workload, &'static str), Vec<Run>> = BTreeMap::new();
+    let cells = matrix(quick);
+    for members in [1, 3] {
+        let here: Vec<&Workload> = cells.iter().filter(|w| w.members == members).collect();
+        if here.is_empty() {
+            continue;
+        }
+        let cluster = Cluster::start(members)?;
+        let endpoints = cluster.endpoints().join(",");
+        for cell in here {
+            for round in 0..rounds {
+                // Alternate the order too, so no client always runs first.
+                let mut order: Vec<&Peer> = peers.iter().collect();
+                order.rotate_left(round % peers.len());
+                for peer in order {
+                    let run = run_driver(peer, &endpoints, cell)?;
+                    eprintln!(
+                        "{members} member(s) {:<16} {:>2} callers {:>4} B {:<13} {:>8.0} ops/s",
+                        cell.workload,
+                        cell.callers,
+                        cell.value_size,
+                        peer.name,
+                        run.rate()
+                    );
+                    results
+                        .entry((cell.clone(), peer.name))
+                        .or_default()
+                        .push(run);
+                }
+            }
+        }
+    }
+    let table = report(&results, &peers);
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(format!("{out}/compare.md"), &table)?;
+    std::fs::write(format!("{out}/compare.tsv"), tsv(&results))?;
+    println!("{table}");
+    Ok(())
+}
+
+fn run_driver(
+    peer: &Peer,
+    endpoints: &str,
+    cell: &Workload,
+) -> Result<Run, Box<dyn std::error::Error>> {
+    let output = Command::new(&peer.command[0])
+        .args(&peer.command[1..])
+        .arg(format!("--endpoints={endpoints}"))
+        .arg(format!("--workload={}", cell.workload))
+        .arg(format!("--callers={}", cell.callers))
+        .arg(format!("--value-size={}", cell.value_size))
+        .arg(format!("--ops={}", ops_for(cell.callers)))
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout.lines().rev().find_map(Run::parse).ok_or_else(|| {
+        format!(
+            "{} gave no result ({}): {}",
+            peer.name,
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into()
+    })
+}
+
+/// The median of one figure over the rounds.
+fn median(runs: &[Run], figure: impl Fn(&Run) -> f64) -> f64 {
+    let mut values: Vec<f64> = runs.iter().map(figure).collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn report(results: &BTreeMap<(Workload, &'static str), Vec<Run>>, peers: &[Peer]) -> String {
+    let mut table = String::from(
+        "| members | workload | callers | value | client | ops/s | p50 us | p99 us | p99.9 us \
+         | CPU s / 10k ops | peak RSS MiB | threads | errors |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut cells: Vec<&Workload> = results.keys().map(|(w, _)| w).collect();
+    cells.dedup();
+    for cell in cells {
+        for peer in peers {
+            let Some(runs) = results.get(&(cell.clone(), peer.name)) else {
+                continue;
+            };
+            table.push_str(&format!(
+                "| {} | {} | {} | {} B | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.3} | {:.1} | {:.0} | {:.0} |\n",
+                cell.members,
+                cell.workload,
+                cell.callers,
+                cell.value_size,
+                peer.name,
+                median(runs, Run::rate),
+                median(runs, |r| r.p50),
+                median(runs, |r| r.p99),
+                median(runs, |r| r.p999),
+                median(runs, Run::cpu_per_10k),
+                median(runs, |r| r.rss) / 1024.0,
+                median(runs, |r| r.threads),
+                median(runs, |r| r.errors),
+            ));
+        }
+    }
+    table
+}
+
+/// Medians as tab-separated values, for the chart.
+fn tsv(results: &BTreeMap<(Workload, &'static str), Vec<Run>>) -> String {
+    let mut out =
+        String::from("members\tworkload\tcallers\tvalue_size\tclient\tops_per_sec\tcpu_per_10k\n");
+    for ((cell, client), runs) in results {
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{:.1}\t{:.4}\n",
+            cell.members,
+            cell.workload,
+            cell.callers,
+            cell.value_size,
+            client,
+            median(runs, Run::rate),
+            median(runs, Run::cpu_per_10k)
+        ));
+    }
+    out
+}

@@ -1,0 +1,191 @@
+// Command etcdbench is the Go clientv3 driver of etcd-blocking's side-by-side benchmark
+// (benches/compare.rs). It runs one workload against the given endpoints and prints one
+// JSON line of results; see benches/peers/README.md for the protocol.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io/ioutil"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/clientv3"
+)
+
+type result struct {
+	Client      string  `json:"client"`
+	Workload    string  `json:"workload"`
+	Callers     int     `json:"callers"`
+	ValueSize   int     `json:"value_size"`
+	Ops         int     `json:"ops"`
+	Errors      int     `json:"errors"`
+	Seconds     float64 `json:"seconds"`
+	P50Us       float64 `json:"p50_us"`
+	P99Us       float64 `json:"p99_us"`
+	P999Us      float64 `json:"p999_us"`
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	PeakRSSKiB  int     `json:"peak_rss_kib"`
+	Threads     int     `json:"threads"`
+}
+
+// cpuSeconds reads this process's user+system CPU time from /proc/self/stat.
+func cpuSeconds() float64 {
+	data, err := ioutil.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0
+	}
+	text := string(data)
+	fields := strings.Fields(text[strings.LastIndex(text, ")")+2:])
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	return (utime + stime) / 100.0
+}
+
+// status reads a kB or count field of /proc/self/status.
+func status(name string) int {
+	data, err := ioutil.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, name+":") {
+			f := strings.Fields(line)
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return 0
+}
+
+func main() {
+	endpoints := flag.String("endpoints", "", "comma-separated host:port list")
+	workload := flag.String("workload", "put", "put, get, get-serializable or txn")
+	callers := flag.Int("callers", 1, "concurrent callers (goroutines)")
+	valueSize := flag.Int("value-size", 64, "value size in bytes")
+	ops := flag.Int("ops", 2000, "operations in all")
+	flag.Parse()
+
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   strings.Split(*endpoints, ","),
+		DialTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "connect:", err)
+		os.Exit(1)
+	}
+	defer cli.Close()
+	value := strings.Repeat("v", *valueSize)
+	const keys = 1000
+	ctx := context.Background()
+	for i := 0; i < keys; i++ {
+		if _, err := cli.Put(ctx, fmt.Sprintf("bench/k/%d", i), value); err != nil {
+			fmt.Fprintln(os.Stderr, "fill:", err)
+			os.Exit(1)
+		}
+	}
+
+	op := func(n int) error {
+		key := fmt.Sprintf("bench/k/%d", n%keys)
+		var err error
+		switch *workload {
+		case "put":
+			_, err = cli.Put(ctx, key, value)
+		case "get":
+			_, err = cli.Get(ctx, key)
+		case "get-serializable":
+			_, err = cli.Get(ctx, key, clientv3.WithSerializable())
+		case "txn":
+			_, err = cli.Txn(ctx).
+				If(clientv3.Compare(clientv3.Version(key), ">", -1)).
+				Then(clientv3.OpPut(key, value)).
+				Commit()
+		default:
+			err = fmt.Errorf("unknown workload %q", *workload)
+		}
+		return err
+	}
+
+	threads := 0
+	done := make(chan struct{})
+	var sampler sync.WaitGroup
+	sampler.Add(1)
+	go func() {
+		defer sampler.Done()
+		for {
+			if t := status("Threads"); t > threads {
+				threads = t
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+
+	latencies := make([][]time.Duration, *callers)
+	errors := make([]int, *callers)
+	var wg sync.WaitGroup
+	cpuBefore := cpuSeconds()
+	started := time.Now()
+	for c := 0; c < *callers; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for n := c; n < *ops; n += *callers {
+				t := time.Now()
+				if err := op(n); err != nil {
+					errors[c]++
+					continue
+				}
+				latencies[c] = append(latencies[c], time.Since(t))
+			}
+		}(c)
+	}
+	wg.Wait()
+	elapsed := time.Since(started)
+	cpu := cpuSeconds() - cpuBefore
+	close(done)
+	sampler.Wait()
+
+	var all []time.Duration
+	errs := 0
+	for c := range latencies {
+		all = append(all, latencies[c]...)
+		errs += errors[c]
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	pct := func(p float64) float64 {
+		if len(all) == 0 {
+			return 0
+		}
+		i := int(float64(len(all)) * p)
+		if i >= len(all) {
+			i = len(all) - 1
+		}
+		return float64(all[i].Nanoseconds()) / 1000.0
+	}
+	out, _ := json.Marshal(result{
+		Client:     "go-clientv3",
+		Workload:   *workload,
+		Callers:    *callers,
+		ValueSize:  *valueSize,
+		Ops:        len(all),
+		Errors:     errs,
+		Seconds:    elapsed.Seconds(),
+		P50Us:      pct(0.50),
+		P99Us:      pct(0.99),
+		P999Us:     pct(0.999),
+		CPUSeconds: cpu,
+		PeakRSSKiB: status("VmHWM"),
+		Threads:    threads,
+	})
+	fmt.Println(string(out))
+}
