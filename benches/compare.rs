@@ -7,7 +7,8 @@
 //! runs it; by hand: `cargo bench --bench compare` with the peers named by
 //! `COMPARE_GO_DRIVER`, `COMPARE_RUST_DRIVER`, `COMPARE_PYTHON` + `COMPARE_PYTHON_DRIVER`
 //! (missing peers are skipped). `COMPARE_ROUNDS` (default 3) sets the rounds,
-//! `COMPARE_QUICK=1` runs a small matrix, `COMPARE_OUT` names the results folder.
+//! `COMPARE_QUICK=1` runs a small matrix, `COMPARE_OUT` names the results folder, and
+//! `COMPARE_POLL_THREADS` sets this client's grpcio poll threads (for experiments).
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -57,7 +58,14 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let value_size: usize = flag(args, "value-size").map_or(Ok(64), |v| v.parse())?;
     let ops: usize = flag(args, "ops").map_or(Ok(2000), |v| v.parse())?;
 
-    let client = Client::connect(endpoints.split(','))?;
+    let mut builder = Client::builder().endpoints(endpoints.split(','));
+    if let Some(threads) = std::env::var("COMPARE_POLL_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        builder = builder.poll_threads(threads);
+    }
+    let client = builder.connect()?;
     let kv = client.kv();
     let value = vec![b'v'; value_size];
     for i in 0..KEYS {
