@@ -354,7 +354,7 @@ fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    let table = report(&results, &peers);
+    let table = format!("{}\n{}", preface(rounds), report(&results, &peers));
     std::fs::create_dir_all(&out)?;
     std::fs::write(format!("{out}/compare.md"), &table)?;
     std::fs::write(format!("{out}/compare.tsv"), tsv(&results))?;
@@ -385,6 +385,38 @@ fn run_driver(
         )
         .into()
     })
+}
+
+/// Where and how the figures were made.
+fn preface(rounds: usize) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, m)| m.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = thread::available_parallelism().map_or(0, usize::from);
+    let etcd = etcd_blocking::testing::etcd_binary()
+        .ok()
+        .and_then(|bin| Command::new(bin).arg("--version").output().ok())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .unwrap_or_default();
+    format!(
+        "# Side by side: etcd-blocking and its peers\n\n\
+         Made by `scripts/compare` on {cores} cores ({cpu}), {etcd}, launcher flags (no fsync); \
+         each figure is the median of {rounds} alternating round(s), every client its own \
+         process on the same cluster. CPU is the client process's user + system time.\n"
+    )
 }
 
 /// The median of one figure over the rounds.
