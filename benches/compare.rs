@@ -22,6 +22,7 @@ use etcd_blocking::testing::Cluster;
 use etcd_blocking::{Client, Compare, GetOptions, Txn, TxnOp};
 
 mod common;
+mod peer_failover;
 
 /// Keys the drivers fill before the timed phase and then cycle over.
 const KEYS: usize = 1000;
@@ -30,6 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--driver") {
         return driver(&args);
+    }
+    if std::env::var("COMPARE_MODE").is_ok_and(|m| m == "failover") {
+        return peer_failover::compare(&peers()?);
     }
     orchestrate()
 }
@@ -57,6 +61,10 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let callers: usize = flag(args, "callers").map_or(Ok(1), |v| v.parse())?;
     let value_size: usize = flag(args, "value-size").map_or(Ok(64), |v| v.parse())?;
     let ops: usize = flag(args, "ops").map_or(Ok(2000), |v| v.parse())?;
+    let duration: Option<Duration> = flag(args, "duration-ms")
+        .map(|v| v.parse().map(Duration::from_millis))
+        .transpose()?;
+    let trace = args.iter().any(|a| a == "--trace");
 
     let mut builder = Client::builder().endpoints(endpoints.split(','));
     if let Some(threads) = std::env::var("COMPARE_POLL_THREADS")
@@ -104,37 +112,62 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     };
     let cpu_before = cpu_seconds();
     let started = Instant::now();
-    let (latencies, errors) = thread::scope(|s| {
+    if trace {
+        println!("START {}", unix_micros());
+    }
+    let (latencies, errors, records) = thread::scope(|s| {
         let workers: Vec<_> = (0..callers)
             .map(|c| {
                 let op = &op;
                 s.spawn(move || {
                     let mut latencies = Vec::new();
+                    let mut records = Vec::new();
                     let mut errors = 0usize;
-                    for n in (c..ops).step_by(callers) {
-                        let t = Instant::now();
-                        match op(n) {
-                            Ok(()) => latencies.push(t.elapsed()),
-                            Err(_) => errors += 1,
+                    let mut n = c;
+                    loop {
+                        let more = match duration {
+                            Some(d) => started.elapsed() < d,
+                            None => n < ops,
+                        };
+                        if !more {
+                            break;
                         }
+                        let at = unix_micros();
+                        let t = Instant::now();
+                        let ok = op(n).is_ok();
+                        let took = t.elapsed();
+                        if ok {
+                            latencies.push(took);
+                        } else {
+                            errors += 1;
+                        }
+                        if trace {
+                            records.push((at, took.as_micros(), ok));
+                        }
+                        n += callers;
                     }
-                    (latencies, errors)
+                    (latencies, errors, records)
                 })
             })
             .collect();
         let mut all = Vec::with_capacity(ops);
         let mut errors = 0;
+        let mut records = Vec::new();
         for w in workers {
-            let (l, e) = w.join().unwrap_or_default();
+            let (l, e, r) = w.join().unwrap_or_default();
             all.extend(l);
             errors += e;
+            records.extend(r);
         }
-        (all, errors)
+        (all, errors, records)
     });
     let elapsed = started.elapsed();
     let cpu = cpu_seconds() - cpu_before;
     done.store(true, Ordering::Relaxed);
     let _ = sampler.join();
+    for (at, took, ok) in records {
+        println!("R {at} {took} {}", u8::from(ok));
+    }
     let mut latencies = latencies;
     latencies.sort();
     let us = |p: f64| percentile(&latencies, p).as_secs_f64() * 1e6;
@@ -153,6 +186,13 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     );
     client.close()?;
     Ok(())
+}
+
+/// Microseconds since the Unix epoch: the clock drivers and the orchestrator share.
+fn unix_micros() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
 }
 
 /// This process's user + system CPU seconds, from `/proc/self/stat` (clock ticks of 10 ms).
@@ -235,7 +275,7 @@ impl Run {
 }
 
 /// A client to compare: its name and the command that runs its driver.
-struct Peer {
+pub struct Peer {
     name: &'static str,
     command: Vec<String>,
 }

@@ -113,8 +113,9 @@ where
         if !spec.serializable {
             option = option.headers(require_leader());
         }
+        let epoch = shared.leader_epoch();
         let outcome = match start(&endpoint, option) {
-            Ok(call) => wait(call, &endpoint),
+            Ok(call) => wait(call, &endpoint, shared, epoch),
             Err(e) => Outcome::Failed(e),
         };
         let error = match outcome {
@@ -135,11 +136,7 @@ where
                 return Ok(response);
             }
             Outcome::Failed(e) => Error::from_grpc(e, &endpoint.target, timeout),
-            Outcome::Abandoned(reason) => {
-                let error = Error::EndpointUnhealthy {
-                    endpoint: endpoint.target.clone(),
-                    reason,
-                };
+            Outcome::Abandoned(error) => {
                 if spec.kind == CallKind::Write {
                     return Err(Error::WriteOutcomeUnknown {
                         endpoint: endpoint.target.clone(),
@@ -172,8 +169,9 @@ where
 enum Outcome<R> {
     Done(R),
     Failed(grpcio::Error),
-    /// The endpoint was found unhealthy while the call waited, and the call was cancelled.
-    Abandoned(String),
+    /// The call was cancelled while it waited: its endpoint turned unhealthy, or the leader
+    /// changed.
+    Abandoned(Error),
 }
 
 /// Wakes the calling thread when its call completes.
@@ -189,10 +187,16 @@ thread_local! {
     static WAKER: Waker = Waker::from(Arc::new(Unpark(thread::current())));
 }
 
-/// Blocks until the call completes. Meanwhile, if the endpoint is found unhealthy, a
-/// repeatable call is cancelled (to be retried elsewhere) and so is a write (whose outcome
-/// is then unknown), instead of both waiting for their deadline on a member that hangs.
-fn wait<R: Unpin>(mut call: ClientUnaryReceiver<R>, endpoint: &Endpoint) -> Outcome<R> {
+/// Blocks until the call completes. Meanwhile, if the endpoint is found unhealthy, or the
+/// leader changes or is lost (a call on a follower may have been forwarded to a leader that
+/// is gone, and would wait out its deadline), a repeatable call is cancelled (to be retried
+/// elsewhere) and so is a write (whose outcome is then unknown).
+fn wait<R: Unpin>(
+    mut call: ClientUnaryReceiver<R>,
+    endpoint: &Endpoint,
+    shared: &Shared,
+    epoch: u64,
+) -> Outcome<R> {
     WAKER.with(|waker| {
         let mut cx = Context::from_waker(waker);
         loop {
@@ -204,7 +208,16 @@ fn wait<R: Unpin>(mut call: ClientUnaryReceiver<R>, endpoint: &Endpoint) -> Outc
             }
             if endpoint.health() == Health::Unhealthy {
                 call.cancel();
-                return Outcome::Abandoned(endpoint.detail().reason);
+                return Outcome::Abandoned(Error::EndpointUnhealthy {
+                    endpoint: endpoint.target.clone(),
+                    reason: endpoint.detail().reason,
+                });
+            }
+            if shared.leader_epoch() != epoch {
+                call.cancel();
+                return Outcome::Abandoned(Error::LeaderLost {
+                    endpoint: endpoint.target.clone(),
+                });
             }
             thread::park_timeout(HEALTH_CHECK);
         }

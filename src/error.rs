@@ -121,6 +121,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// The leader changed or was lost while the call waited on a member, which may have
+    /// forwarded it to the old leader, where it would have waited out its deadline.
+    #[error("the leader changed while the call waited on {endpoint}")]
+    LeaderLost {
+        /// The endpoint the call waited on.
+        endpoint: String,
+    },
+
     /// A serializable read was answered only by members behind a revision this client had
     /// already seen, until the deadline: returning it would have gone back in time.
     #[error("{endpoint} answered at revision {revision}, behind the revision {seen} already seen")]
@@ -170,6 +178,7 @@ impl Error {
             | Error::Connection { endpoint, .. }
             | Error::WriteOutcomeUnknown { endpoint, .. }
             | Error::EndpointUnhealthy { endpoint, .. }
+            | Error::LeaderLost { endpoint }
             | Error::StaleRead { endpoint, .. }
             | Error::Transport { endpoint, .. }
             | Error::DeadlineExceeded { endpoint, .. } => Some(endpoint),
@@ -190,7 +199,8 @@ impl Error {
             Error::Connect { .. }
             | Error::Connection { .. }
             | Error::NoHealthyEndpoint { .. }
-            | Error::EndpointUnhealthy { .. } => true,
+            | Error::EndpointUnhealthy { .. }
+            | Error::LeaderLost { .. } => true,
             Error::WriteOutcomeUnknown { source, .. } => source.is_unavailable(),
             _ => false,
         }

@@ -68,6 +68,7 @@ pub(crate) fn decide(kind: CallKind, error: &Error) -> Decision {
         | Error::CloseTimedOut { .. }
         | Error::NoHealthyEndpoint { .. }
         | Error::EndpointUnhealthy { .. }
+        | Error::LeaderLost { .. }
         | Error::StaleRead { .. }
         | Error::WriteOutcomeUnknown { .. } => Fail,
     }

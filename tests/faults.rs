@@ -397,3 +397,49 @@ fn rolling_restart_of_every_member() {
         Duration::from_secs(1),
     );
 }
+
+#[test]
+fn calls_forwarded_to_a_dead_leader_end_long_before_their_deadline() {
+    // A follower that has not yet noticed its leader died forwards a write to it, and the
+    // write would wait out its whole deadline. The client notices the leader change and
+    // ends such calls early instead: a read is retried, a write's outcome reported unknown.
+    let cluster = cluster(3);
+    let leader = leader(&cluster);
+    let mut endpoints = vec![cluster.endpoint(leader)];
+    endpoints.extend((0..3).filter(|&i| i != leader).map(|i| cluster.endpoint(i)));
+    let deadline = Duration::from_secs(5);
+    let client = Client::builder()
+        .endpoints(&endpoints)
+        .request_timeout(deadline)
+        .connect()
+        .expect("connect");
+    let kv = client.kv();
+    for i in 0..100 {
+        kv.put(format!("warm/{i}"), "v").expect("put");
+    }
+    cluster.kill(leader).expect("kill");
+    let killed = Instant::now();
+    let mut succeeded = None;
+    for i in 0..20 {
+        let started = Instant::now();
+        let result = kv.put(format!("after/{i}"), "v");
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "put {i} took {took:?}: {result:?}"
+        );
+        if let Err(e) = &result {
+            assert!(
+                matches!(e, Error::WriteOutcomeUnknown { .. }) || e.is_unavailable(),
+                "{e:?}"
+            );
+        } else if succeeded.is_none() {
+            succeeded = Some(killed.elapsed());
+        }
+    }
+    let succeeded = succeeded.expect("writes succeed again");
+    assert!(
+        succeeded < Duration::from_secs(2),
+        "first success {succeeded:?} after the kill"
+    );
+}

@@ -71,6 +71,11 @@ pub(crate) struct Shared {
     max_revision: AtomicI64,
     /// The leader's member ID, as the last status of a healthy member said; 0: unknown.
     leader: AtomicU64,
+    /// Bumped whenever the leader changes or is lost: calls in flight on followers may have
+    /// been forwarded to a leader that is gone, and would hang until their deadline.
+    leader_epoch: AtomicU64,
+    /// The last leader ever learnt (not reset when the leader is lost).
+    known_leader: AtomicU64,
     opener: Opener,
 }
 
@@ -125,7 +130,33 @@ impl Shared {
 
     /// Notes who leads, as a healthy member's status says.
     pub(crate) fn set_leader(&self, member_id: u64) {
-        self.leader.store(member_id, Ordering::Relaxed);
+        self.leader.store(member_id, Ordering::Release);
+        // The first leader learnt is news, not a change: nothing in flight was lost. Any
+        // other leader than the last known one is a change, even after a spell of not
+        // knowing: calls sent meanwhile may have gone to the old one.
+        let known = self.known_leader.swap(member_id, Ordering::AcqRel);
+        if known != member_id && known != 0 {
+            self.leader_epoch.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The leader epoch: changes whenever the leader does or is lost.
+    pub(crate) fn leader_epoch(&self) -> u64 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    /// The leader's endpoint failed: the leader is unknown until a status names one, and the
+    /// epoch moves on.
+    fn lose_leader(&self, endpoint: &Endpoint) {
+        let id = endpoint.member_id();
+        if id != 0
+            && self
+                .leader
+                .compare_exchange(id, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            self.leader_epoch.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     fn pick_now(&self) -> Option<Arc<Endpoint>> {
@@ -141,6 +172,7 @@ impl Shared {
 
     /// Records what a failed call says about `endpoint`.
     pub(crate) fn report(&self, endpoint: &Endpoint, mark: Mark, reason: &str) {
+        self.lose_leader(endpoint);
         match mark {
             Mark::Suspect => {
                 if endpoint.health() != Health::Healthy {
@@ -157,6 +189,9 @@ impl Shared {
 
     /// Moves `endpoint` to `health`, waking callers that wait for a healthy one.
     pub(crate) fn set_health(&self, endpoint: &Endpoint, health: Health, reason: &str) {
+        if health != Health::Healthy {
+            self.lose_leader(endpoint);
+        }
         let old = endpoint.set(health, reason);
         if health == Health::Healthy && old != Health::Healthy {
             *self.generation.lock() += 1;
@@ -280,6 +315,8 @@ impl Balancer {
             cluster_id: AtomicU64::new(0),
             max_revision: AtomicI64::new(0),
             leader: AtomicU64::new(0),
+            leader_epoch: AtomicU64::new(0),
+            known_leader: AtomicU64::new(0),
             opener,
         });
         let table = shared.table();

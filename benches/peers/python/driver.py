@@ -41,6 +41,8 @@ def main():
     p.add_argument("--callers", type=int, default=1)
     p.add_argument("--value-size", type=int, default=64)
     p.add_argument("--ops", type=int, default=2000)
+    p.add_argument("--duration-ms", type=int, default=0)
+    p.add_argument("--trace", action="store_true")
     a = p.parse_args()
 
     client = connect(a.endpoints)
@@ -74,20 +76,38 @@ def main():
             threads[0] = max(threads[0], status("Threads"))
             done.wait(0.05)
 
+    records = [[] for _ in range(a.callers)]
+
     def caller(c):
-        for n in range(c, a.ops, a.callers):
+        n = c
+        while True:
+            if a.duration_ms > 0:
+                if time.perf_counter() - started >= a.duration_ms / 1000.0:
+                    return
+            elif n >= a.ops:
+                return
+            at = time.time()
             t = time.perf_counter()
+            ok = True
             try:
                 op(n)
             except Exception:
+                ok = False
+            took = time.perf_counter() - t
+            if a.trace:
+                records[c].append("R %d %d %d" % (at * 1e6, took * 1e6, ok))
+            if ok:
+                latencies[c].append(took)
+            else:
                 errors[c] += 1
-                continue
-            latencies[c].append(time.perf_counter() - t)
+            n += a.callers
 
     sampler = threading.Thread(target=sample)
     sampler.start()
     workers = [threading.Thread(target=caller, args=(c,)) for c in range(a.callers)]
     cpu_before = cpu_seconds()
+    if a.trace:
+        print("START %d" % (time.time() * 1e6), flush=True)
     started = time.perf_counter()
     for w in workers:
         w.start()
@@ -97,6 +117,9 @@ def main():
     cpu = cpu_seconds() - cpu_before
     done.set()
     sampler.join()
+    for per in records:
+        for line in per:
+            print(line)
 
     all_lat = sorted(x for per in latencies for x in per)
 

@@ -46,6 +46,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let callers: usize = flag(&args, "callers", "1").parse()?;
     let value_size: usize = flag(&args, "value-size", "64").parse()?;
     let ops: usize = flag(&args, "ops", "2000").parse()?;
+    let duration_ms: u64 = flag(&args, "duration-ms", "0").parse()?;
+    let trace = args.iter().any(|a| a == "--trace");
 
     let client = Client::connect(&endpoints, None).await?;
     let value = vec![b'v'; value_size];
@@ -68,6 +70,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let cpu_before = cpu_seconds();
     let started = Instant::now();
+    if trace {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        println!("START {now}");
+    }
     let mut tasks = Vec::new();
     for c in 0..callers {
         let mut kv = client.kv_client();
@@ -75,9 +83,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let workload = workload.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut records = Vec::new();
             let mut errors = 0usize;
-            for n in (c..ops).step_by(callers) {
+            let mut n = c;
+            loop {
+                let more = if duration_ms > 0 {
+                    started.elapsed() < Duration::from_millis(duration_ms)
+                } else {
+                    n < ops
+                };
+                if !more {
+                    break;
+                }
                 let key = format!("bench/k/{}", n % KEYS);
+                n += callers;
+                let at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros());
                 let t = Instant::now();
                 let ok = match workload.as_str() {
                     "put" => kv.put(key, value.clone(), None).await.is_ok(),
@@ -95,21 +117,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .await
                         .is_ok(),
                 };
+                let took = t.elapsed();
+                if trace {
+                    records.push((at, took.as_micros(), ok));
+                }
                 if ok {
-                    latencies.push(t.elapsed());
+                    latencies.push(took);
                 } else {
                     errors += 1;
                 }
             }
-            (latencies, errors)
+            (latencies, errors, records)
         }));
     }
     let mut all = Vec::with_capacity(ops);
     let mut errors = 0;
+    let mut records = Vec::new();
     for t in tasks {
-        let (l, e) = t.await?;
+        let (l, e, r) = t.await?;
         all.extend(l);
         errors += e;
+        records.extend(r);
+    }
+    for (at, took, ok) in records {
+        println!("R {at} {took} {}", u8::from(ok));
     }
     let elapsed = started.elapsed();
     let cpu = cpu_seconds() - cpu_before;

@@ -70,6 +70,8 @@ func main() {
 	callers := flag.Int("callers", 1, "concurrent callers (goroutines)")
 	valueSize := flag.Int("value-size", 64, "value size in bytes")
 	ops := flag.Int("ops", 2000, "operations in all")
+	durationMs := flag.Int("duration-ms", 0, "run for this long instead of --ops")
+	trace := flag.Bool("trace", false, "print every request: R <start unix us> <took us> <ok>")
 	flag.Parse()
 
 	cli, err := clientv3.New(clientv3.Config{
@@ -132,24 +134,49 @@ func main() {
 
 	latencies := make([][]time.Duration, *callers)
 	errors := make([]int, *callers)
+	records := make([][]string, *callers)
 	var wg sync.WaitGroup
 	cpuBefore := cpuSeconds()
 	started := time.Now()
+	if *trace {
+		fmt.Printf("START %d\n", started.UnixNano()/1000)
+	}
 	for c := 0; c < *callers; c++ {
 		wg.Add(1)
 		go func(c int) {
 			defer wg.Done()
-			for n := c; n < *ops; n += *callers {
+			for n := c; ; n += *callers {
+				if *durationMs > 0 {
+					if time.Since(started) >= time.Duration(*durationMs)*time.Millisecond {
+						return
+					}
+				} else if n >= *ops {
+					return
+				}
 				t := time.Now()
-				if err := op(n); err != nil {
+				err := op(n)
+				took := time.Since(t)
+				if *trace {
+					ok := 1
+					if err != nil {
+						ok = 0
+					}
+					records[c] = append(records[c], fmt.Sprintf("R %d %d %d", t.UnixNano()/1000, took.Microseconds(), ok))
+				}
+				if err != nil {
 					errors[c]++
 					continue
 				}
-				latencies[c] = append(latencies[c], time.Since(t))
+				latencies[c] = append(latencies[c], took)
 			}
 		}(c)
 	}
 	wg.Wait()
+	for _, per := range records {
+		for _, line := range per {
+			fmt.Println(line)
+		}
+	}
 	elapsed := time.Since(started)
 	cpu := cpuSeconds() - cpuBefore
 	close(done)
