@@ -42,6 +42,8 @@ pub(crate) struct Settings {
 pub(crate) enum Event {
     /// Probe the endpoint with this target now.
     Probe(String),
+    /// The leader was lost: probe everything until a new one is known.
+    LeaderLost,
     /// Stop.
     Stop,
 }
@@ -156,7 +158,13 @@ impl Shared {
                 .is_ok()
         {
             self.leader_epoch.fetch_add(1, Ordering::AcqRel);
+            self.wake_worker(Event::LeaderLost);
         }
+    }
+
+    /// True while the leader is lost: one was known, and no status has named the next yet.
+    pub(crate) fn leader_lost(&self) -> bool {
+        self.leader.load(Ordering::Acquire) == 0 && self.known_leader.load(Ordering::Acquire) != 0
     }
 
     fn pick_now(&self) -> Option<Arc<Endpoint>> {

@@ -29,6 +29,10 @@ use crate::proto::rpc::{
 /// How often the worker looks at the channels' connectivity even when no probe is due.
 const TICK: Duration = Duration::from_millis(50);
 
+/// How often every endpoint is probed while the leader is lost, to learn the next one (and
+/// so end calls stuck on the old one) as soon as it is elected.
+const LEADERLESS: Duration = Duration::from_millis(25);
+
 /// Wakes the worker thread.
 struct Unpark(Thread);
 
@@ -82,7 +86,14 @@ pub(super) fn run(shared: &Shared, inbox: &Receiver<Event>, settings: Settings) 
                         probe.due = Instant::now();
                     }
                 }
+                Event::LeaderLost => {}
                 Event::Stop => return,
+            }
+        }
+        if shared.leader_lost() {
+            let soon = Instant::now() + LEADERLESS;
+            for probe in probes.values_mut() {
+                probe.due = probe.due.min(soon);
             }
         }
         let table = shared.table();
