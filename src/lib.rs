@@ -84,7 +84,9 @@
 //! if none is healthy, or else it waits for one to turn healthy, and at the deadline fails
 //! with [`Error::NoHealthyEndpoint`] listing every endpoint and its last failure); starts the call there with require-leader metadata (except serializable reads);
 //! and blocks, parked, until a poll thread completes it. If the endpoint turns unhealthy
-//! meanwhile, the call is cancelled rather than left to hang. A failure goes to one function,
+//! meanwhile, or the leader changes or is lost (a follower may have forwarded the call to a
+//! leader that is gone), the call is cancelled rather than left to hang; while the leader
+//! is lost the worker probes every 25 ms to learn the next one. A failure goes to one function,
 //! `retry::decide`: repeatable calls (reads, lease time-to-live, read-only transactions) are
 //! tried on another endpoint, with a growing pause after each full round; writes only when
 //! they never reached a server (no connection, or refused for having no leader), and
