@@ -121,13 +121,14 @@ where
         let error = match outcome {
             Outcome::Done(response) => {
                 let revision = response.revision();
-                if spec.serializable && revision < shared.max_revision() {
+                let seen = shared.max_revision();
+                if spec.serializable && revision < seen {
                     // The member is behind what this client has seen: going back in time
                     // is not allowed, so ask another (or this one again, later).
                     last = Some(Error::StaleRead {
                         endpoint: endpoint.target.clone(),
                         revision,
-                        seen: shared.max_revision(),
+                        seen,
                     });
                     backoff(attempts, shared.table().len(), deadline);
                     continue;

@@ -239,13 +239,25 @@ fn an_isolated_member_loses_its_leader_and_rejoins_when_healed() {
             || alone.kv().get("k").is_err(),
         )
         .expect("linearizable reads fail");
-    // A client that has not seen the revision of "2" gets the member's stale answer.
-    let fresh = etcd_blocking::Client::connect([cluster.endpoint(cut)]).expect("connect");
-    let stale_value = fresh
-        .kv()
-        .get_with("k", GetOptions::new().serializable())
-        .expect("serializable read of a cut-off member");
-    assert_eq!(stale_value.first().map(|kv| kv.value()), Some(&b"1"[..]));
+    // A client that has not seen the revision of "2" gets the member's stale answer, if it
+    // asks before its balancer has judged the leaderless member unhealthy (after which it
+    // sends nothing there): ask with fresh clients until one does.
+    let mut stale = None;
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "a serializable read of the cut-off member",
+            || {
+                let fresh = etcd_blocking::Client::connect([cluster.endpoint(cut)]);
+                stale = fresh
+                    .ok()
+                    .and_then(|c| c.kv().get_with("k", GetOptions::new().serializable()).ok());
+                stale.is_some()
+            },
+        )
+        .expect("a serializable read served");
+    let stale = stale.expect("a read");
+    assert_eq!(stale.first().map(|kv| kv.value()), Some(&b"1"[..]));
 
     cluster.heal().expect("heal");
     cluster

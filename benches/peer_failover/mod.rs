@@ -6,11 +6,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use etcd_blocking::testing::{Cluster, Proxy};
 
-use crate::Peer;
+use crate::{unix_micros, Peer};
 
 /// How long each driver runs its load.
 const LOAD_MS: u64 = 5000;
@@ -36,12 +36,6 @@ impl Fault {
             Fault::Blackhole => "leader's client port blackholed",
         }
     }
-}
-
-fn unix_micros() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros())
 }
 
 /// Runs every fault against every peer and writes `failover-compare.md`.

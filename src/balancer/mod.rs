@@ -42,8 +42,6 @@ pub(crate) struct Settings {
 pub(crate) enum Event {
     /// Probe the endpoint with this target now.
     Probe(String),
-    /// The leader was lost: probe everything until a new one is known.
-    LeaderLost,
     /// Stop.
     Stop,
 }
@@ -158,7 +156,10 @@ impl Shared {
                 .is_ok()
         {
             self.leader_epoch.fetch_add(1, Ordering::AcqRel);
-            self.wake_worker(Event::LeaderLost);
+            // The worker probes fast while the leader is lost: let it start now.
+            if let Some(worker) = self.worker.get() {
+                worker.unpark();
+            }
         }
     }
 
@@ -180,18 +181,13 @@ impl Shared {
 
     /// Records what a failed call says about `endpoint`.
     pub(crate) fn report(&self, endpoint: &Endpoint, mark: Mark, reason: &str) {
-        self.lose_leader(endpoint);
-        match mark {
-            Mark::Suspect => {
-                if endpoint.health() != Health::Healthy {
-                    return;
-                }
-                endpoint.set(Health::Suspect, reason);
-            }
-            Mark::Unhealthy => {
-                endpoint.set(Health::Unhealthy, reason);
-            }
-        }
+        let health = match mark {
+            // Already suspect or worse: a probe is on its way.
+            Mark::Suspect if endpoint.health() != Health::Healthy => return,
+            Mark::Suspect => Health::Suspect,
+            Mark::Unhealthy => Health::Unhealthy,
+        };
+        self.set_health(endpoint, health, reason);
         self.wake_worker(Event::Probe(endpoint.target.clone()));
     }
 
@@ -253,9 +249,9 @@ impl Shared {
             .collect()
     }
 
-    /// Notes the revision of a response; returns the highest revision seen before it.
-    pub(crate) fn saw_revision(&self, revision: i64) -> i64 {
-        self.max_revision.fetch_max(revision, Ordering::AcqRel)
+    /// Notes the revision of a response.
+    pub(crate) fn saw_revision(&self, revision: i64) {
+        self.max_revision.fetch_max(revision, Ordering::AcqRel);
     }
 
     /// The highest revision any response has carried.

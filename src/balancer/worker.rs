@@ -86,7 +86,6 @@ pub(super) fn run(shared: &Shared, inbox: &Receiver<Event>, settings: Settings) 
                         probe.due = Instant::now();
                     }
                 }
-                Event::LeaderLost => {}
                 Event::Stop => return,
             }
         }
