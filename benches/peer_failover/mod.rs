@@ -38,21 +38,83 @@ impl Fault {
     }
 }
 
-/// Runs every fault against every peer and writes `failover-compare.md`.
+/// What one driver's run through one fault showed.
+struct Outcome {
+    /// Microseconds from the fault to the end of the first request that succeeded after it.
+    first_us: Option<u128>,
+    failed: usize,
+    stalled: usize,
+    finished: bool,
+}
+
+/// Runs every fault against every peer, `COMPARE_FAILOVER_ROUNDS` times (default 3, the
+/// peers' order rotating each round), and writes `failover-compare.md` with every round's
+/// figures: single runs of a failover are too noisy to stand alone.
 pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
     let out = std::env::var("COMPARE_OUT").unwrap_or_else(|_| "benches/results".to_owned());
-    let mut table = String::from(
-        "# Failover side by side\n\n8 callers put to a 3-member cluster, leader first in every \
-         client's endpoint list; the leader is faulted 1 s into the load.\n\n\
-         | fault | client | first success after fault | failed after | stalled > 1 s | finished |\n\
-         |---|---|---|---|---|---|\n",
+    let rounds: usize = std::env::var("COMPARE_FAILOVER_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let mut table = format!(
+        "# Failover side by side\n\n8 callers put to a 3-member cluster (a fresh one per run), \
+         leader first in every client's endpoint list; the leader is faulted 1 s into a {} s \
+         load. {rounds} rounds, the clients' order rotating; each cell lists the rounds in \
+         order. \"first success\" is from the fault to the end of the first request that \
+         succeeded after it; \"stalled\" counts requests in flight at or after the fault \
+         that took over 1 s; a driver still running {} s after its load ended is killed as \
+         hung.\n\n\
+         | fault | client | first success after fault (median) | each round | failed after | \
+         stalled > 1 s | finished |\n|---|---|---|---|---|---|---|\n",
+        LOAD_MS / 1000,
+        GRACE.as_secs()
     );
     for fault in [Fault::Kill, Fault::Stop, Fault::Isolate, Fault::Blackhole] {
-        for peer in peers {
-            let row = run(peer, fault)?;
-            eprintln!("{row}");
+        let mut outcomes: Vec<Vec<Outcome>> = peers.iter().map(|_| Vec::new()).collect();
+        for round in 0..rounds {
+            let mut order: Vec<usize> = (0..peers.len()).collect();
+            order.rotate_left(round % peers.len().max(1));
+            for i in order {
+                let outcome = run(&peers[i], fault)?;
+                eprintln!(
+                    "{} / {} / round {}: first success {}, failed {}, stalled {}, finished {}",
+                    fault.name(),
+                    peers[i].name,
+                    round + 1,
+                    ms(outcome.first_us),
+                    outcome.failed,
+                    outcome.stalled,
+                    outcome.finished
+                );
+                outcomes[i].push(outcome);
+            }
+        }
+        for (peer, runs) in peers.iter().zip(&outcomes) {
+            let mut firsts: Vec<Option<u128>> = runs.iter().map(|o| o.first_us).collect();
+            let each = |f: &dyn Fn(&Outcome) -> String| -> String {
+                runs.iter().map(f).collect::<Vec<_>>().join(" / ")
+            };
+            let row = format!(
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                fault.name(),
+                peer.name,
+                // `None` (never) sorts last, as the slowest.
+                {
+                    firsts.sort_by_key(|f| f.unwrap_or(u128::MAX));
+                    ms(firsts[firsts.len() / 2])
+                },
+                each(&|o| ms(o.first_us)),
+                each(&|o| o.failed.to_string()),
+                each(&|o| o.stalled.to_string()),
+                each(&|o| if o.finished {
+                    "yes"
+                } else {
+                    "no: hung, killed"
+                }
+                .to_owned()),
+            );
             table.push_str(&row);
-            table.push('\n');
         }
     }
     std::fs::create_dir_all(&out)?;
@@ -61,7 +123,11 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn run(peer: &Peer, fault: Fault) -> Result<String, Box<dyn std::error::Error>> {
+fn ms(us: Option<u128>) -> String {
+    us.map_or("never".to_owned(), |us| format!("{} ms", us / 1000))
+}
+
+fn run(peer: &Peer, fault: Fault) -> Result<Outcome, Box<dyn std::error::Error>> {
     // Peer proxies only where the fault needs them, so the other faults run on the plain
     // cluster every other benchmark uses.
     let mut builder = Cluster::builder().members(3);
@@ -144,24 +210,20 @@ fn run(peer: &Peer, fault: Fault) -> Result<String, Box<dyn std::error::Error>> 
         })
         .collect();
     let after: Vec<&(u128, u128, bool)> = records.iter().filter(|r| r.0 >= fault_at).collect();
-    let first = after
+    let first_us = after
         .iter()
         .filter(|r| r.2)
         .map(|r| r.0 + r.1 - fault_at)
-        .min()
-        .map_or("never".to_owned(), |us| format!("{} ms", us / 1000));
+        .min();
     let failed = after.iter().filter(|r| !r.2).count();
     let stalled = records
         .iter()
         .filter(|r| r.0 + r.1 >= fault_at && r.1 > 1_000_000)
         .count();
-    Ok(format!(
-        "| {} | {} | {} | {} | {} | {} |",
-        fault.name(),
-        peer.name,
-        first,
+    Ok(Outcome {
+        first_us,
         failed,
         stalled,
-        if finished { "yes" } else { "no: killed, hung" }
-    ))
+        finished,
+    })
 }
