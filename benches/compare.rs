@@ -394,7 +394,12 @@ fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    let table = format!("{}\n{}", preface(rounds), report(&results, &peers));
+    let table = format!(
+        "{}\n{}\n{}",
+        preface(rounds),
+        standing(&results, &peers),
+        report(&results, &peers)
+    );
     std::fs::create_dir_all(&out)?;
     std::fs::write(format!("{out}/compare.md"), &table)?;
     std::fs::write(format!("{out}/compare.tsv"), tsv(&results))?;
@@ -498,6 +503,73 @@ fn report(results: &BTreeMap<(Workload, &'static str), Vec<Run>>, peers: &[Peer]
         }
     }
     table
+}
+
+/// Where this client stands against the bar it is held to: at least as many ops/s as the
+/// best peer, and less CPU per operation than every peer, in every cell. Lists each cell
+/// where it falls short, by how much.
+fn standing(results: &BTreeMap<(Workload, &'static str), Vec<Run>>, peers: &[Peer]) -> String {
+    let ours = "etcd-blocking";
+    let mut cells: Vec<&Workload> = results.keys().map(|(w, _)| w).collect();
+    cells.dedup();
+    let (mut total, mut fast, mut lean) = (0, 0, 0);
+    let (mut slower, mut heavier) = (String::new(), String::new());
+    for cell in cells {
+        let Some(mine) = results.get(&(cell.clone(), ours)) else {
+            continue;
+        };
+        total += 1;
+        let label = format!(
+            "{} member(s), {}, {} caller(s), {} B",
+            cell.members, cell.workload, cell.callers, cell.value_size
+        );
+        let (rate, cpu) = (median(mine, Run::rate), median(mine, Run::cpu_per_10k));
+        let others = peers.iter().filter(|p| p.name != ours).filter_map(|p| {
+            results.get(&(cell.clone(), p.name)).map(|runs| {
+                (
+                    p.name,
+                    median(runs, Run::rate),
+                    median(runs, Run::cpu_per_10k),
+                )
+            })
+        });
+        let others: Vec<_> = others.collect();
+        match others.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+            Some(best) if best.1 > rate => slower.push_str(&format!(
+                "- {label}: {rate:.0} ops/s, {} {:.0} ({:+.0}%)\n",
+                best.0,
+                best.1,
+                (rate / best.1 - 1.0) * 100.0
+            )),
+            _ => fast += 1,
+        }
+        match others.iter().min_by(|a, b| a.2.total_cmp(&b.2)) {
+            Some(least) if least.2 <= cpu => heavier.push_str(&format!(
+                "- {label}: {cpu:.3} CPU s / 10k ops, {} {:.3} ({:+.0}%)\n",
+                least.0,
+                least.2,
+                (cpu / least.2 - 1.0) * 100.0
+            )),
+            _ => lean += 1,
+        }
+    }
+    format!(
+        "## Where etcd-blocking stands\n\n\
+         At least as many ops/s as the best peer in {fast} of {total} cells; less CPU per \
+         operation than every peer in {lean} of {total}.\n\n\
+         Cells where a peer is faster:\n\n{}\n\
+         Cells where a peer uses no more CPU per operation:\n\n{}\n## All figures\n",
+        if slower.is_empty() {
+            "- none\n"
+        } else {
+            &slower
+        },
+        if heavier.is_empty() {
+            "- none\n"
+        } else {
+            &heavier
+        },
+    )
 }
 
 /// Medians as tab-separated values, for the chart.
