@@ -37,6 +37,11 @@ deps_is_debian() {
     [ -r /etc/debian_version ] && command -v apt-get >/dev/null 2>&1
 }
 
+# Every script builds into one target directory outside the clone, kept between runs and
+# clones on this machine: grpcio's C core takes minutes to build, so nothing should build it
+# twice. Set CARGO_TARGET_DIR to choose another.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/etcd-blocking/target}"
+
 ensure_deps() {
     command -v cargo >/dev/null 2>&1 ||
         deps_fail "cargo is missing: install Rust from https://rustup.rs, then run this again"
