@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use grpcio::{CallOption, ClientUnaryReceiver, Metadata, MetadataBuilder};
 
-use crate::balancer::{Endpoint, Health, Shared};
+use crate::balancer::{Endpoint, Shared};
 use crate::error::{Error, Result};
 use crate::proto::rpc;
 use crate::retry::{decide, CallKind, Decision};
@@ -95,7 +95,7 @@ where
     loop {
         // The first try may go to the leader; a retry goes round-robin, away from it.
         let to_leader = spec.leader && attempts == 0;
-        let Some(endpoint) = shared.pick(deadline, to_leader) else {
+        let Some(endpoint) = shared.pick(deadline, to_leader, spec.serializable) else {
             return Err(Error::NoHealthyEndpoint {
                 timeout,
                 endpoints: shared.failures(),
@@ -115,7 +115,12 @@ where
         }
         let epoch = shared.leader_epoch();
         let outcome = match start(&endpoint, option) {
-            Ok(call) => wait(call, &endpoint, shared, epoch),
+            Ok(call) => wait(
+                call,
+                &endpoint,
+                shared,
+                (!spec.serializable).then_some(epoch),
+            ),
             Err(e) => Outcome::Failed(e),
         };
         let error = match outcome {
@@ -191,12 +196,14 @@ thread_local! {
 /// Blocks until the call completes. Meanwhile, if the endpoint is found unhealthy, or the
 /// leader changes or is lost (a call on a follower may have been forwarded to a leader that
 /// is gone, and would wait out its deadline), a repeatable call is cancelled (to be retried
-/// elsewhere) and so is a write (whose outcome is then unknown).
+/// elsewhere) and so is a write (whose outcome is then unknown). A serializable read
+/// (`epoch` `None`) is served by its member alone: neither the leader nor the member's lack
+/// of one ends it, only the member failing to answer.
 fn wait<R: Unpin>(
     mut call: ClientUnaryReceiver<R>,
     endpoint: &Endpoint,
     shared: &Shared,
-    epoch: u64,
+    epoch: Option<u64>,
 ) -> Outcome<R> {
     WAKER.with(|waker| {
         let mut cx = Context::from_waker(waker);
@@ -207,14 +214,14 @@ fn wait<R: Unpin>(
                     Err(e) => Outcome::Failed(e),
                 };
             }
-            if endpoint.health() == Health::Unhealthy {
+            if endpoint.unusable(epoch.is_none()) {
                 call.cancel();
                 return Outcome::Abandoned(Error::EndpointUnhealthy {
                     endpoint: endpoint.target.clone(),
                     reason: endpoint.detail().reason,
                 });
             }
-            if shared.leader_epoch() != epoch {
+            if epoch.is_some_and(|epoch| shared.leader_epoch() != epoch) {
                 call.cancel();
                 return Outcome::Abandoned(Error::LeaderLost {
                     endpoint: endpoint.target.clone(),

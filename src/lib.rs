@@ -51,8 +51,14 @@
 //!   [`ClientBuilder::poll_threads`]), which drive every connection of the client;
 //! - the balancer's worker (`etcd-balancer`), which keeps the endpoint table true.
 //!
+//! gRPC's C core runs threads of its own besides (`default-executor`, which takes over
+//! transport work when a connection is busy on two threads at once, `resolver-executor`,
+//! `timer_manager`): they are process-wide, shared with any other grpcio user in the
+//! process, and not the client's to start or stop.
+//!
 //! Each endpoint has one grpcio channel (one HTTP/2 connection, not shared with other
-//! clients). [`ClientBuilder::connect`] dials them all in parallel and returns once one is
+//! clients), built without gRPC's retry filter (what is safe to retry is decided here) and
+//! its idle filter (a connection lives as long as its client): both would cost every call. [`ClientBuilder::connect`] dials them all in parallel and returns once one is
 //! ready, or fails after the dial timeout naming every endpoint.
 //!
 //! **The balancer.** Every endpoint is [`Health::Healthy`], [`Health::Suspect`] or
@@ -81,8 +87,10 @@
 //! caller's thread, then, within the call's one deadline: picks an endpoint (for a write or
 //! a linearizable read, the leader's while it is known and healthy,
 //! [`ClientBuilder::prefer_leader`]; otherwise a healthy endpoint round-robin, a suspect one
-//! if none is healthy, or else it waits for one to turn healthy, and at the deadline fails
-//! with [`Error::NoHealthyEndpoint`] listing every endpoint and its last failure); starts the call there with require-leader metadata (except serializable reads);
+//! if none is healthy, for a serializable read a member that answers without a leader (so
+//! such reads go on through a loss of quorum, stale as serializable reads may be), or else
+//! it waits for one to turn healthy, and at the deadline fails with
+//! [`Error::NoHealthyEndpoint`] listing every endpoint and its last failure); starts the call there with require-leader metadata (except serializable reads);
 //! and blocks, parked, until a poll thread completes it. If the endpoint turns unhealthy
 //! meanwhile, or the leader changes or is lost (a follower may have forwarded the call to a
 //! leader that is gone), the call is cancelled rather than left to hang; while the leader

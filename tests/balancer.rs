@@ -1,6 +1,6 @@
 //! The balancer against real etcd: health as callers see it, rejoining, spreading calls,
-//! refusing a foreign cluster, never going back in time, and the error when nothing is
-//! healthy.
+//! refusing a foreign cluster, never going back in time, serving serializable reads without
+//! a quorum, and the error when nothing is healthy.
 
 mod common;
 
@@ -164,6 +164,67 @@ fn an_endpoint_of_another_cluster_is_refused() {
         .map(|_| client.kv().get("k").expect("get").header().cluster_id())
         .collect();
     assert_eq!(clusters.len(), 1, "every call went to one cluster");
+}
+
+#[test]
+fn serializable_reads_are_served_while_the_quorum_is_lost() {
+    let cluster = cluster(3);
+    let client = Client::builder()
+        .endpoints(cluster.endpoints())
+        .request_timeout(Duration::from_secs(1))
+        .connect()
+        .expect("connect");
+    all_healthy(&cluster, &client);
+    let written = client.kv().put("k", "v").expect("put").header().revision();
+    let survivor = 0;
+    // The survivor must have applied the put before the others go, or its reads would be
+    // older than the client has seen (and rightly refused).
+    let direct = Client::connect([cluster.endpoint(survivor)]).expect("connect");
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "the survivor to apply the put",
+            || {
+                direct
+                    .kv()
+                    .get_with("k", GetOptions::new().serializable())
+                    .is_ok_and(|g| g.header().revision() >= written)
+            },
+        )
+        .expect("applied");
+    cluster.kill(1).expect("kill");
+    cluster.kill(2).expect("kill");
+    let survivor = cluster.endpoint(survivor);
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "the survivor to lose its leader",
+            || {
+                client
+                    .endpoint_health()
+                    .iter()
+                    .all(|h| h.health() == Health::Unhealthy)
+                    && client
+                        .endpoint_health()
+                        .iter()
+                        .any(|h| h.endpoint() == survivor && h.reason().contains("no leader"))
+            },
+        )
+        .expect("leaderless");
+    // Nothing is healthy, yet the member that is up still serves what it has.
+    for _ in 0..5 {
+        let got = client
+            .kv()
+            .get_with("k", GetOptions::new().serializable())
+            .expect("a serializable read without a quorum");
+        assert_eq!(got.first().map(|kv| kv.value()), Some(&b"v"[..]));
+        assert!(got.header().revision() >= written);
+    }
+    // A linearizable read needs the quorum: it fails, within its deadline.
+    let started = Instant::now();
+    let err = client.kv().get("k").expect_err("no quorum");
+    assert!(started.elapsed() < Duration::from_millis(1500), "{err}");
+    assert!(err.is_unavailable(), "{err:?}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! One endpoint of the balancer: its channel, service clients and health.
 
 use std::ffi::CString;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,9 @@ pub(crate) struct Endpoint {
     pub(crate) cluster: ClusterClient,
     pub(crate) maintenance: MaintenanceClient,
     health: AtomicU8,
+    /// The member answered its last probe, but has no leader: it cannot serve writes or
+    /// linearizable reads, yet still serves serializable ones from its own store.
+    leaderless: AtomicBool,
     /// The etcd member ID behind the endpoint, once a status call has told it; 0 before.
     member_id: AtomicU64,
     detail: Mutex<Detail>,
@@ -95,6 +98,7 @@ impl Endpoint {
             channel,
             member_id: AtomicU64::new(0),
             health: AtomicU8::new(Health::Suspect as u8),
+            leaderless: AtomicBool::new(false),
             detail: Mutex::new(Detail {
                 reason: "not probed yet".to_owned(),
                 since: Instant::now(),
@@ -120,6 +124,23 @@ impl Endpoint {
             detail.since = Instant::now();
         }
         old
+    }
+
+    /// True when the member answered its last probe but had no leader: a serializable
+    /// read may still go there when nothing is healthy.
+    pub(crate) fn leaderless(&self) -> bool {
+        self.leaderless.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_leaderless(&self, leaderless: bool) {
+        self.leaderless.store(leaderless, Ordering::Release);
+    }
+
+    /// True when a call of this kind should be given up for the endpoint's health: any
+    /// call on an unhealthy endpoint, except a serializable read on a member that only
+    /// lacks a leader.
+    pub(crate) fn unusable(&self, serializable: bool) -> bool {
+        self.health() == Health::Unhealthy && !(serializable && self.leaderless())
     }
 
     /// The member ID behind the endpoint; 0 until known.

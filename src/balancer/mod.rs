@@ -60,7 +60,8 @@ pub(crate) struct Opener {
 pub(crate) struct Shared {
     table: RwLock<Table>,
     next: AtomicUsize,
-    /// Bumped whenever an endpoint becomes healthy; callers wait on `changed` for it.
+    /// Bumped whenever an endpoint becomes healthy (or leaderless); callers wait on
+    /// `changed` for it.
     generation: Mutex<u64>,
     changed: Condvar,
     events: Sender<Event>,
@@ -91,9 +92,16 @@ impl Shared {
     }
 
     /// With `leader`, the leader's endpoint if it is known and healthy; else a healthy
-    /// endpoint, round-robin; else a suspect one; else waits for an endpoint to become
-    /// healthy until `deadline`.
-    pub(crate) fn pick(&self, deadline: Instant, leader: bool) -> Option<Arc<Endpoint>> {
+    /// endpoint, round-robin; else a suspect one; else, for a `serializable` read, one whose
+    /// member answers without a leader (during a loss of quorum: stale, as such reads may
+    /// be, and never older than the client has seen, which `call` checks); else waits for
+    /// one of those until `deadline`.
+    pub(crate) fn pick(
+        &self,
+        deadline: Instant,
+        leader: bool,
+        serializable: bool,
+    ) -> Option<Arc<Endpoint>> {
         if leader {
             if let Some(found) = self.leader_endpoint() {
                 return Some(found);
@@ -101,7 +109,7 @@ impl Shared {
         }
         loop {
             let seen = *self.generation.lock();
-            if let Some(found) = self.pick_now() {
+            if let Some(found) = self.pick_now(serializable) {
                 return Some(found);
             }
             let mut generation = self.generation.lock();
@@ -168,7 +176,7 @@ impl Shared {
         self.leader.load(Ordering::Acquire) == 0 && self.known_leader.load(Ordering::Acquire) != 0
     }
 
-    fn pick_now(&self) -> Option<Arc<Endpoint>> {
+    fn pick_now(&self, serializable: bool) -> Option<Arc<Endpoint>> {
         let table = self.table.read();
         let n = table.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -176,6 +184,7 @@ impl Shared {
         order()
             .find(|e| e.health() == Health::Healthy)
             .or_else(|| order().find(|e| e.health() == Health::Suspect))
+            .or_else(|| order().filter(|_| serializable).find(|e| !e.unusable(true)))
             .cloned()
     }
 
@@ -191,13 +200,17 @@ impl Shared {
         self.wake_worker(Event::Probe(endpoint.target.clone()));
     }
 
-    /// Moves `endpoint` to `health`, waking callers that wait for a healthy one.
+    /// Moves `endpoint` to `health`, waking callers that wait for one they can use: a
+    /// healthy one, or for serializable reads, a leaderless one.
     pub(crate) fn set_health(&self, endpoint: &Endpoint, health: Health, reason: &str) {
         if health != Health::Healthy {
             self.lose_leader(endpoint);
         }
         let old = endpoint.set(health, reason);
-        if health == Health::Healthy && old != Health::Healthy {
+        let usable = health == Health::Healthy || endpoint.leaderless();
+        // An unhealthy member may just have turned leaderless, which serializable reads
+        // can use: worth a look for callers that wait.
+        if usable && (old != health || health == Health::Unhealthy) {
             *self.generation.lock() += 1;
             self.changed.notify_all();
         }

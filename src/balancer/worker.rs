@@ -243,7 +243,7 @@ fn start(
         Ok(call) => probe.in_flight = Some(call),
         Err(e) => {
             let error = Error::from_grpc(e, &endpoint.target, settings.timeout);
-            fail(shared, endpoint, probe, &error.to_string(), settings);
+            fail(shared, endpoint, probe, &error.to_string(), settings, false);
         }
     }
 }
@@ -274,7 +274,17 @@ fn finish(
                 error.code(),
                 Some(ServerCode::PermissionDenied | ServerCode::InvalidAuthToken)
             ) {
-                fail(shared, endpoint, probe, &error.to_string(), settings);
+                // A member that says it has no leader is up and answering: it is unhealthy
+                // for writes and linearizable reads, but can serve serializable ones.
+                let leaderless = error.code() == Some(ServerCode::NoLeader);
+                fail(
+                    shared,
+                    endpoint,
+                    probe,
+                    &error.to_string(),
+                    settings,
+                    leaderless,
+                );
                 return;
             }
             0
@@ -293,16 +303,28 @@ fn finish(
         if ours != cluster {
             let reason =
                 format!("it belongs to cluster {cluster:x}, not to this client's {ours:x}");
-            fail(shared, endpoint, probe, &reason, settings);
+            fail(shared, endpoint, probe, &reason, settings, false);
             return;
         }
     }
     probe.failures = 0;
     probe.due = Instant::now() + settings.interval;
+    endpoint.set_leaderless(false);
     shared.set_health(endpoint, Health::Healthy, "its probe passed");
 }
 
-fn fail(shared: &Shared, endpoint: &Endpoint, probe: &mut Probe, reason: &str, settings: Settings) {
+/// Marks the endpoint unhealthy and schedules its next probe with backoff; `leaderless`
+/// says the member answered, without a leader (set before the health changes, so a
+/// serializable read waiting there is not given up in between).
+fn fail(
+    shared: &Shared,
+    endpoint: &Endpoint,
+    probe: &mut Probe,
+    reason: &str,
+    settings: Settings,
+    leaderless: bool,
+) {
+    endpoint.set_leaderless(leaderless);
     probe.failures = probe.failures.saturating_add(1);
     let backoff = settings
         .backoff
