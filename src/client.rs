@@ -207,12 +207,13 @@ impl ClientBuilder {
             config: self.clone(),
             env: env.clone(),
         };
-        let balancer = Balancer::start(endpoints, &[first], settings, opener).map_err(|e| {
-            Error::InvalidArgument {
-                argument: "balancer thread",
-                reason: format!("could not be started: {e}"),
-            }
-        })?;
+        let balancer =
+            Balancer::start(endpoints, &[first], settings, opener).map_err(|source| {
+                Error::ThreadSpawn {
+                    thread: "etcd-balancer",
+                    source,
+                }
+            })?;
         Ok(Client {
             inner: Arc::new(Inner {
                 conns: RwLock::new(Some(Arc::new(Conns {

@@ -151,6 +151,16 @@ pub enum Error {
         /// How long closing waited.
         waited: Duration,
     },
+
+    /// The operating system refused a thread the client needs (the balancer's worker).
+    #[error("could not start the {thread} thread")]
+    ThreadSpawn {
+        /// Which thread.
+        thread: &'static str,
+        /// Why the system refused it.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {

@@ -66,6 +66,7 @@ pub(crate) fn decide(kind: CallKind, error: &Error) -> Decision {
         | Error::InvalidArgument { .. }
         | Error::Closed
         | Error::CloseTimedOut { .. }
+        | Error::ThreadSpawn { .. }
         | Error::NoHealthyEndpoint { .. }
         | Error::EndpointUnhealthy { .. }
         | Error::LeaderLost { .. }
