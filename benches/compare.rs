@@ -363,6 +363,7 @@ fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
         peers.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
     );
     let mut results: BTreeMap<(Workload, &'static str), Vec<Run>> = BTreeMap::new();
+    let mut lost: Vec<String> = Vec::new();
     let cells = matrix(quick);
     for members in [1, 3] {
         let here: Vec<&Workload> = cells.iter().filter(|w| w.members == members).collect();
@@ -381,9 +382,32 @@ fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
                 let mut order: Vec<&Peer> = peers.iter().collect();
                 order.rotate_left(round % peers.len());
                 for peer in order {
-                    let run = run_driver(peer, &endpoints, cell)?;
+                    // A run that gives no result (a driver that gave up during one of the
+                    // elections a loaded 2-core machine sees now and then) is tried once
+                    // more, then recorded as lost rather than ending the whole comparison.
+                    let run = run_driver(peer, &endpoints, cell).or_else(|first| {
+                        eprintln!("{}: {first}; trying once more", peer.name);
+                        thread::sleep(Duration::from_secs(1));
+                        run_driver(peer, &endpoints, cell)
+                    });
                     let now = admin.kv().get("bench/k/0")?.header().revision();
                     admin.kv().compact(now)?;
+                    let run = match run {
+                        Ok(run) => run,
+                        Err(e) => {
+                            let first_line = e.to_string().lines().next().unwrap_or("").to_owned();
+                            lost.push(format!(
+                                "- {members} member(s), {}, {} caller(s), {} B, {}, round {}: \
+                                 {first_line}",
+                                cell.workload,
+                                cell.callers,
+                                cell.value_size,
+                                peer.name,
+                                round + 1
+                            ));
+                            continue;
+                        }
+                    };
                     eprintln!(
                         "{members} member(s) {:<16} {:>2} callers {:>4} B {:<13} {:>8.0} ops/s",
                         cell.workload,
@@ -400,8 +424,16 @@ fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
+    let lost = if lost.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Runs that gave no result, twice (left out of the medians):\n\n{}\n\n",
+            lost.join("\n")
+        )
+    };
     let table = format!(
-        "{}\n{}\n{}",
+        "{}\n{lost}{}\n{}",
         preface(rounds),
         standing(&results, &peers),
         report(&results, &peers)
