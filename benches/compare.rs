@@ -9,6 +9,8 @@
 //! (missing peers are skipped). `COMPARE_ROUNDS` (default 3) sets the rounds,
 //! `COMPARE_QUICK=1` runs a small matrix, `COMPARE_OUT` names the results folder, and
 //! `COMPARE_POLL_THREADS` sets this client's grpcio poll threads (for experiments).
+//! `COMPARE_MODE=failover` runs the failover side by side instead (`peer_failover`), with
+//! `COMPARE_FAILOVER_ROUNDS` rounds (default 3).
 
 use std::collections::BTreeMap;
 use std::process::Command;
