@@ -596,7 +596,8 @@ fn standing(results: &BTreeMap<(Workload, &'static str), Vec<Run>>, peers: &[Pee
     format!(
         "## Where etcd-blocking stands\n\n\
          At least as many ops/s as the best peer in {fast} of {total} cells; less CPU per \
-         operation than every peer in {lean} of {total}.\n\n\
+         operation than every peer in {lean} of {total}. Why it loses where it does, and \
+         what is left to do about it: `why.md`, next to this file.\n\n\
          Cells where a peer is faster:\n\n{}\n\
          Cells where a peer uses no more CPU per operation:\n\n{}\n## All figures\n",
         if slower.is_empty() {
