@@ -196,7 +196,9 @@ thread_local! {
 /// Blocks until the call completes. Meanwhile, if the endpoint is found unhealthy, or the
 /// leader changes or is lost (a call on a follower may have been forwarded to a leader that
 /// is gone, and would wait out its deadline), a repeatable call is cancelled (to be retried
-/// elsewhere) and so is a write (whose outcome is then unknown). A serializable read
+/// elsewhere) and so is a write (whose outcome is then unknown). A call that waits past
+/// half a probe timeout makes the worker probe every endpoint fast for a while, so that a
+/// new leader is learnt (and the epoch moves) as soon as one is elected. A serializable read
 /// (`epoch` `None`) is served by its member alone: neither the leader nor the member's lack
 /// of one ends it, only the member failing to answer.
 fn wait<R: Unpin>(
@@ -205,6 +207,8 @@ fn wait<R: Unpin>(
     shared: &Shared,
     epoch: Option<u64>,
 ) -> Outcome<R> {
+    let stall_at = Instant::now() + shared.stall();
+    let mut hurried = false;
     WAKER.with(|waker| {
         let mut cx = Context::from_waker(waker);
         loop {
@@ -226,6 +230,13 @@ fn wait<R: Unpin>(
                 return Outcome::Abandoned(Error::LeaderLost {
                     endpoint: endpoint.target.clone(),
                 });
+            }
+            // Waiting longer than a probe may take: the leader may be cut off from its
+            // quorum, answering probes yet committing nothing. Ask the worker to look for
+            // a new one at once instead of at its next regular probe.
+            if epoch.is_some() && !hurried && Instant::now() >= stall_at {
+                shared.stalled();
+                hurried = true;
             }
             thread::park_timeout(HEALTH_CHECK);
         }

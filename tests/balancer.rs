@@ -1,6 +1,7 @@
 //! The balancer against real etcd: health as callers see it, rejoining, spreading calls,
-//! refusing a foreign cluster, never going back in time, serving serializable reads without
-//! a quorum, and the error when nothing is healthy.
+//! refusing a foreign cluster, never going back in time, leaving a leader cut off from its
+//! peers, serving serializable reads without a quorum, and the error when nothing is
+//! healthy.
 
 mod common;
 
@@ -164,6 +165,58 @@ fn an_endpoint_of_another_cluster_is_refused() {
         .map(|_| client.kv().get("k").expect("get").header().cluster_id())
         .collect();
     assert_eq!(clusters.len(), 1, "every call went to one cluster");
+}
+
+#[test]
+fn writes_stalled_on_a_leader_cut_off_from_its_peers_move_to_the_next_leader() {
+    let cluster = etcd_blocking::testing::Cluster::builder()
+        .members(3)
+        .peer_proxies()
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Regular probes a minute apart, and a long deadline: only the stalled calls
+    // themselves can make the balancer look for the new leader in time.
+    let client = Client::builder()
+        .endpoints(cluster.endpoints())
+        .probe_interval(Duration::from_secs(60))
+        .request_timeout(Duration::from_secs(20))
+        .connect()
+        .expect("connect");
+    all_healthy(&cluster, &client);
+    let kv = client.kv();
+    let old = cluster.leader().expect("leader");
+    let old_id = cluster.member_id(old).expect("leader id");
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "writes to reach the leader",
+            || {
+                kv.put("k", "1")
+                    .is_ok_and(|p| p.header().member_id() == old_id)
+            },
+        )
+        .expect("leader known");
+    cluster.isolate(old).expect("isolate");
+    // The write waits on the old leader, which cannot commit it. etcd would end it only
+    // after its own request timeout (about 5 s); the client ends it as soon as a probe
+    // finds the old leader stepped down or names the new one, and with probes a minute
+    // apart, only the stalled write can have asked for that probe.
+    match kv.put("k", "2") {
+        Err(Error::WriteOutcomeUnknown { source, .. })
+            if matches!(
+                *source,
+                Error::LeaderLost { .. } | Error::EndpointUnhealthy { .. }
+            ) => {}
+        other => panic!("expected the balancer to end the write, got {other:?}"),
+    }
+    let cut = Instant::now();
+    let mut written = false;
+    while !written && cut.elapsed() < Duration::from_secs(10) {
+        written = kv.put("k", "2").is_ok();
+    }
+    assert!(written, "no write succeeded on the new leader");
+    assert_ne!(cluster.leader().expect("leader"), old);
+    cluster.heal().expect("heal");
 }
 
 #[test]

@@ -11,7 +11,7 @@ mod worker;
 pub(crate) use endpoint::Endpoint;
 pub use endpoint::Health;
 
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
@@ -42,6 +42,10 @@ pub(crate) struct Settings {
 pub(crate) enum Event {
     /// Probe the endpoint with this target now.
     Probe(String),
+    /// A call has waited on the leader longer than a probe may take: probe every endpoint
+    /// fast for a while, to learn of a new leader (a leader cut off from its peers still
+    /// answers probes until it steps down, and its calls just wait).
+    Hurry,
     /// Stop.
     Stop,
 }
@@ -77,6 +81,10 @@ pub(crate) struct Shared {
     leader_epoch: AtomicU64,
     /// The last leader ever learnt (not reset when the leader is lost).
     known_leader: AtomicU64,
+    /// A hurry (fast probing, [`Event::Hurry`]) is under way: callers need not ask again.
+    hurrying: AtomicBool,
+    /// How long a call may wait on the leader before the worker is asked to hurry.
+    stall: Duration,
     opener: Opener,
 }
 
@@ -219,6 +227,24 @@ impl Shared {
         }
     }
 
+    /// How long a call that needs the leader may wait before [`Shared::stalled`] is due.
+    pub(crate) fn stall(&self) -> Duration {
+        self.stall
+    }
+
+    /// A call that needs the leader has waited past [`Shared::stall`]: the worker probes
+    /// every endpoint fast for a while (once per spell, however many calls stall).
+    pub(crate) fn stalled(&self) {
+        if !self.hurrying.swap(true, Ordering::AcqRel) {
+            self.wake_worker(Event::Hurry);
+        }
+    }
+
+    /// The worker's hurry is over: the next stalled call may start another.
+    pub(crate) fn hurry_over(&self) {
+        self.hurrying.store(false, Ordering::Release);
+    }
+
     fn wake_worker(&self, event: Event) {
         // The worker may have stopped: then nobody needs waking.
         let _ = self.events.send(event);
@@ -334,6 +360,8 @@ impl Balancer {
             leader: AtomicU64::new(0),
             leader_epoch: AtomicU64::new(0),
             known_leader: AtomicU64::new(0),
+            hurrying: AtomicBool::new(false),
+            stall: settings.timeout / 2,
             opener,
         });
         let table = shared.table();

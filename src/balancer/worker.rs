@@ -33,6 +33,9 @@ const TICK: Duration = Duration::from_millis(50);
 /// so end calls stuck on the old one) as soon as it is elected.
 const LEADERLESS: Duration = Duration::from_millis(25);
 
+/// How long the worker keeps probing that fast after a call stalled on the leader.
+const HURRY: Duration = Duration::from_secs(1);
+
 /// Wakes the worker thread.
 struct Unpark(Thread);
 
@@ -78,6 +81,7 @@ pub(super) fn run(shared: &Shared, inbox: &Receiver<Event>, settings: Settings) 
         in_flight: None,
     };
     let request = probe_request();
+    let mut hurry_until: Option<Instant> = None;
     loop {
         for event in inbox.try_iter() {
             match event {
@@ -86,10 +90,15 @@ pub(super) fn run(shared: &Shared, inbox: &Receiver<Event>, settings: Settings) 
                         probe.due = Instant::now();
                     }
                 }
+                Event::Hurry => hurry_until = Some(Instant::now() + HURRY),
                 Event::Stop => return,
             }
         }
-        if shared.leader_lost() {
+        if hurry_until.is_some_and(|until| until <= Instant::now()) {
+            hurry_until = None;
+            shared.hurry_over();
+        }
+        if shared.leader_lost() || hurry_until.is_some() {
             let soon = Instant::now() + LEADERLESS;
             for probe in probes.values_mut() {
                 probe.due = probe.due.min(soon);
