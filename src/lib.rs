@@ -94,7 +94,9 @@
 //! and blocks, parked, until a poll thread completes it. If the endpoint turns unhealthy
 //! meanwhile, or the leader changes or is lost (a follower may have forwarded the call to a
 //! leader that is gone), the call is cancelled rather than left to hang; while the leader
-//! is lost the worker probes every 25 ms to learn the next one. A failure goes to one function,
+//! is lost the worker probes every 25 ms to learn the next one, and so it does for a second
+//! whenever a call has waited on the leader past half a probe timeout (a leader cut off from
+//! its quorum still answers probes, but commits nothing). A failure goes to one function,
 //! `retry::decide`: repeatable calls (reads, lease time-to-live, read-only transactions) are
 //! tried on another endpoint, with a growing pause after each full round; writes only when
 //! they never reached a server (no connection, or refused for having no leader), and
@@ -105,7 +107,7 @@
 //!
 //! # Testing against real etcd
 //!
-//! With the cargo feature `testing`, [`testing::Cluster`] starts real etcd clusters on
+//! With the cargo feature `testing`, `testing::Cluster` starts real etcd clusters on
 //! loopback for tests, benchmarks and examples, with per-member faults (kill, pause, resume,
 //! restart). This crate's own tests use it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
