@@ -10,7 +10,10 @@
 //! `COMPARE_QUICK=1` runs a small matrix, `COMPARE_OUT` names the results folder, and
 //! `COMPARE_POLL_THREADS` sets this client's grpcio poll threads (for experiments).
 //! `COMPARE_MODE=failover` runs the failover side by side instead (`peer_failover`), with
-//! `COMPARE_FAILOVER_ROUNDS` rounds (default 3).
+//! `COMPARE_FAILOVER_ROUNDS` rounds (default 3). `COMPARE_FLOOR=1` adds the floor
+//! (`floor`, run as `--driver --floor`): not a client, an experiment that shows what a
+//! blocking client without gRPC's C core would cost; it gets a standing of its own and is
+//! never counted as a peer.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -24,10 +27,15 @@ use etcd_blocking::testing::Cluster;
 use etcd_blocking::{Client, Compare, GetOptions, Txn, TxnOp};
 
 mod common;
+mod floor;
 mod peer_failover;
 
 /// Keys the drivers fill before the timed phase and then cycle over.
 const KEYS: usize = 1000;
+/// This client's name in the results.
+const OURS: &str = "etcd-blocking";
+/// The floor's name in the results (`COMPARE_FLOOR=1`).
+const FLOOR: &str = "floor (experiment)";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -35,7 +43,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return driver(&args);
     }
     if std::env::var("COMPARE_MODE").is_ok_and(|m| m == "failover") {
-        return peer_failover::compare(&peers()?);
+        // The floor has no failover to measure: one connection, one endpoint.
+        let mut peers = peers()?;
+        peers.retain(|p| p.name != FLOOR);
+        return peer_failover::compare(&peers);
     }
     orchestrate()
 }
@@ -60,13 +71,7 @@ fn flag(args: &[String], name: &str) -> Option<String> {
 fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let endpoints = flag(args, "endpoints").ok_or("--endpoints is required")?;
     let workload = flag(args, "workload").unwrap_or_else(|| "put".to_owned());
-    let callers: usize = flag(args, "callers").map_or(Ok(1), |v| v.parse())?;
     let value_size: usize = flag(args, "value-size").map_or(Ok(64), |v| v.parse())?;
-    let ops: usize = flag(args, "ops").map_or(Ok(2000), |v| v.parse())?;
-    let duration: Option<Duration> = flag(args, "duration-ms")
-        .map(|v| v.parse().map(Duration::from_millis))
-        .transpose()?;
-    let trace = args.iter().any(|a| a == "--trace");
 
     let mut builder = Client::builder().endpoints(endpoints.split(','));
     if let Some(threads) = std::env::var("COMPARE_POLL_THREADS")
@@ -81,25 +86,59 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..KEYS {
         kv.put(format!("bench/k/{i}"), value.clone())?;
     }
-    let op = |n: usize| -> etcd_blocking::Result<()> {
-        let key = format!("bench/k/{}", n % KEYS);
-        match workload.as_str() {
-            "put" => kv.put(key, value.clone()).map(drop),
-            "get" => kv.get(key).map(drop),
-            "get-serializable" => kv.get_with(key, GetOptions::new().serializable()).map(drop),
-            _ => kv
-                .txn(
-                    Txn::new()
-                        .when([Compare::version(key.clone()).gt(-1)])
-                        .and_then([TxnOp::put(key, value.clone())]),
-                )
-                .map(drop),
-        }
-    };
     if !["put", "get", "get-serializable", "txn"].contains(&workload.as_str()) {
         return Err(format!("unknown workload {workload}").into());
     }
+    if args.iter().any(|a| a == "--floor") {
+        let first = endpoints.split(',').next().unwrap_or_default();
+        let floor = floor::Floor::open(first, &workload, value)?;
+        let writes = ["put", "txn"].contains(&workload.as_str());
+        let before = kv.get("bench/k/0")?.header().revision();
+        let done = measure(args, "floor", |n| floor.op(n))?;
+        let moved = kv.get("bench/k/0")?.header().revision() - before;
+        if writes && usize::try_from(moved) != Ok(done) {
+            return Err(
+                format!("{done} writes acknowledged, but the revision moved {moved}").into(),
+            );
+        }
+    } else {
+        measure(args, "etcd-blocking", |n| {
+            let key = format!("bench/k/{}", n % KEYS);
+            match workload.as_str() {
+                "put" => kv.put(key, value.clone()).map(drop),
+                "get" => kv.get(key).map(drop),
+                "get-serializable" => kv.get_with(key, GetOptions::new().serializable()).map(drop),
+                _ => kv
+                    .txn(
+                        Txn::new()
+                            .when([Compare::version(key.clone()).gt(-1)])
+                            .and_then([TxnOp::put(key, value.clone())]),
+                    )
+                    .map(drop),
+            }
+            .is_ok()
+        })?;
+    }
+    client.close()?;
+    Ok(())
+}
 
+/// Runs `op` (request number to success) from `--callers` threads, `--ops` requests in all
+/// or for `--duration-ms`, and prints the JSON line of the driver protocol for `client`.
+/// Returns how many requests succeeded.
+fn measure(
+    args: &[String],
+    client: &str,
+    op: impl Fn(usize) -> bool + Sync,
+) -> Result<usize, Box<dyn std::error::Error>> {
+    let workload = flag(args, "workload").unwrap_or_else(|| "put".to_owned());
+    let callers: usize = flag(args, "callers").map_or(Ok(1), |v| v.parse())?;
+    let value_size: usize = flag(args, "value-size").map_or(Ok(64), |v| v.parse())?;
+    let ops: usize = flag(args, "ops").map_or(Ok(2000), |v| v.parse())?;
+    let duration: Option<Duration> = flag(args, "duration-ms")
+        .map(|v| v.parse().map(Duration::from_millis))
+        .transpose()?;
+    let trace = args.iter().any(|a| a == "--trace");
     let done = Arc::new(AtomicBool::new(false));
     let threads = Arc::new(AtomicUsize::new(0));
     let sampler = {
@@ -136,7 +175,7 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
                         }
                         let at = unix_micros();
                         let t = Instant::now();
-                        let ok = op(n).is_ok();
+                        let ok = op(n);
                         let took = t.elapsed();
                         if ok {
                             latencies.push(took);
@@ -174,7 +213,7 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     latencies.sort();
     let us = |p: f64| percentile(&latencies, p).as_secs_f64() * 1e6;
     println!(
-        "{{\"client\":\"etcd-blocking\",\"workload\":\"{workload}\",\"callers\":{callers},\
+        "{{\"client\":\"{client}\",\"workload\":\"{workload}\",\"callers\":{callers},\
          \"value_size\":{value_size},\"ops\":{},\"errors\":{errors},\"seconds\":{},\
          \"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"cpu_seconds\":{cpu},\
          \"peak_rss_kib\":{},\"threads\":{}}}",
@@ -186,8 +225,7 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         status("VmHWM"),
         threads.load(Ordering::Relaxed)
     );
-    client.close()?;
-    Ok(())
+    Ok(latencies.len())
 }
 
 /// Microseconds since the Unix epoch: the clock drivers and the orchestrator share.
@@ -283,13 +321,17 @@ pub struct Peer {
 }
 
 fn peers() -> Result<Vec<Peer>, Box<dyn std::error::Error>> {
+    let exe = std::env::current_exe()?.display().to_string();
     let mut peers = vec![Peer {
-        name: "etcd-blocking",
-        command: vec![
-            std::env::current_exe()?.display().to_string(),
-            "--driver".to_owned(),
-        ],
+        name: OURS,
+        command: vec![exe.clone(), "--driver".to_owned()],
     }];
+    if std::env::var("COMPARE_FLOOR").is_ok_and(|v| v == "1") {
+        peers.push(Peer {
+            name: FLOOR,
+            command: vec![exe, "--driver".to_owned(), "--floor".to_owned()],
+        });
+    }
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     if let Some(go) = var("COMPARE_GO_DRIVER") {
         peers.push(Peer {
@@ -435,9 +477,14 @@ fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
         )
     };
     let table = format!(
-        "{}\n{lost}{}\n{}",
+        "{}\n{lost}{}\n## All figures\n\n{}",
         preface(rounds),
-        standing(&results, &peers),
+        peers
+            .iter()
+            .filter(|p| p.name == OURS || p.name == FLOOR)
+            .map(|p| standing(&results, &peers, p.name))
+            .collect::<Vec<_>>()
+            .join("\n"),
         report(&results, &peers)
     );
     std::fs::create_dir_all(&out)?;
@@ -548,8 +595,15 @@ fn report(results: &BTreeMap<(Workload, &'static str), Vec<Run>>, peers: &[Peer]
 /// Where this client stands against the bar it is held to: at least as many ops/s as the
 /// best peer, and less CPU per operation than every peer, in every cell. Lists each cell
 /// where it falls short, by how much.
-fn standing(results: &BTreeMap<(Workload, &'static str), Vec<Run>>, peers: &[Peer]) -> String {
-    let ours = "etcd-blocking";
+/// How `subject` (this client, or the floor) fares against the peers, cell by cell: the
+/// checked-by bar of issue 4. The floor is never counted as a peer.
+fn standing(
+    results: &BTreeMap<(Workload, &'static str), Vec<Run>>,
+    peers: &[Peer],
+    subject: &str,
+) -> String {
+    let ours = subject;
+    let is_peer = |name: &str| name != OURS && name != FLOOR;
     let mut cells: Vec<&Workload> = results.keys().map(|(w, _)| w).collect();
     cells.dedup();
     let (mut total, mut fast, mut lean) = (0, 0, 0);
@@ -564,7 +618,7 @@ fn standing(results: &BTreeMap<(Workload, &'static str), Vec<Run>>, peers: &[Pee
             cell.members, cell.workload, cell.callers, cell.value_size
         );
         let (rate, cpu) = (median(mine, Run::rate), median(mine, Run::cpu_per_10k));
-        let others = peers.iter().filter(|p| p.name != ours).filter_map(|p| {
+        let others = peers.iter().filter(|p| is_peer(p.name)).filter_map(|p| {
             results.get(&(cell.clone(), p.name)).map(|runs| {
                 (
                     p.name,
@@ -593,13 +647,25 @@ fn standing(results: &BTreeMap<(Workload, &'static str), Vec<Run>>, peers: &[Pee
             _ => lean += 1,
         }
     }
+    let (title, about) = if subject == FLOOR {
+        (
+            "Where the floor would stand",
+            "The floor is an experiment, not a client: `benches/floor/mod.rs` speaks HTTP/2 \
+             itself instead of through gRPC's C core; `why.md` says what it leaves out.",
+        )
+    } else {
+        (
+            "Where etcd-blocking stands",
+            "Why it loses where it does, and what is left to do about it: `why.md`, next to \
+             this file.",
+        )
+    };
     format!(
-        "## Where etcd-blocking stands\n\n\
+        "## {title}\n\n\
          At least as many ops/s as the best peer in {fast} of {total} cells; less CPU per \
-         operation than every peer in {lean} of {total}. Why it loses where it does, and \
-         what is left to do about it: `why.md`, next to this file.\n\n\
+         operation than every peer in {lean} of {total}. {about}\n\n\
          Cells where a peer is faster:\n\n{}\n\
-         Cells where a peer uses no more CPU per operation:\n\n{}\n## All figures\n",
+         Cells where a peer uses no more CPU per operation:\n\n{}\n",
         if slower.is_empty() {
             "- none\n"
         } else {

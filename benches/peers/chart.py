@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def main(tsv, png):
     rows = list(csv.DictReader(open(tsv), delimiter="\t"))
-    clients = sorted({r["client"] for r in rows}, key=lambda c: (c != "etcd-blocking", c))
+    clients = sorted({r["client"] for r in rows}, key=lambda c: (c != "etcd-blocking", c.startswith("floor"), c))
     panels = sorted({(int(r["members"]), r["workload"]) for r in rows})
     figure, axes = plt.subplots(
         len(panels), 1, figsize=(11, 2.6 * len(panels)), squeeze=False
