@@ -94,7 +94,7 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         let floor = floor::Floor::open(first, &workload, value)?;
         let writes = ["put", "txn"].contains(&workload.as_str());
         let before = kv.get("bench/k/0")?.header().revision();
-        let done = measure(args, "floor", |n| floor.op(n))?;
+        let done = measure(args, FLOOR, |n| floor.op(n))?;
         let moved = kv.get("bench/k/0")?.header().revision() - before;
         if writes && usize::try_from(moved) != Ok(done) {
             return Err(
@@ -102,7 +102,7 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     } else {
-        measure(args, "etcd-blocking", |n| {
+        measure(args, OURS, |n| {
             let key = format!("bench/k/{}", n % KEYS);
             match workload.as_str() {
                 "put" => kv.put(key, value.clone()).map(drop),

@@ -10,6 +10,8 @@
 //! concurrent callers are combined into one `write`, and the connection's send window is
 //! obeyed. Its driver checks, through this crate's client, that the store's revision moved
 //! by exactly the writes it counted, so a floor that only seemed fast would fail its run.
+//! That client (which also fills the keys) idles alongside during the timed phase, and its
+//! probes, a few a second, are counted in the floor's CPU.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
