@@ -20,6 +20,7 @@ use etcd_blocking::Client;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Fault {
+    TermLeader,
     KillLeader,
     KillFollower,
     StopLeader,
@@ -30,7 +31,8 @@ enum Fault {
 }
 
 impl Fault {
-    const ALL: [Fault; 7] = [
+    const ALL: [Fault; 8] = [
+        Fault::TermLeader,
         Fault::KillLeader,
         Fault::KillFollower,
         Fault::StopLeader,
@@ -42,6 +44,7 @@ impl Fault {
 
     fn name(self) -> &'static str {
         match self {
+            Fault::TermLeader => "SIGTERM leader (graceful stop)",
             Fault::KillLeader => "SIGKILL leader",
             Fault::KillFollower => "SIGKILL follower",
             Fault::StopLeader => "SIGSTOP leader",
@@ -55,7 +58,9 @@ impl Fault {
     /// The target the issue sets for the first success after this fault.
     fn target(self) -> Duration {
         match self {
-            Fault::KillLeader | Fault::KillFollower => Duration::from_millis(300),
+            Fault::TermLeader | Fault::KillLeader | Fault::KillFollower => {
+                Duration::from_millis(300)
+            }
             _ => Duration::from_millis(1500),
         }
     }
@@ -172,7 +177,12 @@ fn run(
         .collect();
     // Warm up: every endpoint connected and probed, the load running.
     thread::sleep(Duration::from_millis(500));
+    let signalled = Instant::now();
     match fault {
+        // In effect from the signal on: etcd hands leadership over and stops by itself.
+        Fault::TermLeader => {
+            cluster.terminate(leader)?;
+        }
         Fault::KillLeader => cluster.kill(leader)?,
         Fault::KillFollower => cluster.kill(follower)?,
         Fault::StopLeader => cluster.pause(leader)?,
@@ -183,7 +193,11 @@ fn run(
     }
     // The fault is in effect from here: pause and kill return once the process has
     // stopped or died.
-    let fault_at = Instant::now();
+    let fault_at = if fault == Fault::TermLeader {
+        signalled
+    } else {
+        Instant::now()
+    };
     thread::sleep(watch);
     stop.store(true, Ordering::Relaxed);
     // A paused member must run again for the callers stuck on it to finish.

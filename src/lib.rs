@@ -108,8 +108,8 @@
 //! # Testing against real etcd
 //!
 //! With the cargo feature `testing`, `testing::Cluster` starts real etcd clusters on
-//! loopback for tests, benchmarks and examples, with per-member faults (kill, pause, resume,
-//! restart). This crate's own tests use it.
+//! loopback for tests, benchmarks and examples, with per-member faults (kill, graceful stop,
+//! pause, resume, restart). This crate's own tests use it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub(crate) mod balancer;

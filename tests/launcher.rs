@@ -1,5 +1,5 @@
-//! The test-cluster launcher itself: start, leader, kill, pause, resume, restart, teardown,
-//! and its reports when etcd is missing or will not start.
+//! The test-cluster launcher itself: start, leader, kill, terminate, pause, resume, restart,
+//! teardown, and its reports when etcd is missing or will not start.
 
 mod common;
 
@@ -81,6 +81,43 @@ fn killing_the_leader_elects_another_and_restart_rejoins_with_its_data() {
         got.header().member_id(),
         cluster.member_id(old).expect("id")
     );
+}
+
+#[test]
+fn a_terminated_leader_exits_on_its_own_and_restarts_with_its_data() {
+    let cluster = cluster(3);
+    let client = client(&cluster);
+    let old = cluster.leader().expect("leader");
+    let pid = cluster.pid(old).expect("pid");
+    assert!(
+        cluster.terminate(old).expect("terminate"),
+        "etcd exits on SIGTERM by itself, without the SIGKILL that follows 10 s later"
+    );
+    assert!(!alive(pid), "a terminated member is reaped");
+    assert!(cluster.pid(old).is_none());
+    let new = cluster.leader().expect("a new leader");
+    assert_ne!(new, old);
+    let rev = client
+        .kv()
+        .put("k", "after")
+        .expect("put")
+        .header()
+        .revision();
+    cluster.restart(old).expect("restart");
+    cluster.wait_healthy().expect("healthy again");
+    let alone = etcd_blocking::Client::connect([cluster.endpoint(old)]).expect("connect");
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "the restarted member to catch up",
+            || {
+                alone
+                    .kv()
+                    .get("k")
+                    .is_ok_and(|g| g.header().revision() >= rev)
+            },
+        )
+        .expect("caught up");
 }
 
 #[test]

@@ -277,6 +277,14 @@ impl Cluster {
         self.with_member(index, |m| m.kill())
     }
 
+    /// Stops member `index` the way an operator does: SIGTERM, after which etcd hands its
+    /// leadership over, if it has it, and closes its connections with a GOAWAY. Waits up to
+    /// 10 s for it to exit, then SIGKILLs it; says whether it stopped on its own. Its data
+    /// stays for [`Cluster::restart`].
+    pub fn terminate(&self, index: usize) -> Result<bool, LaunchError> {
+        self.with_member(index, |m| m.terminate(Duration::from_secs(10)))
+    }
+
     /// SIGSTOPs member `index`: it keeps its sockets but answers nothing.
     pub fn pause(&self, index: usize) -> Result<(), LaunchError> {
         self.with_member(index, |m| match m.state() {

@@ -138,6 +138,26 @@ impl Member {
         Ok(())
     }
 
+    /// SIGTERM, then up to `grace` for etcd to stop on its own (a leader hands its
+    /// leadership over first); SIGKILL after that. Reaps it either way, and says whether it
+    /// stopped on its own.
+    pub(crate) fn terminate(&mut self, grace: std::time::Duration) -> Result<bool, LaunchError> {
+        let Some(pid) = self.pid() else {
+            return Ok(true);
+        };
+        if self.paused {
+            self.signal_stop(false)?;
+        }
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .map_err(|e| LaunchError::io("running kill (from procps)", e))?;
+        let on_its_own =
+            status.success() && super::support::poll_until(grace, || self.exited().is_some());
+        self.kill()?;
+        Ok(on_its_own)
+    }
+
     /// SIGSTOP (`pause == true`) or SIGCONT.
     pub(crate) fn signal_stop(&mut self, pause: bool) -> Result<(), LaunchError> {
         let pid = self.pid().ok_or_else(|| {

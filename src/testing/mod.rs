@@ -4,8 +4,8 @@
 //! [`Cluster::start`] runs 1 or 3 `etcd` processes (from `ETCD_BIN`, else `PATH`) on free
 //! loopback ports in a temporary directory, one member after another, with flags that make a
 //! cluster healthy in well under a second; waits for a leader; and hands out the endpoints.
-//! Members can be killed, paused, resumed and restarted with their data. Dropping the
-//! cluster kills and reaps every process and removes the data.
+//! Members can be killed, stopped gracefully (SIGTERM), paused, resumed and restarted with
+//! their data. Dropping the cluster kills and reaps every process and removes the data.
 //!
 //! At most `ETCD_BLOCKING_MAX_CLUSTERS` clusters (default 2) run at once on a machine, across
 //! processes: a start beyond that waits for a slot, so a parallel test run on two cores does
