@@ -21,6 +21,7 @@ const GRACE: Duration = Duration::from_secs(20);
 
 #[derive(Clone, Copy, PartialEq)]
 enum Fault {
+    Term,
     Kill,
     Stop,
     Isolate,
@@ -30,6 +31,7 @@ enum Fault {
 impl Fault {
     fn name(self) -> &'static str {
         match self {
+            Fault::Term => "SIGTERM leader (graceful stop)",
             Fault::Kill => "SIGKILL leader",
             Fault::Stop => "SIGSTOP leader",
             Fault::Isolate => "leader cut off from peers",
@@ -70,7 +72,13 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
         LOAD_MS / 1000,
         GRACE.as_secs()
     );
-    for fault in [Fault::Kill, Fault::Stop, Fault::Isolate, Fault::Blackhole] {
+    for fault in [
+        Fault::Term,
+        Fault::Kill,
+        Fault::Stop,
+        Fault::Isolate,
+        Fault::Blackhole,
+    ] {
         let mut outcomes: Vec<Vec<Outcome>> = peers.iter().map(|_| Vec::new()).collect();
         for round in 0..rounds {
             let mut order: Vec<usize> = (0..peers.len()).collect();
@@ -173,13 +181,22 @@ fn run(peer: &Peer, fault: Fault) -> Result<Outcome, Box<dyn std::error::Error>>
         .ok_or_else(|| format!("{} did not start its load", peer.name))?;
     let _ = started;
     std::thread::sleep(FAULT_AFTER);
+    // A graceful stop is in effect from the signal on; the others once they have taken hold.
+    let signalled = unix_micros();
     match fault {
+        Fault::Term => {
+            cluster.terminate(leader)?;
+        }
         Fault::Kill => cluster.kill(leader)?,
         Fault::Stop => cluster.pause(leader)?,
         Fault::Isolate => cluster.isolate(leader)?,
         Fault::Blackhole => proxy.blackhole(),
     }
-    let fault_at = unix_micros();
+    let fault_at = if fault == Fault::Term {
+        signalled
+    } else {
+        unix_micros()
+    };
     let deadline = Instant::now() + Duration::from_millis(LOAD_MS) + GRACE;
     let mut finished = true;
     loop {
