@@ -1,14 +1,15 @@
 //! The floor (`compare --driver --floor`, `COMPARE_FLOOR=1`): what a blocking etcd client
 //! could cost per request if it spoke HTTP/2 itself instead of going through gRPC's C core.
 //! An experiment behind `benches/results/why.md`, not a client: it leaves out what a client
-//! needs and the measurement does not (HPACK decoding and so status codes, deadlines sent to
-//! the server, per-stream send windows, reconnection, failover: one connection to the first
-//! endpoint), and it neither builds nor decodes protobuf messages, it writes them by hand.
+//! needs and the measurement does not (deadlines sent to the server, per-stream send
+//! windows, reconnection, failover: one connection to the first endpoint), and it neither
+//! builds nor decodes protobuf messages, it writes them by hand.
 //!
 //! It keeps what a blocking client cannot leave out: the caller's own thread parks until the
 //! connection's reader thread wakes it, stream ids are taken in wire order, writes from
-//! concurrent callers are combined into one `write`, and the connection's send window is
-//! obeyed. Its driver checks, through this crate's client, that the store's revision moved
+//! concurrent callers are combined into one `write`, the connection's send window is
+//! obeyed, and every response's headers and trailers are decoded (`hpack`, checked on RFC
+//! 7541's examples at every start): a request succeeds only on `grpc-status: 0`. Its driver checks, through this crate's client, that the store's revision moved
 //! by exactly the writes it counted, so a floor that only seemed fast would fail its run.
 //! That client (which also fills the keys) idles alongside during the timed phase, and its
 //! probes, a few a second, are counted in the floor's CPU.
@@ -25,6 +26,8 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::KEYS;
 
+mod hpack;
+
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const DATA: u8 = 0;
 const HEADERS: u8 = 1;
@@ -33,10 +36,12 @@ const SETTINGS: u8 = 4;
 const PING: u8 = 6;
 const GOAWAY: u8 = 7;
 const WINDOW_UPDATE: u8 = 8;
+const CONTINUATION: u8 = 9;
 const END_STREAM: u8 = 0x1;
 const ACK: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 const PADDED: u8 = 0x8;
+const PRIORITY: u8 = 0x20;
 /// The receive window this side advertises, for the connection and for each stream.
 const WINDOW: u32 = 16 << 20;
 
@@ -206,11 +211,43 @@ impl Conn {
         }
     }
 
+    /// Reads one whole header block of `stream` (every block, so that the dynamic table
+    /// keeps step with the server's) and, if the stream ends with it, answers the caller:
+    /// its message, if the server said `grpc-status: 0`. An undecodable block is an error
+    /// of the whole connection.
+    fn headers(
+        &self,
+        decoder: &mut hpack::Decoder,
+        stream: u32,
+        ends: bool,
+        block: &[u8],
+    ) -> Result<(), hpack::HpackError> {
+        let mut ok = false;
+        decoder.decode(block, |name, value| {
+            if name == b"grpc-status" {
+                ok = value == b"0";
+            }
+        })?;
+        if ends {
+            if let Some((slot, body)) = self.streams.lock().remove(&stream) {
+                slot.fill(match (ok, body.len() > 5) {
+                    (true, true) => Ok(body),
+                    (true, false) => Err("no message"),
+                    (false, _) => Err("grpc-status not 0"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn read_loop(&self) {
         let mut buf = vec![0u8; 256 << 10];
         let (mut start, mut end) = (0usize, 0usize);
         let mut unacked = 0u32;
-        loop {
+        let mut decoder = hpack::Decoder::new();
+        // A header block still arriving in CONTINUATION frames: stream, END_STREAM, bytes.
+        let mut partial: Option<(u32, bool, Vec<u8>)> = None;
+        'read: loop {
             if start == end {
                 (start, end) = (0, 0);
             } else if end == buf.len() {
@@ -253,14 +290,31 @@ impl Conn {
                             unacked = 0;
                         }
                     }
-                    HEADERS if flags & END_STREAM != 0 => {
-                        if let Some((tx, body)) = self.streams.lock().remove(&stream) {
-                            // No HPACK decoder: a reply without a message is a failure.
-                            tx.fill(if body.len() > 5 {
-                                Ok(body)
-                            } else {
-                                Err("no message")
-                            });
+                    HEADERS => {
+                        let mut block = payload;
+                        if flags & PADDED != 0 {
+                            let pad = block.first().copied().unwrap_or(0) as usize;
+                            block = block.get(1..len.saturating_sub(pad)).unwrap_or(&[]);
+                        }
+                        if flags & PRIORITY != 0 {
+                            block = block.get(5..).unwrap_or(&[]);
+                        }
+                        let ends = flags & END_STREAM != 0;
+                        if flags & END_HEADERS == 0 {
+                            partial = Some((stream, ends, block.to_vec()));
+                        } else if self.headers(&mut decoder, stream, ends, block).is_err() {
+                            break 'read;
+                        }
+                    }
+                    CONTINUATION => {
+                        let Some((id, ends, mut block)) = partial.take() else {
+                            break 'read;
+                        };
+                        block.extend_from_slice(payload);
+                        if flags & END_HEADERS == 0 {
+                            partial = Some((id, ends, block));
+                        } else if self.headers(&mut decoder, id, ends, &block).is_err() {
+                            break 'read;
                         }
                     }
                     RST_STREAM => {
@@ -326,6 +380,7 @@ impl Floor {
         if value.len() > 16_000 {
             return Err("the floor sends values of up to 16,000 bytes".to_owned());
         }
+        hpack::self_check()?;
         let conn = Conn::open(endpoint).map_err(|e| format!("{endpoint}: {e}"))?;
         Ok(Floor {
             conn,
