@@ -88,6 +88,18 @@ fn frame(buf: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
     buf.extend_from_slice(payload);
 }
 
+/// A DATA or HEADERS payload without its padding (flag PADDED: a length byte up front,
+/// that many bytes at the end).
+fn unpadded(payload: &[u8], flags: u8) -> &[u8] {
+    if flags & PADDED == 0 {
+        return payload;
+    }
+    let pad = payload.first().copied().unwrap_or(0) as usize;
+    payload
+        .get(1..payload.len().saturating_sub(pad))
+        .unwrap_or(&[])
+}
+
 /// An HPACK string literal, not Huffman-coded (lengths here stay under 127).
 fn literal(block: &mut Vec<u8>, s: &str) {
     block.push(s.len() as u8);
@@ -188,6 +200,11 @@ impl Conn {
             }
             *window -= body.len() as i64;
         }
+        // The reader answers every open stream when the connection dies; a stream opened
+        // after that would only wait out its timeout.
+        if self.dead.load(Ordering::Relaxed) {
+            return Err("connection lost");
+        }
         let slot = Arc::new(Slot {
             caller: thread::current(),
             reply: Mutex::new(None),
@@ -274,14 +291,8 @@ impl Conn {
                 start += 9 + len;
                 match kind {
                     DATA => {
-                        let data = if flags & PADDED != 0 {
-                            let pad = payload.first().copied().unwrap_or(0) as usize;
-                            payload.get(1..len.saturating_sub(pad)).unwrap_or(&[])
-                        } else {
-                            payload
-                        };
                         if let Some((_, body)) = self.streams.lock().get_mut(&stream) {
-                            body.extend_from_slice(data);
+                            body.extend_from_slice(unpadded(payload, flags));
                         }
                         unacked += len as u32;
                         if unacked > WINDOW / 2 {
@@ -291,11 +302,7 @@ impl Conn {
                         }
                     }
                     HEADERS => {
-                        let mut block = payload;
-                        if flags & PADDED != 0 {
-                            let pad = block.first().copied().unwrap_or(0) as usize;
-                            block = block.get(1..len.saturating_sub(pad)).unwrap_or(&[]);
-                        }
+                        let mut block = unpadded(payload, flags);
                         if flags & PRIORITY != 0 {
                             block = block.get(5..).unwrap_or(&[]);
                         }
@@ -318,8 +325,8 @@ impl Conn {
                         }
                     }
                     RST_STREAM => {
-                        if let Some((tx, _)) = self.streams.lock().remove(&stream) {
-                            tx.fill(Err("reset"));
+                        if let Some((slot, _)) = self.streams.lock().remove(&stream) {
+                            slot.fill(Err("reset"));
                         }
                     }
                     SETTINGS if flags & ACK == 0 => {
@@ -341,8 +348,8 @@ impl Conn {
             }
         }
         self.dead.store(true, Ordering::Relaxed);
-        for (_, (tx, _)) in self.streams.lock().drain() {
-            tx.fill(Err("connection lost"));
+        for (_, (slot, _)) in self.streams.lock().drain() {
+            slot.fill(Err("connection lost"));
         }
     }
 }
