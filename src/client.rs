@@ -1,27 +1,30 @@
-//! The client handle, its builder, and the path every unary call takes.
+//! The client handle and its builder: where the settings become the layers' configs, and
+//! the layers are put together.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-use grpcio::{CallOption, ClientUnaryReceiver, EnvBuilder, Environment};
-use parking_lot::RwLock;
-
-use crate::balancer::{Balancer, Endpoint, Opener, Settings, Shared};
-use crate::call::{Revisioned, Spec};
-use crate::endpoint;
+use crate::balancer::{self, Balancer, EndpointHealth};
+use crate::call::{Caller, Route};
 use crate::error::{Error, Result};
 use crate::kv::Kv;
 use crate::lease::Lease;
+use crate::threads::Threads;
+use crate::time::clamp;
+use crate::transport::{self, ChannelConfig, Connector};
 
 /// The smallest keepalive interval etcd accepts by default: pings more often than this are
 /// answered with GOAWAY `too_many_pings`.
 const MIN_KEEPALIVE_TIME: Duration = Duration::from_secs(5);
 
-/// How long closing waits for grpcio's poll threads beyond the calls still in flight.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long a failed connect waits for grpcio's poll threads to stop.
+const CONNECT_GRACE: Duration = Duration::from_secs(2);
 
 /// Settings for a [`Client`]; start from [`Client::builder`].
+///
+/// Every duration may be anything from one nanosecond to `Duration::MAX`, which means as
+/// long as possible: about 24.8 days (2^31 - 1 ms, the longest interval gRPC takes), as
+/// does anything longer. A zero duration is refused by [`ClientBuilder::connect`] with
+/// [`Error::InvalidArgument`], and so is a keepalive interval under 5 s.
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
     endpoints: Vec<String>,
@@ -158,72 +161,55 @@ impl ClientBuilder {
         self
     }
 
-    /// The send and receive limits as grpcio takes them (checked to fit by `validate`).
-    pub(crate) fn message_limits(&self) -> (i32, i32) {
-        (
-            i32::try_from(self.max_send_message_size).unwrap_or(i32::MAX),
-            i32::try_from(self.max_receive_message_size).unwrap_or(i32::MAX),
-        )
-    }
-
-    /// The keepalive interval and timeout, when keepalive is on.
-    pub(crate) fn keepalive(&self) -> Option<(Duration, Duration)> {
-        self.keepalive_time.map(|t| (t, self.keepalive_timeout))
+    /// The transport's part of the settings.
+    fn channel_config(&self) -> ChannelConfig {
+        ChannelConfig {
+            send_limit: i32::try_from(self.max_send_message_size).unwrap_or(i32::MAX),
+            receive_limit: i32::try_from(self.max_receive_message_size).unwrap_or(i32::MAX),
+            keepalive: self.keepalive_time.map(|t| (t, self.keepalive_timeout)),
+            ..ChannelConfig::default()
+        }
     }
 
     /// Checks the settings, opens a channel per endpoint and waits up to the dial timeout
-    /// for one of them to connect.
+    /// for one of them to connect. If none does, [`Error::ConnectFailed`] names each
+    /// endpoint with its cause.
     pub fn connect(self) -> Result<Client> {
         let targets = self.validate()?;
-        let (env, stopped) = self.environment();
-        let endpoints: Vec<Endpoint> = targets
-            .iter()
-            .map(|target| Endpoint::open(&self, &env, target))
-            .collect();
-        let dialed = {
-            let waits = endpoints
-                .iter()
-                .map(|e| Box::pin(e.channel().wait_for_connected(self.dial_timeout)) as _)
-                .collect();
-            crate::wait::first_yes(waits, Instant::now() + self.dial_timeout)
+        let (env, stopped) = transport::environment(self.poll_threads, "etcd-grpc");
+        let connector = Connector::new(self.channel_config(), env.clone());
+        let connections: Vec<_> = targets.iter().map(|t| connector.open(t)).collect();
+        let first = match transport::dial(&connections, self.dial_timeout) {
+            Ok(first) => first,
+            Err(endpoints) => {
+                drop((connections, connector, env));
+                // Let the poll threads stop before reporting.
+                let _ = stopped.recv_timeout(CONNECT_GRACE);
+                return Err(Error::ConnectFailed {
+                    endpoints,
+                    timeout: clamp(self.dial_timeout),
+                });
+            }
         };
-        let Some(first) = dialed else {
-            drop(endpoints);
-            // Let the poll threads stop before reporting.
-            drop(env);
-            let _ = stopped.recv_timeout(CLOSE_GRACE);
-            return Err(Error::Connect {
-                endpoints: targets,
-                timeout: self.dial_timeout,
-            });
-        };
-        let settings = Settings {
-            interval: self.probe_interval,
-            timeout: self.probe_timeout,
+        let settings = balancer::Settings {
+            interval: clamp(self.probe_interval),
+            timeout: clamp(self.probe_timeout),
             backoff: Duration::from_millis(50),
-            auto_sync: self.auto_sync_interval,
+            auto_sync: self.auto_sync_interval.map(clamp),
         };
-        let opener = Opener {
-            config: self.clone(),
-            env: env.clone(),
-        };
-        let balancer =
-            Balancer::start(endpoints, &[first], settings, opener).map_err(|source| {
-                Error::ThreadSpawn {
-                    thread: "etcd-balancer",
-                    source,
-                }
-            })?;
+        let stall = settings.timeout / 2;
+        let (balancer, inbox) = Balancer::new(connections, &[first], stall, connector);
+        let threads = Threads::default();
+        balancer::start(&balancer, inbox, settings, &threads).map_err(|source| {
+            Error::ThreadSpawn {
+                thread: "etcd-balancer",
+                source,
+            }
+        })?;
+        let route = Route::new(balancer, self.prefer_leader, env);
         Ok(Client {
-            inner: Arc::new(Inner {
-                conns: RwLock::new(Some(Arc::new(Conns {
-                    balancer,
-                    _env: env,
-                }))),
-                stopped,
-                request_timeout: self.request_timeout,
-                prefer_leader: self.prefer_leader,
-            }),
+            caller: Caller::new(route, threads, stopped),
+            request_timeout: self.request_timeout,
         })
     }
 
@@ -239,28 +225,32 @@ impl ClientBuilder {
         }
         let mut targets: Vec<String> = Vec::with_capacity(self.endpoints.len());
         for given in &self.endpoints {
-            let target = endpoint::parse(given)?;
+            let target = transport::parse_endpoint(given)?;
             if targets.contains(&target) {
                 return Err(invalid("endpoints", &format!("{given} is listed twice")));
             }
             targets.push(target);
         }
-        if self.dial_timeout.is_zero() {
-            return Err(invalid("dial timeout", "must be more than zero"));
-        }
-        if self.request_timeout.is_zero() {
-            return Err(invalid("request timeout", "must be more than zero"));
-        }
-        if let Some(interval) = self.keepalive_time {
-            if interval < MIN_KEEPALIVE_TIME {
-                return Err(invalid(
-                    "keepalive time",
-                    "etcd answers pings more often than every 5 s with GOAWAY too_many_pings",
-                ));
+        for (argument, duration) in [
+            ("dial timeout", Some(self.dial_timeout)),
+            ("request timeout", Some(self.request_timeout)),
+            ("probe interval", Some(self.probe_interval)),
+            ("probe timeout", Some(self.probe_timeout)),
+            ("auto-sync interval", self.auto_sync_interval),
+            (
+                "keepalive timeout",
+                self.keepalive_time.map(|_| self.keepalive_timeout),
+            ),
+        ] {
+            if duration.is_some_and(|d| d.is_zero()) {
+                return Err(invalid(argument, "must be more than zero"));
             }
-            if self.keepalive_timeout.is_zero() {
-                return Err(invalid("keepalive timeout", "must be more than zero"));
-            }
+        }
+        if self.keepalive_time.is_some_and(|t| t < MIN_KEEPALIVE_TIME) {
+            return Err(invalid(
+                "keepalive time",
+                "etcd answers pings more often than every 5 s with GOAWAY too_many_pings",
+            ));
         }
         for (argument, size) in [
             ("max send message size", self.max_send_message_size),
@@ -270,51 +260,27 @@ impl ClientBuilder {
                 return Err(invalid(argument, "must be from 1 byte to 2 GiB - 1"));
             }
         }
-        if self.auto_sync_interval.is_some_and(|i| i.is_zero()) {
-            return Err(invalid("auto-sync interval", "must be more than zero"));
-        }
-        if self.probe_interval.is_zero() || self.probe_timeout.is_zero() {
-            return Err(invalid(
-                "probe interval and timeout",
-                "must be more than zero",
-            ));
-        }
         if !(1..=64).contains(&self.poll_threads) {
             return Err(invalid("poll threads", "must be from 1 to 64"));
         }
         Ok(targets)
     }
-
-    /// grpcio's environment with named poll threads, and a receiver that disconnects once
-    /// every one of them has finished.
-    fn environment(&self) -> (Arc<Environment>, Receiver<()>) {
-        let (alive, stopped) = crossbeam_channel::bounded::<()>(0);
-        // Each poll thread drops its copy of this closure as it exits, and `build` drops the
-        // builder's copy: when the last one goes, `stopped` disconnects.
-        let env = EnvBuilder::new()
-            .cq_count(self.poll_threads)
-            .name_prefix("etcd-grpc")
-            .before_stop(move || {
-                let _ = &alive;
-            })
-            .build();
-        (Arc::new(env), stopped)
-    }
 }
 
 /// A blocking etcd v3 client: a cheap handle, `Clone + Send + Sync`, shared by every thread
-/// that uses it. Clones share the connections; [`Client::close`] closes them for all clones.
+/// that uses it. Clones and the API handles share the connections; [`Client::close`]
+/// closes them for all, and so does dropping the last clone or handle.
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
+    caller: Caller,
+    request_timeout: Duration,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let closed = self.inner.conns.read().is_none();
         f.debug_struct("Client")
             .field("endpoints", &self.endpoints())
-            .field("closed", &closed)
+            .field("closed", &self.caller.is_closed())
             .finish()
     }
 }
@@ -341,119 +307,45 @@ impl Client {
 
     /// The key-value API: get, put, delete, txn and compact.
     pub fn kv(&self) -> Kv {
-        Kv::new(self.clone(), self.inner.request_timeout)
+        Kv::new(self.caller.clone(), self.request_timeout)
     }
 
-    /// The lease API: grant, revoke, time-to-live.
+    /// The lease API: grant, revoke, time-to-live, listing.
     pub fn lease(&self) -> Lease {
-        Lease::new(self.clone(), self.inner.request_timeout)
+        Lease::new(self.caller.clone(), self.request_timeout)
     }
 
     /// Every endpoint's health as the balancer sees it now (empty once closed).
-    pub fn endpoint_health(&self) -> Vec<crate::EndpointHealth> {
-        self.shared().map(|s| s.health()).unwrap_or_default()
+    pub fn endpoint_health(&self) -> Vec<EndpointHealth> {
+        self.caller
+            .balancer()
+            .map(|b| b.health())
+            .unwrap_or_default()
     }
 
     /// The endpoints this client uses, as gRPC targets (`host:port`).
     pub fn endpoints(&self) -> Vec<String> {
-        match self.inner.conns.read().as_ref() {
-            Some(c) => c
-                .shared()
-                .table()
-                .iter()
-                .map(|e| e.target.clone())
-                .collect(),
-            None => Vec::new(),
-        }
+        self.caller
+            .balancer()
+            .map(|b| b.table().iter().map(|e| e.target().to_owned()).collect())
+            .unwrap_or_default()
     }
 
-    /// Closes the client for every clone: later calls fail with [`Error::Closed`]. Waits for
-    /// calls still in flight (each bounded by its deadline) and for grpcio's poll threads to
-    /// stop.
+    /// Closes the client for every clone and handle: later calls fail with
+    /// [`Error::Closed`], and calls waiting for a healthy endpoint end with it at once.
+    /// Stops and joins every background thread, then waits for the calls still in flight,
+    /// each until its own deadline (a handle's [`Kv::with_timeout`] included), and for
+    /// grpcio's poll threads. [`Error::CloseTimedOut`] if a thread outlives that.
     pub fn close(self) -> Result<()> {
-        self.inner.shutdown()
+        self.caller.close()
     }
 
-    /// Runs one unary call through the balancer (see `call.rs`), with the given deadline.
-    pub(crate) fn unary<R, F>(&self, spec: Spec, timeout: Duration, start: F) -> Result<R>
-    where
-        R: Revisioned + Unpin,
-        F: Fn(&Endpoint, CallOption) -> grpcio::Result<ClientUnaryReceiver<R>>,
-    {
-        if timeout.is_zero() {
-            return Err(Error::InvalidArgument {
-                argument: "timeout",
-                reason: "must be more than zero".to_owned(),
-            });
-        }
-        let spec = Spec {
-            leader: self.inner.prefer_leader && !spec.serializable,
-            ..spec
-        };
-        // Clone the shared table out of the lock: no lock is held across the call.
-        let shared = self.shared()?;
-        crate::call::unary(&shared, spec, timeout, start)
-    }
-
-    fn shared(&self) -> Result<Arc<Shared>> {
-        let conns = self.inner.conns.read();
-        conns
-            .as_ref()
-            .map(|c| c.shared().clone())
-            .ok_or(Error::Closed)
-    }
-}
-
-/// What a client shares between its clones.
-struct Inner {
-    /// The open connections; `None` once closed.
-    conns: RwLock<Option<Arc<Conns>>>,
-    /// Disconnects when every grpcio poll thread has stopped.
-    stopped: Receiver<()>,
-    request_timeout: Duration,
-    prefer_leader: bool,
-}
-
-impl Inner {
-    /// Drops the connections and waits for the poll threads to stop.
-    fn shutdown(&self) -> Result<()> {
-        let conns = self.conns.write().take();
-        drop(conns);
-        // Calls in flight hold the channels (and through them the environment) until they
-        // return, at the latest at their deadline.
-        match self
-            .stopped
-            .recv_timeout(self.request_timeout + CLOSE_GRACE)
-        {
-            Err(RecvTimeoutError::Disconnected) => Ok(()),
-            Ok(()) | Err(RecvTimeoutError::Timeout) => Err(Error::CloseTimedOut {
-                waited: self.request_timeout + CLOSE_GRACE,
-            }),
-        }
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if self.conns.get_mut().is_some() {
-            if let Err(e) = self.shutdown() {
-                log::warn!("closing etcd client: {e}");
-            }
-        }
-    }
-}
-
-/// The connections of a client: the balancer with its endpoints, on one grpcio
-/// environment.
-struct Conns {
-    /// Dropped first: stops and joins the balancer's worker.
-    balancer: Balancer,
-    /// Kept so the poll threads live as long as the channels.
-    _env: Arc<Environment>,
-}
-
-impl Conns {
-    fn shared(&self) -> &Arc<Shared> {
-        self.balancer.shared()
+    /// Makes the balancer's worker panic `times` times in a row, to test what a client does
+    /// when a background thread dies: up to 5 panics in a row the worker is restarted;
+    /// past that every call fails with [`Error::BackgroundThread`]. Not for production.
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub fn inject_balancer_panic(&self, times: u32) -> Result<()> {
+        self.caller.inject_worker_panic(times)
     }
 }

@@ -5,94 +5,140 @@
 
 use std::time::Duration;
 
-use crate::call::Spec;
-use crate::client::Client;
+use crate::call::{Caller, Spec};
 use crate::error::{Error, Result};
-use crate::kv::header_of;
 use crate::proto::rpc;
-use crate::types::ResponseHeader;
+use crate::types::{header_of, ResponseHeader};
 
-/// The lease API of a [`Client`]: a cheap handle, `Clone + Send + Sync`.
+/// The longest TTL etcd grants: 9,000,000,000 s (about 285 years).
+const MAX_TTL_SECONDS: i64 = 9_000_000_000;
+
+/// The lease API of a [`Client`](crate::Client): a cheap handle, `Clone + Send + Sync`.
+///
+/// TTLs are [`Duration`]s; etcd counts them in whole seconds, so a TTL with a fraction of a
+/// second is rounded up to the next second, and one longer than etcd's maximum
+/// (9,000,000,000 s, about 285 years; `Duration::MAX` too) means that maximum.
 #[derive(Debug, Clone)]
 pub struct Lease {
-    client: Client,
+    caller: Caller,
     timeout: Duration,
 }
 
 impl Lease {
-    pub(crate) fn new(client: Client, timeout: Duration) -> Lease {
-        Lease { client, timeout }
+    pub(crate) fn new(caller: Caller, timeout: Duration) -> Lease {
+        Lease { caller, timeout }
     }
 
-    /// A handle whose calls have this deadline instead of the client's request timeout.
+    /// A handle whose calls have this deadline instead of the client's request timeout,
+    /// as [`Kv::with_timeout`](crate::Kv::with_timeout).
     pub fn with_timeout(&self, timeout: Duration) -> Lease {
         Lease {
-            client: self.client.clone(),
+            caller: self.caller.clone(),
             timeout,
         }
     }
 
-    /// Grants a lease of `ttl` seconds, with an ID chosen by the server.
-    pub fn grant(&self, ttl: i64) -> Result<LeaseGrantResponse> {
+    /// Grants a lease of `ttl` (at least a second; etcd raises TTLs below its minimum,
+    /// 1.5 election timeouts, to that minimum), with an ID chosen by the server.
+    pub fn grant(&self, ttl: Duration) -> Result<LeaseGrantResponse> {
         self.grant_with_id(ttl, 0)
     }
 
-    /// Grants a lease of `ttl` seconds with the given ID (0: chosen by the server).
-    pub fn grant_with_id(&self, ttl: i64, id: i64) -> Result<LeaseGrantResponse> {
-        if ttl <= 0 {
-            return Err(Error::InvalidArgument {
-                argument: "lease TTL",
-                reason: format!("must be 1 second or more, not {ttl}"),
-            });
-        }
+    /// Grants a lease of `ttl` with the given ID (0: chosen by the server); an ID in use
+    /// fails with [`ServerCode::LeaseExists`](crate::ServerCode::LeaseExists).
+    pub fn grant_with_id(&self, ttl: Duration, id: i64) -> Result<LeaseGrantResponse> {
+        let ttl = seconds(ttl)?;
         not_negative_id(id)?;
         let request = rpc::LeaseGrantRequest {
             TTL: ttl,
             ID: id,
             ..Default::default()
         };
-        let r = self.client.unary(Spec::WRITE, self.timeout, |e, opt| {
-            e.lease.lease_grant_async_opt(&request, opt)
+        let r = self.caller.unary(Spec::WRITE, self.timeout, |s, opt| {
+            s.lease.lease_grant_async_opt(&request, opt)
         })?;
         Ok(LeaseGrantResponse {
             header: header_of(r.header.as_ref()),
             id: r.ID,
-            ttl: r.TTL,
+            ttl: duration(r.TTL),
         })
     }
 
-    /// Revokes a lease: its keys are deleted at once.
-    pub fn revoke(&self, id: i64) -> Result<ResponseHeader> {
+    /// Revokes a lease: its keys are deleted at once. An unknown lease fails with
+    /// [`ServerCode::LeaseNotFound`](crate::ServerCode::LeaseNotFound).
+    pub fn revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
         not_negative_id(id)?;
         let request = rpc::LeaseRevokeRequest {
             ID: id,
             ..Default::default()
         };
-        let r = self.client.unary(Spec::WRITE, self.timeout, |e, opt| {
-            e.lease.lease_revoke_async_opt(&request, opt)
+        let r = self.caller.unary(Spec::WRITE, self.timeout, |s, opt| {
+            s.lease.lease_revoke_async_opt(&request, opt)
         })?;
-        Ok(header_of(r.header.as_ref()))
+        Ok(LeaseRevokeResponse {
+            header: header_of(r.header.as_ref()),
+        })
     }
 
-    /// How long a lease has left, and with `keys`, which keys it holds.
-    pub fn time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
+    /// How long a lease has left.
+    pub fn time_to_live(&self, id: i64) -> Result<LeaseTimeToLiveResponse> {
+        self.ttl_request(id, false)
+    }
+
+    /// How long a lease has left, and which keys are attached to it.
+    pub fn time_to_live_with_keys(&self, id: i64) -> Result<LeaseTimeToLiveResponse> {
+        self.ttl_request(id, true)
+    }
+
+    fn ttl_request(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
         not_negative_id(id)?;
         let request = rpc::LeaseTimeToLiveRequest {
             ID: id,
             keys,
             ..Default::default()
         };
-        let mut r = self.client.unary(Spec::READ, self.timeout, |e, opt| {
-            e.lease.lease_time_to_live_async_opt(&request, opt)
+        let mut r = self.caller.unary(Spec::READ, self.timeout, |s, opt| {
+            s.lease.lease_time_to_live_async_opt(&request, opt)
         })?;
         Ok(LeaseTimeToLiveResponse {
             header: header_of(r.header.as_ref()),
             id: r.ID,
-            ttl: r.TTL,
-            granted_ttl: r.grantedTTL,
+            ttl: (r.TTL >= 0).then(|| duration(r.TTL)),
+            granted_ttl: duration(r.grantedTTL),
             keys: r.take_keys().into_vec(),
         })
     }
+
+    /// Every lease the cluster holds (etcd 3.3 and later).
+    pub fn leases(&self) -> Result<LeaseLeasesResponse> {
+        let request = rpc::LeaseLeasesRequest::new();
+        let r = self.caller.unary(Spec::READ, self.timeout, |s, opt| {
+            s.lease.lease_leases_async_opt(&request, opt)
+        })?;
+        Ok(LeaseLeasesResponse {
+            header: header_of(r.header.as_ref()),
+            ids: r.leases.iter().map(|l| l.ID).collect(),
+        })
+    }
+}
+
+/// A TTL in etcd's whole seconds: rounded up, at most etcd's maximum; zero is refused.
+fn seconds(ttl: Duration) -> Result<i64> {
+    if ttl.is_zero() {
+        return Err(Error::InvalidArgument {
+            argument: "lease TTL",
+            reason: "must be 1 second or more, not 0".to_owned(),
+        });
+    }
+    let whole = ttl
+        .as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0));
+    Ok(i64::try_from(whole).map_or(MAX_TTL_SECONDS, |s| s.min(MAX_TTL_SECONDS)))
+}
+
+/// etcd's seconds as a duration (negative: zero).
+fn duration(seconds: i64) -> Duration {
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
 }
 
 fn not_negative_id(id: i64) -> Result<()> {
@@ -110,7 +156,7 @@ fn not_negative_id(id: i64) -> Result<()> {
 pub struct LeaseGrantResponse {
     header: ResponseHeader,
     id: i64,
-    ttl: i64,
+    ttl: Duration,
 }
 
 impl LeaseGrantResponse {
@@ -124,9 +170,22 @@ impl LeaseGrantResponse {
         self.id
     }
 
-    /// The TTL the server granted, in seconds.
-    pub fn ttl(&self) -> i64 {
+    /// The TTL the server granted, in whole seconds.
+    pub fn ttl(&self) -> Duration {
         self.ttl
+    }
+}
+
+/// What a revoke answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRevokeResponse {
+    header: ResponseHeader,
+}
+
+impl LeaseRevokeResponse {
+    /// Who answered.
+    pub fn header(&self) -> &ResponseHeader {
+        &self.header
     }
 }
 
@@ -135,8 +194,8 @@ impl LeaseGrantResponse {
 pub struct LeaseTimeToLiveResponse {
     header: ResponseHeader,
     id: i64,
-    ttl: i64,
-    granted_ttl: i64,
+    ttl: Option<Duration>,
+    granted_ttl: Duration,
     keys: Vec<Vec<u8>>,
 }
 
@@ -151,18 +210,53 @@ impl LeaseTimeToLiveResponse {
         self.id
     }
 
-    /// Seconds left; -1 if the lease has expired or never existed.
-    pub fn ttl(&self) -> i64 {
+    /// The time left, in whole seconds; `None` if the lease has expired or never existed.
+    pub fn ttl(&self) -> Option<Duration> {
         self.ttl
     }
 
-    /// The TTL granted at creation or last renewal, in seconds.
-    pub fn granted_ttl(&self) -> i64 {
+    /// The TTL granted at creation or last renewal, in whole seconds.
+    pub fn granted_ttl(&self) -> Duration {
         self.granted_ttl
     }
 
-    /// The keys attached to the lease, when asked for.
+    /// The keys attached to the lease, when asked for with
+    /// [`Lease::time_to_live_with_keys`].
     pub fn keys(&self) -> &[Vec<u8>] {
         &self.keys
+    }
+}
+
+/// Every lease of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseLeasesResponse {
+    header: ResponseHeader,
+    ids: Vec<i64>,
+}
+
+impl LeaseLeasesResponse {
+    /// Who answered.
+    pub fn header(&self) -> &ResponseHeader {
+        &self.header
+    }
+
+    /// The IDs of the leases.
+    pub fn ids(&self) -> &[i64] {
+        &self.ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_in_whole_seconds() {
+        assert!(seconds(Duration::ZERO).is_err());
+        assert_eq!(seconds(Duration::from_nanos(1)).ok(), Some(1));
+        assert_eq!(seconds(Duration::from_millis(1500)).ok(), Some(2));
+        assert_eq!(seconds(Duration::from_secs(60)).ok(), Some(60));
+        assert_eq!(seconds(Duration::MAX).ok(), Some(MAX_TTL_SECONDS));
+        assert_eq!(duration(-1), Duration::ZERO);
     }
 }

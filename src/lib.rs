@@ -37,19 +37,55 @@
 //! # Errors
 //!
 //! Every call returns [`Result`] with the one [`Error`] enum. A gRPC status is read once, at
-//! the edge (`error.rs`), and becomes a typed value: a refusal by etcd is
+//! the edge (`error/grpc.rs`), and becomes a typed value: a refusal by etcd is
 //! [`Error::Server`] with a [`ServerCode`] (`NoLeader`, `Compacted`, `TooManyOps`, ...); a
 //! broken connection is [`Error::Transport`] with the endpoint and gRPC's error as its
 //! source; a call past its deadline is [`Error::DeadlineExceeded`]; input refused before
 //! anything is sent is [`Error::InvalidArgument`] or [`Error::InvalidEndpoint`]. Ask an
-//! error with [`Error::code`], [`Error::is_unavailable`] and [`Error::endpoint`].
+//! error with [`Error::code`], [`Error::is_write_outcome_unknown`],
+//! [`Error::is_unavailable`] and [`Error::endpoint`]; a write that may have been applied is
+//! never "unavailable", so a generic retry cannot apply it twice.
+//!
+//! # Durations
+//!
+//! Every duration the API takes may be anything from one nanosecond to `Duration::MAX`;
+//! `Duration::MAX`, or anything longer than about 24.8 days (2^31 - 1 ms, the longest
+//! interval gRPC's C core takes), means "as long as possible", that is 24.8 days. Zero is
+//! refused: by [`ClientBuilder::connect`] for a setting, by the call for a handle's
+//! timeout. No duration reaches an `Instant` or gRPC unchecked.
+//!
+//! # Unknown outcomes
+//!
+//! A write whose outcome is unknown ([`Error::WriteOutcomeUnknown`]) may still be applied
+//! well after the error came back: writes the client gave up on a leader cut off from its
+//! peers have been seen to stay invisible to linearizable reads for seconds, and then be
+//! applied when the partition healed, over newer values. So reading the key right away
+//! does not tell whether the write will take effect. A transaction guarded by compares on
+//! the key's mod revision, version or value is safe to resend: etcd evaluates the compares
+//! when it applies each one, so at most one of them takes effect. A blind put is not.
 //!
 //! # Architecture
+//!
+//! The modules, one line each; each layer imports only the layers below it:
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `client` | [`Client`] and [`ClientBuilder`]: settings become the layers' configs, and the layers are put together |
+//! | `kv`, `lease` | the API handles ([`Kv`], [`Lease`]), their options and responses; they depend on `call` alone |
+//! | `call` | the path of every call: pick, send, wait, retry or give up (`unary.rs`), the retry policy (`retry.rs`), the revision floor (`floor.rs`), and the `Caller` that owns everything below |
+//! | `balancer` | the endpoint table, each endpoint's health, the leader and its epoch, and the probing worker thread |
+//! | `transport` | endpoint strings, grpcio channels (built in one place), the service stubs of each endpoint, call metadata |
+//! | `threads` | the registry of background threads: named, supervised, stopped and joined by close |
+//! | `park` | the one way a thread waits: park, and be unparked by a completion or by news |
+//! | `error`, `time`, `types`, `proto` | the error type and server codes; saturating durations; plain response values; the generated etcd API |
 //!
 //! **Threads.** A [`Client`] starts two kinds of threads and owns both:
 //! - grpcio's completion-queue threads (`etcd-grpc-0`, ...; one by default,
 //!   [`ClientBuilder::poll_threads`]), which drive every connection of the client;
-//! - the balancer's worker (`etcd-balancer`), which keeps the endpoint table true.
+//! - the balancer's worker (`etcd-balancer`), which keeps the endpoint table true. It is
+//!   registered with the client's thread registry, which restarts it if it panics (up to 5
+//!   times in a row; then every call fails with [`Error::BackgroundThread`]) and which
+//!   [`Client::close`] stops and joins. Watch and keepalive threads will register there too.
 //!
 //! gRPC's C core runs threads of its own besides (`default-executor`, which takes over
 //! transport work when a connection is busy on two threads at once, `resolver-executor`,
@@ -58,8 +94,10 @@
 //!
 //! Each endpoint has one grpcio channel (one HTTP/2 connection, not shared with other
 //! clients), built without gRPC's retry filter (what is safe to retry is decided here) and
-//! its idle filter (a connection lives as long as its client): both would cost every call. [`ClientBuilder::connect`] dials them all in parallel and returns once one is
-//! ready, or fails after the dial timeout naming every endpoint.
+//! its idle filter (a connection lives as long as its client): both would cost every call.
+//! [`ClientBuilder::connect`] dials them all in parallel and returns once one is ready, or
+//! fails after the dial timeout naming every endpoint with its cause
+//! ([`Error::ConnectFailed`]).
 //!
 //! **The balancer.** Every endpoint is [`Health::Healthy`], [`Health::Suspect`] or
 //! [`Health::Unhealthy`] (with a reason and since when; [`Client::endpoint_health`]). Callers
@@ -71,17 +109,29 @@
 //! probe makes the endpoint unhealthy; it is re-probed with backoff from 50 ms and rejoins as
 //! soon as a probe passes. Callers that see a call fail report the endpoint suspect, which
 //! makes the worker probe it at once. A status call sent with each probe tells the member
-//! behind each endpoint and who leads. An endpoint of another cluster (cluster ID) is
+//! behind each endpoint, who leads, and in which raft term. The leader epoch moves only when
+//! the leader really changes or is lost: a healthy member names another leader or a newer
+//! term, or a member says it has none while the leader's own endpoint fails. A leader whose
+//! port merely stops answering is no longer sent calls, but moves nothing: calls its
+//! followers forward to it still complete. An endpoint of another cluster (cluster ID) is
 //! refused. With [`ClientBuilder::auto_sync_interval`] the worker also reads the member list
 //! and replaces the endpoint table: new members are added, departed ones dropped (their
 //! connections close when their last call ends).
 //!
-//! **Ownership.** `Client` is an `Arc` around the shared state; clones and the API handles
-//! ([`Kv`], [`Lease`]) share it. The worker holds only the endpoint table, never the client.
-//! The connections sit behind a lock that is held only to clone an `Arc` out of it, never
-//! across a call. [`Client::close`] (or dropping the last handle) takes them out, so later
-//! calls fail with [`Error::Closed`], stops and joins the worker, and waits until grpcio's
-//! threads have stopped (calls still in flight finish first, each bounded by its deadline).
+//! **Waiting.** Every wait in the crate goes through `park::wait`: the thread polls what it
+//! waits for with a waker that unparks it, subscribes to the balancer's news (health
+//! changes, leader changes, close), and parks until one of them or its deadline comes. A
+//! caller blocked on a call is woken by the call's completion or by news that concerns
+//! it, never by a timer that polls.
+//!
+//! **Ownership.** The client, its clones and the API handles ([`Kv`], [`Lease`]) share one
+//! caller (the call layer's state), which owns the connections, the balancer and the thread
+//! registry. The worker holds only the balancer's state, never the caller. The connections
+//! sit behind a lock that is held only to clone an `Arc` out of it, never across a call.
+//! [`Client::close`] (or dropping the last clone or handle) takes them out, so later calls
+//! fail with [`Error::Closed`], ends the waits for a healthy endpoint, stops and joins every
+//! registered thread, then waits for the calls still in flight, each until its own deadline,
+//! and for grpcio's threads to stop.
 //!
 //! **A call.** `kv.get(..)` validates its options and builds the protobuf request on the
 //! caller's thread, then, within the call's one deadline: picks an endpoint (for a write or
@@ -90,51 +140,55 @@
 //! if none is healthy, for a serializable read a member that answers without a leader (so
 //! such reads go on through a loss of quorum, stale as serializable reads may be), or else
 //! it waits for one to turn healthy, and at the deadline fails with
-//! [`Error::NoHealthyEndpoint`] listing every endpoint and its last failure); starts the call there with require-leader metadata (except serializable reads);
-//! and blocks, parked, until a poll thread completes it. If the endpoint turns unhealthy
-//! meanwhile, or the leader changes or is lost (a follower may have forwarded the call to a
-//! leader that is gone), the call is cancelled rather than left to hang; while the leader
-//! is lost the worker probes every 25 ms to learn the next one, and so it does for a second
-//! whenever a call has waited on the leader past half a probe timeout (a leader cut off from
+//! [`Error::NoHealthyEndpoint`] listing every endpoint and its last failure); starts the
+//! call there with require-leader metadata (except serializable reads); and blocks, parked,
+//! until a poll thread completes it. If the endpoint turns unhealthy meanwhile, or the
+//! leader changes or is lost (a follower may have forwarded the call to a leader that is
+//! gone), the call is given up rather than left to hang; while the leader is lost, and for
+//! a second after the leader's endpoint fails or a call has waited on the leader past half
+//! a probe timeout, the worker probes every 25 ms to learn the truth (a leader cut off from
 //! its quorum still answers probes, but commits nothing). A failure goes to one function,
-//! `retry::decide`: repeatable calls (reads, lease time-to-live, read-only transactions) are
-//! tried on another endpoint, with a growing pause after each full round; writes only when
-//! they never reached a server (no connection, or refused for having no leader), and
-//! otherwise fail with [`Error::WriteOutcomeUnknown`] so that nothing is applied twice. The
-//! client remembers the highest revision it has seen, and a serializable read answered from
-//! behind it is asked elsewhere, so a failover never takes the client back in time. The
-//! response becomes this crate's types (the generated protobuf types stay private).
+//! `call::retry::decide`: repeatable calls (reads, lease time-to-live, read-only
+//! transactions) are tried on another endpoint, with a growing pause after each full
+//! round; writes only when they never reached a server (no connection, or refused for
+//! having no leader), and otherwise fail with [`Error::WriteOutcomeUnknown`] so that
+//! nothing is applied twice. The client remembers the highest revision it has seen, and a
+//! serializable read answered from behind it is asked elsewhere, so a failover never takes
+//! the client back in time. The response becomes this crate's types (the generated protobuf
+//! types stay private).
 //!
 //! # Testing against real etcd
 //!
 //! With the cargo feature `testing`, `testing::Cluster` starts real etcd clusters on
 //! loopback for tests, benchmarks and examples, with per-member faults (kill, graceful stop,
-//! pause, resume, restart). This crate's own tests use it.
+//! pause, resume, restart, cut off from its peers). This crate's own tests use it. It is
+//! outside the crate's semver promises: it changes with the tests' needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub(crate) mod balancer;
+mod balancer;
 mod call;
 mod client;
-mod endpoint;
 mod error;
 mod kv;
 mod lease;
-mod options;
+mod park;
 mod proto;
-mod range;
-mod retry;
-mod txn;
+mod threads;
+mod time;
+mod transport;
 mod types;
-mod wait;
 
 pub use balancer::{EndpointHealth, Health};
 pub use client::{Client, ClientBuilder};
 pub use error::{EndpointFailure, Error, Result, ServerCode, ServerError, StatusCode};
-pub use kv::{CompactResponse, DeleteResponse, GetResponse, Kv, PutResponse};
-pub use lease::{Lease, LeaseGrantResponse, LeaseTimeToLiveResponse};
-pub use options::{CompactOptions, DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget};
-pub use range::prefix_end;
-pub use txn::{Compare, CompareNumber, CompareValue, Txn, TxnOp, TxnOpResponse, TxnResponse};
+pub use kv::{
+    prefix_end, CompactOptions, CompactResponse, Compare, CompareNumber, CompareValue,
+    DeleteOptions, DeleteResponse, GetOptions, GetResponse, Kv, PutOptions, PutResponse, SortOrder,
+    SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
+};
+pub use lease::{
+    Lease, LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeResponse, LeaseTimeToLiveResponse,
+};
 pub use types::{KeyValue, ResponseHeader};
 
 #[cfg(feature = "testing")]

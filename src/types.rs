@@ -1,7 +1,6 @@
 //! Plain values that responses carry: the response header and key-value pairs.
 
-use std::str::Utf8Error;
-
+use crate::error::{Error, Result};
 use crate::proto::{kv, rpc};
 
 /// The header etcd puts on every response: who answered, and at which point of the history.
@@ -64,9 +63,9 @@ impl KeyValue {
         &self.key
     }
 
-    /// The key as UTF-8 text.
-    pub fn key_str(&self) -> Result<&str, Utf8Error> {
-        std::str::from_utf8(&self.key)
+    /// The key as UTF-8 text, or [`Error::NotUtf8`] if it is not.
+    pub fn key_str(&self) -> Result<&str> {
+        utf8("key", &self.key)
     }
 
     /// The value (empty for keys-only reads).
@@ -74,9 +73,9 @@ impl KeyValue {
         &self.value
     }
 
-    /// The value as UTF-8 text.
-    pub fn value_str(&self) -> Result<&str, Utf8Error> {
-        std::str::from_utf8(&self.value)
+    /// The value as UTF-8 text, or [`Error::NotUtf8`] if it is not.
+    pub fn value_str(&self) -> Result<&str> {
+        utf8("value", &self.value)
     }
 
     /// The revision of the key's last creation.
@@ -121,4 +120,13 @@ impl From<kv::KeyValue> for KeyValue {
 /// Turns a repeated protobuf field of key-values into ours, moving the bytes.
 pub(crate) fn key_values(kvs: protobuf::RepeatedField<kv::KeyValue>) -> Vec<KeyValue> {
     kvs.into_iter().map(KeyValue::from).collect()
+}
+
+/// The header of a response, or zeros where etcd sent none (inside a transaction).
+pub(crate) fn header_of(header: Option<&rpc::ResponseHeader>) -> ResponseHeader {
+    header.map(ResponseHeader::from).unwrap_or_default()
+}
+
+fn utf8<'a>(field: &'static str, bytes: &'a [u8]) -> Result<&'a str> {
+    std::str::from_utf8(bytes).map_err(|source| Error::NotUtf8 { field, source })
 }

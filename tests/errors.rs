@@ -107,9 +107,9 @@ fn leases_that_do_not_exist_are_reported() {
     assert_eq!(err.code(), Some(ServerCode::LeaseNotFound), "{err}");
     let ttl = client
         .lease()
-        .time_to_live(12345, false)
+        .time_to_live(12345)
         .expect("ttl of a missing lease");
-    assert_eq!(ttl.ttl(), -1);
+    assert_eq!(ttl.ttl(), None);
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn arguments_that_cannot_be_right_are_refused_before_sending() {
         kv.with_timeout(Duration::ZERO).get("k").map(drop),
         "timeout",
     );
-    refused(client.lease().grant(0).map(drop), "lease TTL");
+    refused(client.lease().grant(Duration::ZERO).map(drop), "lease TTL");
     refused(
         client
             .lease()
@@ -179,14 +179,21 @@ fn connecting_where_nothing_listens_fails_within_the_dial_timeout() {
         .expect_err("nothing listens");
     let waited = started.elapsed();
     match &err {
-        Error::Connect {
+        Error::ConnectFailed {
             endpoints: named,
             timeout,
         } => {
-            assert_eq!(named, &endpoints);
+            let names: Vec<&str> = named.iter().map(|f| f.endpoint.as_str()).collect();
+            assert_eq!(names, endpoints);
+            for failure in named {
+                assert!(
+                    failure.reason.to_lowercase().contains("refused"),
+                    "each endpoint names its cause: {failure}"
+                );
+            }
             assert_eq!(*timeout, dial);
         }
-        other => panic!("expected Connect, got {other:?}"),
+        other => panic!("expected ConnectFailed, got {other:?}"),
     }
     let text = err.to_string();
     assert!(

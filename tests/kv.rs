@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{client, cluster, keys, values};
 use etcd_blocking::{
     CompactOptions, DeleteOptions, GetOptions, PutOptions, ServerCode, SortOrder, SortTarget,
@@ -22,7 +24,7 @@ fn put_then_get_returns_the_value_and_its_metadata() {
     assert_eq!(got.count(), 1);
     let item = got.first().expect("the key exists");
     assert_eq!(item.key(), b"greeting");
-    assert_eq!(item.value_str(), Ok("hello"));
+    assert_eq!(item.value_str().ok(), Some("hello"));
     assert_eq!(item.create_revision(), rev);
     assert_eq!(item.mod_revision(), rev);
     assert_eq!(item.version(), 1);
@@ -244,18 +246,25 @@ fn put_with_a_lease_attaches_the_key_and_revoke_removes_it() {
     let cluster = cluster(1);
     let client = client(&cluster);
     let kv = client.kv();
-    let lease = client.lease().grant(60).expect("grant");
+    let lease = client
+        .lease()
+        .grant(Duration::from_secs(60))
+        .expect("grant");
     assert!(lease.id() > 0);
-    assert_eq!(lease.ttl(), 60);
+    assert_eq!(lease.ttl(), Duration::from_secs(60));
     kv.put_with("leased", "v", PutOptions::new().lease(lease.id()))
         .expect("put");
     assert_eq!(
         kv.get("leased").expect("get").first().map(|kv| kv.lease()),
         Some(lease.id())
     );
-    let ttl = client.lease().time_to_live(lease.id(), true).expect("ttl");
+    let ttl = client
+        .lease()
+        .time_to_live_with_keys(lease.id())
+        .expect("ttl");
     assert_eq!(ttl.keys(), [b"leased".to_vec()]);
-    assert!(ttl.ttl() > 0 && ttl.granted_ttl() == 60);
+    assert!(ttl.ttl().is_some_and(|t| !t.is_zero()));
+    assert_eq!(ttl.granted_ttl(), Duration::from_secs(60));
     client.lease().revoke(lease.id()).expect("revoke");
     assert!(kv.get("leased").expect("get").kvs().is_empty());
 }
@@ -265,7 +274,11 @@ fn put_with_ignore_value_and_ignore_lease_keeps_them() {
     let cluster = cluster(1);
     let client = client(&cluster);
     let kv = client.kv();
-    let lease = client.lease().grant(60).expect("grant").id();
+    let lease = client
+        .lease()
+        .grant(Duration::from_secs(60))
+        .expect("grant")
+        .id();
     kv.put_with("k", "kept", PutOptions::new().lease(lease))
         .expect("put");
     kv.put_with("k", "", PutOptions::new().ignore_value())

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{client, cluster, keys};
 use etcd_blocking::{Compare, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 
@@ -52,7 +54,11 @@ fn lease_compares() {
     let cluster = cluster(1);
     let client = client(&cluster);
     let kv = client.kv();
-    let lease = client.lease().grant(60).expect("grant").id();
+    let lease = client
+        .lease()
+        .grant(Duration::from_secs(60))
+        .expect("grant")
+        .id();
     kv.put_with("k", "v", PutOptions::new().lease(lease))
         .expect("put");
     kv.put("plain", "v").expect("put");

@@ -1,5 +1,5 @@
-//! The balancer's worker thread: probes every endpoint in parallel and keeps the health
-//! table true.
+//! The balancer's worker thread (`etcd-balancer`): probes every endpoint in parallel and
+//! keeps the health table and the leader true.
 //!
 //! A probe is a linearizable read (count only, one key) with require-leader metadata and a
 //! short deadline: it passes only when the member is up, has a leader, and can reach its
@@ -7,24 +7,26 @@
 //! together, polled from this one thread, so a hung member never delays the others.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use grpcio::{CallOption, ClientUnaryReceiver};
+use grpcio::ClientUnaryReceiver;
 
-use super::{Endpoint, Event, Health, Settings, Shared, Table};
-use crate::endpoint;
+use super::endpoint::Endpoint;
+use super::health::Health;
+use super::state::{Balancer, Event, Table};
 use crate::error::{Error, ServerCode};
+use crate::park;
 use crate::proto::rpc::{
     MemberListRequest, MemberListResponse, RangeRequest, RangeResponse, StatusRequest,
     StatusResponse,
 };
+use crate::threads::Threads;
+use crate::time;
+use crate::transport::{self, call_options, poll_call};
 
 /// How often the worker looks at the channels' connectivity even when no probe is due.
 const TICK: Duration = Duration::from_millis(50);
@@ -33,20 +35,48 @@ const TICK: Duration = Duration::from_millis(50);
 /// so end calls stuck on the old one) as soon as it is elected.
 const LEADERLESS: Duration = Duration::from_millis(25);
 
-/// How long the worker keeps probing that fast after a call stalled on the leader.
+/// How long the worker keeps probing that fast after a call stalled on the leader, or
+/// after the leader's endpoint failed.
 const HURRY: Duration = Duration::from_secs(1);
 
-/// Wakes the worker thread.
-struct Unpark(Thread);
+/// How many times in a row a panicking worker is restarted before the client gives up.
+const RESTARTS: u32 = 5;
 
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
+/// How the worker probes and syncs; see [`ClientBuilder`](crate::ClientBuilder) for each
+/// setting.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// Between probes of a healthy endpoint.
+    pub(crate) interval: Duration,
+    /// The deadline of one probe.
+    pub(crate) timeout: Duration,
+    /// The first re-probe delay of an unhealthy endpoint; doubles up to `interval`.
+    pub(crate) backoff: Duration,
+    /// Between two syncs of the endpoints from the member list; `None`: never.
+    pub(crate) auto_sync: Option<Duration>,
 }
 
-/// The worker's view of one endpoint.
-struct Probe {
+/// Starts the worker of `balancer`, registered with `threads`, which stop and join it.
+pub(crate) fn start(
+    balancer: &Arc<Balancer>,
+    inbox: Receiver<Event>,
+    settings: Settings,
+    threads: &Threads,
+) -> std::io::Result<()> {
+    let stopper = balancer.clone();
+    let runner = balancer.clone();
+    let thread = threads.spawn(
+        "etcd-balancer",
+        RESTARTS,
+        move || stopper.wake_worker(Event::Stop),
+        move || run(&runner, &inbox, settings),
+    )?;
+    let _ = balancer.worker.set(thread);
+    Ok(())
+}
+
+/// The worker's view of one endpoint's probing.
+struct ProbeState {
     due: Instant,
     in_flight: Option<ClientUnaryReceiver<RangeResponse>>,
     /// A status call sent with the probe, to learn the member's ID and its leader.
@@ -55,9 +85,9 @@ struct Probe {
     failures: u32,
 }
 
-impl Probe {
-    fn now() -> Probe {
-        Probe {
+impl ProbeState {
+    fn due_now() -> ProbeState {
+        ProbeState {
             due: Instant::now(),
             in_flight: None,
             status: None,
@@ -67,21 +97,25 @@ impl Probe {
 }
 
 /// The next sync of the endpoints from the member list.
-struct Sync {
+struct MemberSync {
     due: Instant,
     in_flight: Option<ClientUnaryReceiver<MemberListResponse>>,
 }
 
-pub(super) fn run(shared: &Shared, inbox: &Receiver<Event>, settings: Settings) {
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut probes: HashMap<String, Probe> = HashMap::new();
-    let mut sync = Sync {
-        due: Instant::now() + settings.auto_sync.unwrap_or(TICK),
+fn run(balancer: &Balancer, inbox: &Receiver<Event>, settings: Settings) {
+    park::with_context(|cx| run_in(balancer, inbox, settings, cx));
+}
+
+fn run_in(balancer: &Balancer, inbox: &Receiver<Event>, settings: Settings, cx: &mut Context<'_>) {
+    let mut probes: HashMap<String, ProbeState> = HashMap::new();
+    let mut sync = MemberSync {
+        due: time::deadline(settings.auto_sync.unwrap_or(TICK)),
         in_flight: None,
     };
     let request = probe_request();
     let mut hurry_until: Option<Instant> = None;
+    // The leader whose failing endpoint started a hurry: one hurry per failure.
+    let mut doubted: u64 = 0;
     loop {
         for event in inbox.try_iter() {
             match event {
@@ -90,57 +124,67 @@ pub(super) fn run(shared: &Shared, inbox: &Receiver<Event>, settings: Settings) 
                         probe.due = Instant::now();
                     }
                 }
-                Event::Hurry => hurry_until = Some(Instant::now() + HURRY),
+                Event::Hurry => hurry_until = Some(time::deadline(HURRY)),
                 Event::Stop => return,
+                #[cfg(feature = "testing")]
+                Event::Panic(times) => {
+                    if times > 1 {
+                        balancer.inject_panic(times - 1);
+                    }
+                    panic!("the balancer worker was told to panic");
+                }
             }
+        }
+        // The leader's endpoint fails its probes: is the leader gone, or only its port?
+        // Probe fast for a while to hear what the others say.
+        match balancer.leader_endpoint_any() {
+            Some(e) if e.health() != Health::Healthy && doubted != e.member_id() => {
+                doubted = e.member_id();
+                hurry_until = Some(time::deadline(HURRY));
+            }
+            Some(e) if e.health() == Health::Healthy => doubted = 0,
+            _ => {}
         }
         if hurry_until.is_some_and(|until| until <= Instant::now()) {
             hurry_until = None;
-            shared.hurry_over();
+            balancer.hurry_over();
         }
-        if shared.leader_lost() || hurry_until.is_some() {
-            let soon = Instant::now() + LEADERLESS;
+        if balancer.leader.lost() || hurry_until.is_some() {
+            let soon = time::deadline(LEADERLESS);
             for probe in probes.values_mut() {
                 probe.due = probe.due.min(soon);
             }
         }
-        let table = shared.table();
-        probes.retain(|target, _| table.iter().any(|e| &e.target == target));
+        let table = balancer.table();
+        probes.retain(|target, _| table.iter().any(|e| e.target() == target));
         for endpoint in table.iter() {
             let probe = probes
-                .entry(endpoint.target.clone())
-                .or_insert_with(Probe::now);
+                .entry(endpoint.target().to_owned())
+                .or_insert_with(ProbeState::due_now);
             if endpoint.health() == Health::Healthy && endpoint.connection_failed() {
-                shared.set_health(endpoint, Health::Suspect, "its connection failed");
+                balancer.set_health(endpoint, Health::Suspect, "its connection failed");
                 probe.due = Instant::now();
             }
             if probe.in_flight.is_none() && probe.due <= Instant::now() {
-                start(shared, endpoint, probe, &request, settings);
+                start_probe(balancer, endpoint, probe, &request, settings);
             }
             if let Some(call) = probe.in_flight.as_mut() {
-                if let Poll::Ready(result) = Pin::new(call).poll(&mut cx) {
+                if let Poll::Ready(result) = poll_call(call, cx) {
                     probe.in_flight = None;
-                    finish(shared, endpoint, probe, result, settings);
+                    finish(balancer, endpoint, probe, result, settings);
                 }
             }
             if let Some(call) = probe.status.as_mut() {
-                if let Poll::Ready(result) = Pin::new(call).poll(&mut cx) {
+                if let Poll::Ready(result) = poll_call(call, cx) {
                     probe.status = None;
                     if let Ok(status) = result {
-                        learn_leader(shared, endpoint, &status);
+                        learn_leader(balancer, endpoint, &status);
                     }
                 }
             }
         }
         if let Some(interval) = settings.auto_sync {
-            sync_members(
-                shared,
-                &table,
-                &mut sync,
-                &mut cx,
-                interval,
-                settings.timeout,
-            );
+            sync_members(balancer, &table, &mut sync, cx, interval, settings.timeout);
         }
         let next = probes
             .values()
@@ -148,8 +192,8 @@ pub(super) fn run(shared: &Shared, inbox: &Receiver<Event>, settings: Settings) 
             .map(|p| p.due)
             .chain(settings.auto_sync.map(|_| sync.due))
             .min()
-            .unwrap_or_else(|| Instant::now() + TICK);
-        thread::park_timeout(next.saturating_duration_since(Instant::now()).min(TICK));
+            .unwrap_or_else(|| time::deadline(TICK));
+        park::park_until(next.min(time::deadline(TICK)));
     }
 }
 
@@ -158,20 +202,21 @@ pub(super) fn run(shared: &Shared, inbox: &Receiver<Event>, settings: Settings) 
 /// (their connections close when the last call on them ends). Learners are left out: they
 /// serve no linearizable request.
 fn sync_members(
-    shared: &Shared,
+    balancer: &Balancer,
     table: &Table,
-    sync: &mut Sync,
+    sync: &mut MemberSync,
     cx: &mut Context<'_>,
     interval: Duration,
     timeout: Duration,
 ) {
     if sync.in_flight.is_none() && sync.due <= Instant::now() {
-        sync.due = Instant::now() + interval;
+        sync.due = time::deadline(interval);
         let Some(endpoint) = table.iter().find(|e| e.health() == Health::Healthy) else {
             return;
         };
-        let option = CallOption::default().timeout(timeout);
+        let option = call_options(timeout, false);
         sync.in_flight = endpoint
+            .stubs()
             .cluster
             .member_list_async_opt(&MemberListRequest::new(), option)
             .ok();
@@ -179,7 +224,7 @@ fn sync_members(
     let Some(call) = sync.in_flight.as_mut() else {
         return;
     };
-    let Poll::Ready(result) = Pin::new(call).poll(cx) else {
+    let Poll::Ready(result) = poll_call(call, cx) else {
         return;
     };
     sync.in_flight = None;
@@ -191,34 +236,33 @@ fn sync_members(
         if let Some(target) = member
             .clientURLs
             .iter()
-            .find_map(|u| endpoint::parse(u).ok())
+            .find_map(|u| transport::parse_endpoint(u).ok())
         {
             if !targets.contains(&target) {
                 targets.push(target);
             }
         }
     }
-    let same = targets.len() == table.len() && table.iter().all(|e| targets.contains(&e.target));
+    let same = targets.len() == table.len()
+        && table
+            .iter()
+            .all(|e| targets.iter().any(|t| t == e.target()));
     if targets.is_empty() || same {
         return;
     }
     let next: Vec<Arc<Endpoint>> = targets
         .iter()
-        .map(|target| match table.iter().find(|e| &e.target == target) {
+        .map(|target| match table.iter().find(|e| e.target() == target) {
             Some(kept) => kept.clone(),
-            None => Arc::new(Endpoint::open(
-                &shared.opener.config,
-                &shared.opener.env,
-                target,
-            )),
+            None => Arc::new(Endpoint::new(balancer.connector.open(target))),
         })
         .collect();
     log::info!(
         "etcd endpoints synced from the member list: {:?} -> {:?}",
-        table.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(),
+        table.iter().map(|e| e.target()).collect::<Vec<_>>(),
         targets
     );
-    shared.replace_table(next);
+    balancer.replace_table(next);
 }
 
 /// The probe: a linearizable count of one key, which needs a leader and a quorum.
@@ -231,53 +275,71 @@ fn probe_request() -> RangeRequest {
     }
 }
 
-fn start(
-    shared: &Shared,
+fn start_probe(
+    balancer: &Balancer,
     endpoint: &Endpoint,
-    probe: &mut Probe,
+    probe: &mut ProbeState,
     request: &RangeRequest,
     settings: Settings,
 ) {
-    let option = CallOption::default()
-        .timeout(settings.timeout)
-        .headers(crate::call::require_leader());
+    let option = call_options(settings.timeout, true);
     if probe.status.is_none() {
-        let option = CallOption::default().timeout(settings.timeout);
+        let option = call_options(settings.timeout, false);
         probe.status = endpoint
+            .stubs()
             .maintenance
             .status_async_opt(&StatusRequest::new(), option)
             .ok();
     }
-    match endpoint.kv.range_async_opt(request, option) {
+    match endpoint.stubs().kv.range_async_opt(request, option) {
         Ok(call) => probe.in_flight = Some(call),
         Err(e) => {
-            let error = Error::from_grpc(e, &endpoint.target, settings.timeout);
-            fail(shared, endpoint, probe, &error.to_string(), settings, false);
+            let error = Error::from_grpc(e, endpoint.target(), settings.timeout);
+            fail(
+                balancer,
+                endpoint,
+                probe,
+                &error.to_string(),
+                settings,
+                false,
+            );
         }
     }
 }
 
-/// Records the member ID behind the endpoint, and, from a healthy member, who leads.
-fn learn_leader(shared: &Shared, endpoint: &Endpoint, status: &StatusResponse) {
+/// Records the member ID behind the endpoint, and what it says of the leader: from a
+/// healthy member, who leads; from any member, that it has none, which counts as the
+/// leader lost only while the leader's own endpoint fails too (a member cut off from its
+/// peers says so while the rest of the cluster leads on).
+fn learn_leader(balancer: &Balancer, endpoint: &Endpoint, status: &StatusResponse) {
     if let Some(header) = status.header.as_ref() {
         endpoint.set_member_id(header.member_id);
     }
-    if status.leader != 0 && endpoint.health() == Health::Healthy {
-        shared.set_leader(status.leader);
-    }
+    let change = if status.leader != 0 {
+        if endpoint.health() != Health::Healthy {
+            return;
+        }
+        balancer.leader.named(status.leader, status.raftTerm)
+    } else {
+        match balancer.leader_endpoint_any() {
+            Some(leader) if leader.health() == Health::Unhealthy => balancer.leader.lose(),
+            _ => return,
+        }
+    };
+    balancer.leader_changed(change);
 }
 
 fn finish(
-    shared: &Shared,
+    balancer: &Balancer,
     endpoint: &Endpoint,
-    probe: &mut Probe,
+    probe: &mut ProbeState,
     result: grpcio::Result<RangeResponse>,
     settings: Settings,
 ) {
     let cluster = match result {
         Ok(response) => response.header.as_ref().map_or(0, |h| h.cluster_id),
         Err(e) => {
-            let error = Error::from_grpc(e, &endpoint.target, settings.timeout);
+            let error = Error::from_grpc(e, endpoint.target(), settings.timeout);
             // With auth on, a member that answers "permission denied" still served the read.
             if !matches!(
                 error.code(),
@@ -287,7 +349,7 @@ fn finish(
                 // for writes and linearizable reads, but can serve serializable ones.
                 let leaderless = error.code() == Some(ServerCode::NoLeader);
                 fail(
-                    shared,
+                    balancer,
                     endpoint,
                     probe,
                     &error.to_string(),
@@ -300,7 +362,7 @@ fn finish(
         }
     };
     if cluster != 0 {
-        let ours = match shared.cluster_id.compare_exchange(
+        let ours = match balancer.cluster_id.compare_exchange(
             0,
             cluster,
             Ordering::AcqRel,
@@ -312,23 +374,23 @@ fn finish(
         if ours != cluster {
             let reason =
                 format!("it belongs to cluster {cluster:x}, not to this client's {ours:x}");
-            fail(shared, endpoint, probe, &reason, settings, false);
+            fail(balancer, endpoint, probe, &reason, settings, false);
             return;
         }
     }
     probe.failures = 0;
-    probe.due = Instant::now() + settings.interval;
+    probe.due = time::deadline(settings.interval);
     endpoint.set_leaderless(false);
-    shared.set_health(endpoint, Health::Healthy, "its probe passed");
+    balancer.set_health(endpoint, Health::Healthy, "its probe passed");
 }
 
 /// Marks the endpoint unhealthy and schedules its next probe with backoff; `leaderless`
 /// says the member answered, without a leader (set before the health changes, so a
 /// serializable read waiting there is not given up in between).
 fn fail(
-    shared: &Shared,
+    balancer: &Balancer,
     endpoint: &Endpoint,
-    probe: &mut Probe,
+    probe: &mut ProbeState,
     reason: &str,
     settings: Settings,
     leaderless: bool,
@@ -339,6 +401,6 @@ fn fail(
         .backoff
         .saturating_mul(1 << probe.failures.min(10).saturating_sub(1))
         .min(settings.interval);
-    probe.due = Instant::now() + backoff;
-    shared.set_health(endpoint, Health::Unhealthy, reason);
+    probe.due = time::deadline(backoff);
+    balancer.set_health(endpoint, Health::Unhealthy, reason);
 }

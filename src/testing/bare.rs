@@ -1,20 +1,18 @@
 //! A bare grpcio connection to one member, with none of the client's logic: no balancer,
 //! no retries, no conversions. Benchmarks compare the client's call path against it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use grpcio::{CallOption, ChannelBuilder, EnvBuilder, Environment};
+use grpcio::CallOption;
 
 use crate::proto::rpc::{PutRequest, RangeRequest};
-use crate::proto::rpc_grpc::KvClient;
+use crate::transport::{environment, ChannelConfig, Connection, Connector};
 
 /// Blocking Put and Range on one grpcio channel, exactly as grpcio's generated client makes
 /// them.
 pub struct BareKv {
-    kv: KvClient,
+    connection: Connection,
     timeout: Duration,
-    _env: Arc<Environment>,
 }
 
 impl std::fmt::Debug for BareKv {
@@ -24,21 +22,13 @@ impl std::fmt::Debug for BareKv {
 }
 
 impl BareKv {
-    /// Opens a channel to `endpoint` (`host:port`) on an environment of one poll thread.
+    /// Opens a channel to `endpoint` (`host:port`) on an environment of one poll thread,
+    /// built as the client builds its own.
     pub fn connect(endpoint: &str) -> BareKv {
-        let env = Arc::new(
-            EnvBuilder::new()
-                .cq_count(1)
-                .name_prefix("etcd-bare")
-                .build(),
-        );
-        let channel = ChannelBuilder::new(env.clone())
-            .use_local_subchannel_pool(true)
-            .connect(endpoint);
+        let (env, _) = environment(1, "etcd-bare");
         BareKv {
-            kv: KvClient::new(channel),
+            connection: Connector::new(ChannelConfig::default(), env).open(endpoint),
             timeout: Duration::from_secs(5),
-            _env: env,
         }
     }
 
@@ -50,7 +40,9 @@ impl BareKv {
             ..Default::default()
         };
         let option = CallOption::default().timeout(self.timeout);
-        self.kv
+        self.connection
+            .stubs()
+            .kv
             .put_opt(&request, option)
             .map(drop)
             .map_err(|e| e.to_string())
@@ -63,7 +55,9 @@ impl BareKv {
             ..Default::default()
         };
         let option = CallOption::default().timeout(self.timeout);
-        self.kv
+        self.connection
+            .stubs()
+            .kv
             .range_opt(&request, option)
             .map(drop)
             .map_err(|e| e.to_string())

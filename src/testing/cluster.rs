@@ -128,7 +128,7 @@ impl ClusterBuilder {
         let mut members: Vec<Member> = (0..self.members)
             .map(|i| Member::new(i, &triples, dir.path(), &token, &self.extra_args))
             .collect();
-        let deadline = Instant::now() + self.timeout;
+        let deadline = crate::time::deadline(self.timeout);
         for i in 0..members.len() {
             members[i].spawn(etcd).map_err(|e| (e, false))?;
             // Staggered: the next member starts once this one's peer port serves.

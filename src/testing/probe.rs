@@ -3,13 +3,11 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::Duration;
 
-use grpcio::{CallOption, ChannelBuilder, EnvBuilder, Environment};
-
 use crate::proto::rpc::StatusRequest;
-use crate::proto::rpc_grpc::MaintenanceClient;
+use crate::transport::{environment, ChannelConfig, Connection, Connector};
+use grpcio::CallOption;
 
 /// True if `GET path` on the loopback port answers 200.
 pub(crate) fn http_ok(port: u16, path: &str, timeout: Duration) -> bool {
@@ -39,39 +37,34 @@ pub(crate) struct MemberStatus {
     pub(crate) leader: u64,
 }
 
-/// Status RPCs to every member, over channels of the launcher's own.
+/// Status RPCs to every member, over connections of the launcher's own.
 pub(crate) struct Prober {
-    clients: Vec<MaintenanceClient>,
-    _env: Arc<Environment>,
+    connections: Vec<Connection>,
 }
 
 impl Prober {
     pub(crate) fn new(client_ports: &[u16]) -> Prober {
-        let env = Arc::new(
-            EnvBuilder::new()
-                .cq_count(1)
-                .name_prefix("etcd-test-probe")
-                .build(),
-        );
-        let clients = client_ports
+        let (env, _) = environment(1, "etcd-test-probe");
+        let config = ChannelConfig {
+            reconnect: (Duration::from_millis(20), Duration::from_millis(200)),
+            ..ChannelConfig::default()
+        };
+        let connector = Connector::new(config, env);
+        let connections = client_ports
             .iter()
-            .map(|port| {
-                let channel = ChannelBuilder::new(env.clone())
-                    .use_local_subchannel_pool(true)
-                    .initial_reconnect_backoff(Duration::from_millis(20))
-                    .max_reconnect_backoff(Duration::from_millis(200))
-                    .connect(&format!("127.0.0.1:{port}"));
-                MaintenanceClient::new(channel)
-            })
+            .map(|port| connector.open(&format!("127.0.0.1:{port}")))
             .collect();
-        Prober { clients, _env: env }
+        Prober { connections }
     }
 
     /// The member's status, or `None` if it does not answer within `timeout`.
     pub(crate) fn status(&self, index: usize, timeout: Duration) -> Option<MemberStatus> {
-        let client = self.clients.get(index)?;
+        let stubs = self.connections.get(index)?.stubs();
         let option = CallOption::default().timeout(timeout).wait_for_ready(true);
-        let response = client.status_opt(&StatusRequest::new(), option).ok()?;
+        let response = stubs
+            .maintenance
+            .status_opt(&StatusRequest::new(), option)
+            .ok()?;
         Some(MemberStatus {
             member_id: response.header.as_ref().map_or(0, |h| h.member_id),
             leader: response.leader,

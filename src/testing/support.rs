@@ -79,7 +79,7 @@ impl Slot {
             .unwrap_or(2);
         let dir = std::env::temp_dir().join("etcd-blocking-slots");
         fs::create_dir_all(&dir).map_err(|e| LaunchError::io(format!("creating {dir:?}"), e))?;
-        let deadline = Instant::now() + SLOT_WAIT;
+        let deadline = crate::time::deadline(SLOT_WAIT);
         loop {
             for i in 0..max {
                 let path = dir.join(format!("slot-{i}.lock"));
@@ -151,7 +151,7 @@ pub(crate) fn tail(path: &Path, lines: usize) -> String {
 
 /// Polls `condition` every few milliseconds until it holds or `timeout` passes.
 pub(crate) fn poll_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::time::deadline(timeout);
     loop {
         if condition() {
             return true;

@@ -1,4 +1,4 @@
-//! Endpoint strings: what a user may write, and the gRPC target each becomes.
+//! Endpoint strings: what a user may write (with its scheme), and the gRPC target each becomes.
 
 use crate::error::{Error, Result};
 

@@ -36,6 +36,34 @@ impl KeyRange {
     }
 }
 
+/// The setters that make an operation cover a range of keys instead of its key alone:
+/// `prefix`, `from_key` and `range_end`, for a type with a `range: KeyRange` field. The
+/// first argument says what the operation does to the keys ("Gets", "Compares", ...).
+macro_rules! range_setters {
+    ($ty:ty, $verb:literal) => {
+        impl $ty {
+            #[doc = concat!($verb, " every key that starts with the key (with the empty key: every key).")]
+            pub fn prefix(mut self) -> Self {
+                self.range = $crate::kv::range::KeyRange::Prefix;
+                self
+            }
+
+            #[doc = concat!($verb, " every key greater than or equal to the key (with the empty key: every key).")]
+            pub fn from_key(mut self) -> Self {
+                self.range = $crate::kv::range::KeyRange::FromKey;
+                self
+            }
+
+            #[doc = concat!($verb, " every key in `[key, end)`.")]
+            pub fn range_end(mut self, end: impl Into<Vec<u8>>) -> Self {
+                self.range = $crate::kv::range::KeyRange::End(end.into());
+                self
+            }
+        }
+    };
+}
+pub(crate) use range_setters;
+
 /// The smallest key greater than every key that starts with `prefix`: the prefix with its
 /// last byte below 0xff incremented and what follows dropped. A prefix of only 0xff bytes (or
 /// none) has no such key, and gets etcd's "no upper bound", `"\0"`.

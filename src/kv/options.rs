@@ -2,9 +2,9 @@
 //!
 //! [`Txn`]: crate::Txn
 
+use super::range::{range_setters, KeyRange};
 use crate::error::{Error, Result};
 use crate::proto::rpc;
-use crate::range::KeyRange;
 
 /// The order of a get's results.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -58,25 +58,8 @@ impl GetOptions {
         Self::default()
     }
 
-    /// Every key that starts with the key (with the empty key: every key).
-    pub fn prefix(mut self) -> Self {
-        self.range = KeyRange::Prefix;
-        self
-    }
-
-    /// Every key greater than or equal to the key.
-    pub fn from_key(mut self) -> Self {
-        self.range = KeyRange::FromKey;
-        self
-    }
-
-    /// Every key in `[key, end)`.
-    pub fn range_end(mut self, end: impl Into<Vec<u8>>) -> Self {
-        self.range = KeyRange::End(end.into());
-        self
-    }
-
     /// At most this many keys (0: no limit); [`GetResponse::more`] tells if there were more.
+    /// A negative limit is refused when the get is made, with [`Error::InvalidArgument`].
     ///
     /// [`GetResponse::more`]: crate::GetResponse::more
     pub fn limit(mut self, limit: i64) -> Self {
@@ -84,7 +67,10 @@ impl GetOptions {
         self
     }
 
-    /// Reads the store as it was at this revision (0: the newest).
+    /// Reads the store as it was at this revision (0: the newest). A negative revision is
+    /// refused when the get is made, with [`Error::InvalidArgument`]; a compacted one fails
+    /// with [`ServerCode::Compacted`](crate::ServerCode::Compacted), a future one with
+    /// [`ServerCode::FutureRevision`](crate::ServerCode::FutureRevision).
     pub fn revision(mut self, revision: i64) -> Self {
         self.revision = revision;
         self
@@ -182,6 +168,8 @@ impl GetOptions {
     }
 }
 
+range_setters!(GetOptions, "Gets");
+
 /// Options of [`Kv::put_with`](crate::Kv::put_with).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct PutOptions {
@@ -197,7 +185,8 @@ impl PutOptions {
         Self::default()
     }
 
-    /// Attaches the key to this lease (0: none); the key goes when the lease does.
+    /// Attaches the key to this lease (0: none); the key goes when the lease does. A
+    /// negative ID is refused when the put is made, with [`Error::InvalidArgument`].
     pub fn lease(mut self, lease: i64) -> Self {
         self.lease = lease;
         self
@@ -249,24 +238,6 @@ impl DeleteOptions {
         Self::default()
     }
 
-    /// Every key that starts with the key (with the empty key: every key).
-    pub fn prefix(mut self) -> Self {
-        self.range = KeyRange::Prefix;
-        self
-    }
-
-    /// Every key greater than or equal to the key.
-    pub fn from_key(mut self) -> Self {
-        self.range = KeyRange::FromKey;
-        self
-    }
-
-    /// Every key in `[key, end)`.
-    pub fn range_end(mut self, end: impl Into<Vec<u8>>) -> Self {
-        self.range = KeyRange::End(end.into());
-        self
-    }
-
     /// Returns the deleted key-values.
     pub fn prev_kv(mut self) -> Self {
         self.prev_kv = true;
@@ -284,6 +255,8 @@ impl DeleteOptions {
         }
     }
 }
+
+range_setters!(DeleteOptions, "Deletes");
 
 /// Options of [`Kv::compact_with`](crate::Kv::compact_with).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

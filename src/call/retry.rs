@@ -1,22 +1,13 @@
 //! Whether a failed call is tried again, decided in one place.
 //!
-//! The call loop (`call.rs`) only obeys [`decide`]: it never looks at an error itself. The
+//! The call loop (`unary.rs`) only obeys [`decide`]: it never looks at an error itself. The
 //! rule is etcd's: a repeatable call may be retried whenever its endpoint could not serve it;
 //! a write only when the request provably never reached a server, because a retry of a write
 //! that was applied would apply it twice.
 
+use super::spec::CallKind;
+use crate::balancer::Mark;
 use crate::error::{Error, ServerCode};
-
-/// What kind of call failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CallKind {
-    /// Reads and other calls that change nothing, or change nothing if repeated: Range,
-    /// Status, MemberList, lease time-to-live, auth reads.
-    Repeatable,
-    /// Calls that change the store or the cluster: Put, DeleteRange, Txn, Compact, lease
-    /// grant and revoke, member and auth changes.
-    Write,
-}
 
 /// What the call loop does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,22 +22,13 @@ pub(crate) enum Decision {
     OutcomeUnknown(Mark),
 }
 
-/// What a failure says about the endpoint that answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mark {
-    /// Suspect: probe it now, and prefer the others until the probe passes.
-    Suspect,
-    /// Unhealthy: it cannot serve (no connection, no leader); re-probe with backoff.
-    Unhealthy,
-}
-
 /// The retry decision for `error`, the failure of a call of `kind`.
 pub(crate) fn decide(kind: CallKind, error: &Error) -> Decision {
     use CallKind::{Repeatable, Write};
     use Decision::{Fail, OutcomeUnknown, Retry};
     match error {
         // Nothing reached a server: any call may go elsewhere.
-        Error::Connection { .. } => Retry(Mark::Unhealthy),
+        Error::Unreachable { .. } => Retry(Mark::Unhealthy),
         Error::Server(e) => match (e.code(), kind) {
             // With require-leader metadata the member refuses before doing anything.
             (ServerCode::NoLeader, _) => Retry(Mark::Unhealthy),
@@ -61,15 +43,16 @@ pub(crate) fn decide(kind: CallKind, error: &Error) -> Decision {
         },
         // Request-shaped failures: another endpoint would say the same.
         Error::MessageTooLarge { .. }
-        | Error::Connect { .. }
+        | Error::ConnectFailed { .. }
         | Error::InvalidEndpoint { .. }
         | Error::InvalidArgument { .. }
+        | Error::NotUtf8 { .. }
         | Error::Closed
         | Error::CloseTimedOut { .. }
         | Error::ThreadSpawn { .. }
+        | Error::BackgroundThread { .. }
         | Error::NoHealthyEndpoint { .. }
-        | Error::EndpointUnhealthy { .. }
-        | Error::LeaderLost { .. }
+        | Error::Abandoned { .. }
         | Error::StaleRead { .. }
         | Error::WriteOutcomeUnknown { .. } => Fail,
     }
@@ -213,7 +196,7 @@ mod tests {
     fn a_write_is_never_retried_unless_it_never_reached_a_server() {
         for (what, error, _, write) in table() {
             if let Retry(_) = write {
-                let never_reached = matches!(error, Error::Connection { .. })
+                let never_reached = matches!(error, Error::Unreachable { .. })
                     || error.code() == Some(ServerCode::NoLeader)
                     || error.code() == Some(ServerCode::NotSupportedForLearner);
                 assert!(

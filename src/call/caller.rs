@@ -1,0 +1,175 @@
+//! What the API handles hold: a [`Caller`], the client's call layer. It owns everything
+//! below it (the balancer, the connections, the background threads) and closes it all.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use grpcio::{CallOption, ClientUnaryReceiver};
+use parking_lot::RwLock;
+
+use super::floor::Revisioned;
+use super::route::Route;
+use super::spec::Spec;
+use super::unary;
+use crate::balancer::Balancer;
+use crate::error::{Error, Result};
+use crate::threads::Threads;
+use crate::time;
+use crate::transport::Stubs;
+
+/// How long closing waits for the background and grpcio's poll threads, beyond the
+/// deadlines of the calls still in flight.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// A client's call layer: cheap to clone, shared by the client and every API handle. The
+/// last clone to go closes the client.
+#[derive(Clone)]
+pub(crate) struct Caller {
+    core: Arc<Core>,
+}
+
+/// What the clones of a [`Caller`] share.
+struct Core {
+    /// The open connections; `None` once closed.
+    route: RwLock<Option<Arc<Route>>>,
+    /// Every background thread of the client.
+    threads: Threads,
+    /// Disconnects when every grpcio poll thread has stopped.
+    stopped: Receiver<()>,
+    /// The latest deadline of any call started, in µs from `epoch`: closing waits for
+    /// calls in flight until then.
+    latest_deadline: AtomicU64,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("closed", &self.is_closed())
+            .field("threads", &self.core.threads)
+            .finish()
+    }
+}
+
+impl Caller {
+    /// The call layer over `route`, owning `threads` (which already run) and the poll
+    /// threads that `stopped` watches.
+    pub(crate) fn new(route: Route, threads: Threads, stopped: Receiver<()>) -> Caller {
+        Caller {
+            core: Arc::new(Core {
+                route: RwLock::new(Some(Arc::new(route))),
+                threads,
+                stopped,
+                latest_deadline: AtomicU64::new(0),
+                epoch: Instant::now(),
+            }),
+        }
+    }
+
+    /// Runs one unary call through the balancer within `timeout` (`Duration::MAX`: as long
+    /// as possible), retrying where `spec` allows. A zero timeout is refused.
+    pub(crate) fn unary<R, F>(&self, spec: Spec, timeout: Duration, start: F) -> Result<R>
+    where
+        R: Revisioned + Unpin,
+        F: Fn(&Stubs, CallOption) -> grpcio::Result<ClientUnaryReceiver<R>>,
+    {
+        if timeout.is_zero() {
+            return Err(Error::InvalidArgument {
+                argument: "timeout",
+                reason: "must be more than zero".to_owned(),
+            });
+        }
+        let timeout = time::clamp(timeout);
+        let deadline = time::deadline(timeout);
+        // Noted before the route is taken: a close that takes it afterwards sees this call.
+        self.core.note_deadline(deadline);
+        let route = self.route()?;
+        unary::run(&route, spec, timeout, deadline, start)
+    }
+
+    /// The balancer, while the client is open.
+    pub(crate) fn balancer(&self) -> Result<Arc<Balancer>> {
+        Ok(self.route()?.balancer.clone())
+    }
+
+    /// The route, or why no call may run: closed, or a background thread died.
+    fn route(&self) -> Result<Arc<Route>> {
+        if let Some(failure) = self.core.threads.failure() {
+            return Err(Error::BackgroundThread {
+                thread: failure.thread,
+                message: failure.message.clone(),
+            });
+        }
+        // Cloned out of the lock: no lock is held across a call.
+        self.core.route.read().clone().ok_or(Error::Closed)
+    }
+
+    /// True once closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.core.route.read().is_none()
+    }
+
+    /// Closes the client for every clone; see [`Client::close`](crate::Client::close).
+    pub(crate) fn close(&self) -> Result<()> {
+        self.core.close()
+    }
+
+    /// Makes the balancer's worker panic `times` times in a row.
+    #[cfg(feature = "testing")]
+    pub(crate) fn inject_worker_panic(&self, times: u32) -> Result<()> {
+        self.route()?.balancer.inject_panic(times);
+        Ok(())
+    }
+}
+
+impl Core {
+    fn note_deadline(&self, deadline: Instant) {
+        let micros = deadline.saturating_duration_since(self.epoch).as_micros();
+        let micros = u64::try_from(micros).unwrap_or(u64::MAX);
+        self.latest_deadline.fetch_max(micros, Ordering::AcqRel);
+    }
+
+    /// Takes the connections out (later calls fail with [`Error::Closed`]), ends the waits
+    /// for an endpoint, stops and joins every background thread, then waits for the calls
+    /// still in flight, each until its own deadline, and for grpcio's poll threads.
+    fn close(&self) -> Result<()> {
+        let Some(route) = self.route.write().take() else {
+            return Ok(());
+        };
+        route.balancer.close();
+        let started = Instant::now();
+        let running = self.threads.stop_all(time::after(started, CLOSE_GRACE));
+        drop(route);
+        let latest = time::after(
+            self.epoch,
+            Duration::from_micros(self.latest_deadline.load(Ordering::Acquire)),
+        );
+        let until = time::after(latest.max(Instant::now()), CLOSE_GRACE);
+        // Calls in flight hold the channels (and through them the environment) until they
+        // return, at the latest at their deadline.
+        let poll_threads = self
+            .stopped
+            .recv_timeout(until.saturating_duration_since(Instant::now()));
+        match poll_threads {
+            Err(RecvTimeoutError::Disconnected) if running.is_empty() => Ok(()),
+            _ => {
+                if !running.is_empty() {
+                    log::warn!("etcd client threads still running after close: {running:?}");
+                }
+                Err(Error::CloseTimedOut {
+                    waited: started.elapsed(),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            log::warn!("closing etcd client: {e}");
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The call layer: the path of every call (pick an endpoint, send, wait, retry or give up),
+//! the retry policy, and the revision floor. API handles depend on this layer alone.
+
+mod caller;
+mod floor;
+mod retry;
+mod route;
+mod spec;
+mod unary;
+
+pub(crate) use crate::transport::Stubs;
+pub(crate) use caller::Caller;
+pub(crate) use floor::Revisioned;
+pub(crate) use route::Route;
+pub(crate) use spec::Spec;

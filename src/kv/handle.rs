@@ -1,0 +1,143 @@
+//! The key-value handle: get, put, delete, txn and compact.
+
+use std::time::Duration;
+
+use grpcio::{CallOption, ClientUnaryReceiver};
+
+use super::options::{CompactOptions, DeleteOptions, GetOptions, PutOptions};
+use super::responses::{CompactResponse, DeleteResponse, GetResponse, PutResponse};
+use super::txn::{Txn, TxnResponse};
+use crate::call::{Caller, Revisioned, Spec, Stubs};
+use crate::error::Result;
+use crate::types::KeyValue;
+
+/// The key-value API of a [`Client`](crate::Client): a cheap handle, `Clone + Send + Sync`.
+///
+/// Keys and values are bytes: `&str`, `String`, `&[u8]`, `Vec<u8>` and byte-string literals
+/// are all accepted where one goes.
+#[derive(Debug, Clone)]
+pub struct Kv {
+    caller: Caller,
+    timeout: Duration,
+}
+
+impl Kv {
+    pub(crate) fn new(caller: Caller, timeout: Duration) -> Kv {
+        Kv { caller, timeout }
+    }
+
+    /// A handle whose calls have this deadline instead of the client's request timeout.
+    /// `Duration::MAX` (or anything over about 24.8 days) means as long as possible, 24.8
+    /// days; a zero timeout makes every call fail with
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+    pub fn with_timeout(&self, timeout: Duration) -> Kv {
+        Kv {
+            caller: self.caller.clone(),
+            timeout,
+        }
+    }
+
+    /// Gets one key, linearizably.
+    pub fn get(&self, key: impl Into<Vec<u8>>) -> Result<GetResponse> {
+        self.get_with(key, GetOptions::new())
+    }
+
+    /// Gets one key, linearizably: the key-value if the key exists, `None` if it does not.
+    ///
+    /// ```no_run
+    /// # let client = etcd_blocking::Client::connect(["127.0.0.1:2379"])?;
+    /// match client.kv().get_one("app/config")? {
+    ///     Some(kv) => println!("config: {}", kv.value_str()?),
+    ///     None => println!("no config yet"),
+    /// }
+    /// # Ok::<(), etcd_blocking::Error>(())
+    /// ```
+    pub fn get_one(&self, key: impl Into<Vec<u8>>) -> Result<Option<KeyValue>> {
+        Ok(self.get(key)?.into_kvs().into_iter().next())
+    }
+
+    /// Gets keys as the options say: a range or prefix, at a revision, sorted, limited.
+    pub fn get_with(&self, key: impl Into<Vec<u8>>, options: GetOptions) -> Result<GetResponse> {
+        let request = options.request(key.into())?;
+        let spec = if request.serializable {
+            Spec::SERIALIZABLE
+        } else {
+            Spec::READ
+        };
+        self.caller
+            .unary(spec, self.timeout, |s, opt| {
+                s.kv.range_async_opt(&request, opt)
+            })
+            .map(GetResponse::from)
+    }
+
+    /// Puts a key.
+    pub fn put(&self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<PutResponse> {
+        self.put_with(key, value, PutOptions::new())
+    }
+
+    /// Puts a key as the options say: with a lease, returning the previous value, keeping
+    /// the value or the lease.
+    pub fn put_with(
+        &self,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+        options: PutOptions,
+    ) -> Result<PutResponse> {
+        let request = options.request(key.into(), value.into())?;
+        self.write(|s, opt| s.kv.put_async_opt(&request, opt))
+            .map(PutResponse::from)
+    }
+
+    /// Deletes one key.
+    pub fn delete(&self, key: impl Into<Vec<u8>>) -> Result<DeleteResponse> {
+        self.delete_with(key, DeleteOptions::new())
+    }
+
+    /// Deletes keys as the options say: a range or prefix, returning what was deleted.
+    pub fn delete_with(
+        &self,
+        key: impl Into<Vec<u8>>,
+        options: DeleteOptions,
+    ) -> Result<DeleteResponse> {
+        let request = options.request(key.into());
+        self.write(|s, opt| s.kv.delete_range_async_opt(&request, opt))
+            .map(DeleteResponse::from)
+    }
+
+    /// Runs a transaction: its comparisons, then its success or its failure operations,
+    /// atomically.
+    pub fn txn(&self, txn: Txn) -> Result<TxnResponse> {
+        let request = txn.request()?;
+        let spec = if txn.is_read_only() {
+            Spec::READ
+        } else {
+            Spec::WRITE
+        };
+        self.caller
+            .unary(spec, self.timeout, |s, opt| {
+                s.kv.txn_async_opt(&request, opt)
+            })
+            .map(TxnResponse::from)
+    }
+
+    /// Compacts the history before this revision: reads and watches at older revisions fail
+    /// with [`ServerCode::Compacted`](crate::ServerCode::Compacted) from then on.
+    pub fn compact(&self, revision: i64) -> Result<CompactResponse> {
+        self.compact_with(revision, CompactOptions::new())
+    }
+
+    /// Compacts as the options say.
+    pub fn compact_with(&self, revision: i64, options: CompactOptions) -> Result<CompactResponse> {
+        let request = options.request(revision)?;
+        self.write(|s, opt| s.kv.compact_async_opt(&request, opt))
+            .map(CompactResponse::from)
+    }
+
+    fn write<R: Revisioned + Unpin>(
+        &self,
+        start: impl Fn(&Stubs, CallOption) -> grpcio::Result<ClientUnaryReceiver<R>>,
+    ) -> Result<R> {
+        self.caller.unary(Spec::WRITE, self.timeout, start)
+    }
+}

@@ -1,0 +1,15 @@
+//! The key-value API: the [`Kv`] handle, its options, transactions, and what they answer.
+
+mod compare;
+mod handle;
+mod options;
+pub(crate) mod range;
+mod responses;
+mod txn;
+
+pub use compare::{Compare, CompareNumber, CompareValue};
+pub use handle::Kv;
+pub use options::{CompactOptions, DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget};
+pub use range::prefix_end;
+pub use responses::{CompactResponse, DeleteResponse, GetResponse, PutResponse};
+pub use txn::{Txn, TxnOp, TxnOpResponse, TxnResponse};

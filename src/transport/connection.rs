@@ -1,0 +1,178 @@
+//! A connection to one endpoint: its grpcio channel and the stub of every etcd service on
+//! it, and the dial that waits for the first of several to connect.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use grpcio::{Channel, ConnectivityState};
+
+use crate::error::EndpointFailure;
+use crate::park;
+use crate::proto::rpc::StatusRequest;
+use crate::proto::rpc_grpc::{ClusterClient, KvClient, LeaseClient, MaintenanceClient};
+use crate::time::{self, Human};
+
+/// The stub of every etcd service, on one channel. A new service is a new field here and
+/// nothing else: the layers above reach stubs through this one value.
+#[derive(Clone)]
+pub(crate) struct Stubs {
+    pub(crate) kv: KvClient,
+    pub(crate) lease: LeaseClient,
+    pub(crate) cluster: ClusterClient,
+    pub(crate) maintenance: MaintenanceClient,
+}
+
+impl Stubs {
+    fn new(channel: &Channel) -> Stubs {
+        Stubs {
+            kv: KvClient::new(channel.clone()),
+            lease: LeaseClient::new(channel.clone()),
+            cluster: ClusterClient::new(channel.clone()),
+            maintenance: MaintenanceClient::new(channel.clone()),
+        }
+    }
+}
+
+/// One endpoint's connection: `host:port`, its channel and its stubs.
+pub(crate) struct Connection {
+    target: String,
+    channel: Channel,
+    stubs: Stubs,
+}
+
+impl Connection {
+    pub(super) fn new(target: &str, channel: Channel) -> Connection {
+        Connection {
+            target: target.to_owned(),
+            stubs: Stubs::new(&channel),
+            channel,
+        }
+    }
+
+    /// The endpoint, as a gRPC target (`host:port`).
+    pub(crate) fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The service stubs.
+    pub(crate) fn stubs(&self) -> &Stubs {
+        &self.stubs
+    }
+
+    /// True when the channel has no connection and its last attempt to make one failed.
+    pub(crate) fn connection_failed(&self) -> bool {
+        matches!(
+            self.channel.check_connectivity_state(false),
+            ConnectivityState::GRPC_CHANNEL_TRANSIENT_FAILURE
+                | ConnectivityState::GRPC_CHANNEL_SHUTDOWN
+        )
+    }
+}
+
+/// How long a dial that failed spends asking each endpoint why.
+const CAUSE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Waits up to `timeout` for one of `connections` to connect; returns its index, or each
+/// endpoint with the cause of its failure (refused, no such host, timed out).
+pub(crate) fn dial(
+    connections: &[Connection],
+    timeout: Duration,
+) -> Result<usize, Vec<EndpointFailure>> {
+    let timeout = time::clamp(timeout);
+    let deadline = time::deadline(timeout);
+    let mut waits: Vec<Option<Pin<Box<dyn Future<Output = bool> + '_>>>> = connections
+        .iter()
+        .map(|c| Some(Box::pin(c.channel.wait_for_connected(timeout)) as _))
+        .collect();
+    let first = park::wait(None, deadline, |cx| {
+        let mut pending = false;
+        for (i, slot) in waits.iter_mut().enumerate() {
+            let Some(wait) = slot else { continue };
+            match wait.as_mut().poll(cx) {
+                Poll::Ready(true) => return Poll::Ready(Some(i)),
+                Poll::Ready(false) => *slot = None,
+                Poll::Pending => pending = true,
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(None)
+        }
+    });
+    drop(waits);
+    match first.flatten() {
+        Some(i) => Ok(i),
+        None => Err(causes(connections, timeout)),
+    }
+}
+
+/// Why each connection is down: a call that does not wait for a connection fails at once
+/// with the channel's last error (refused, no such host), or times out while it connects.
+fn causes(connections: &[Connection], dial_timeout: Duration) -> Vec<EndpointFailure> {
+    let option = || super::calls::options(CAUSE_TIMEOUT, false);
+    let mut calls: Vec<_> = connections
+        .iter()
+        .map(|c| {
+            c.stubs
+                .maintenance
+                .status_async_opt(&StatusRequest::new(), option())
+                .map_err(|e| e.to_string())
+        })
+        .collect();
+    let mut causes: Vec<Option<String>> = vec![None; connections.len()];
+    park::wait(None, time::deadline(CAUSE_TIMEOUT * 2), |cx| {
+        let mut pending = false;
+        for (call, cause) in calls.iter_mut().zip(causes.iter_mut()) {
+            if cause.is_some() {
+                continue;
+            }
+            match call {
+                Err(e) => *cause = Some(e.clone()),
+                Ok(call) => match super::calls::poll(call, cx) {
+                    Poll::Ready(Ok(_)) => *cause = Some("connected too late".to_owned()),
+                    Poll::Ready(Err(e)) => *cause = Some(describe(&e, dial_timeout)),
+                    Poll::Pending => pending = true,
+                },
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    });
+    connections
+        .iter()
+        .zip(causes)
+        .map(|(c, cause)| EndpointFailure {
+            endpoint: c.target.clone(),
+            reason: cause.unwrap_or_else(|| not_connected(dial_timeout)),
+        })
+        .collect()
+}
+
+/// A failed cause call as a reason: gRPC's last connection error, without its preamble.
+fn describe(error: &grpcio::Error, dial_timeout: Duration) -> String {
+    match error {
+        grpcio::Error::RpcFailure(status)
+            if status.code() == grpcio::RpcStatusCode::DEADLINE_EXCEEDED =>
+        {
+            not_connected(dial_timeout)
+        }
+        grpcio::Error::RpcFailure(status) => {
+            let message = status.message();
+            message
+                .strip_prefix("failed to connect to all addresses; last error: ")
+                .unwrap_or(message)
+                .to_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
+fn not_connected(dial_timeout: Duration) -> String {
+    format!("not connected within {} (no answer)", Human(dial_timeout))
+}
