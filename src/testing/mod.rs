@@ -22,14 +22,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod bare;
 mod cluster;
 mod member;
 mod probe;
 mod proxy;
 mod support;
 
-pub use bare::BareKv;
 pub use cluster::{Cluster, ClusterBuilder};
 pub use proxy::{Proxy, ProxyMode};
 

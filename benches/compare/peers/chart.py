@@ -1,4 +1,4 @@
-"""Draws benches/results/compare.png from compare.tsv: ops/s per client for every workload."""
+"""Draws benches/compare/results/compare.png from compare.tsv: ops/s per client for every workload."""
 
 import csv
 import sys

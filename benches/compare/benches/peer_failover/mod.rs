@@ -53,7 +53,7 @@ struct Outcome {
 /// peers' order rotating each round), and writes `failover-compare.md` with every round's
 /// figures: single runs of a failover are too noisy to stand alone.
 pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
-    let out = std::env::var("COMPARE_OUT").unwrap_or_else(|_| "benches/results".to_owned());
+    let out = std::env::var("COMPARE_OUT").unwrap_or_else(|_| "results".to_owned());
     let rounds: usize = std::env::var("COMPARE_FAILOVER_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())

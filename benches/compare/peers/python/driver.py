@@ -1,7 +1,7 @@
-"""python-etcd3 driver of etcd-blocking's side-by-side benchmark (benches/compare.rs).
+"""python-etcd3 driver of etcd-blocking's side-by-side benchmark (benches/compare/benches/compare.rs).
 
 Runs one workload against the given endpoints and prints one JSON line of results; see
-benches/peers/README.md for the protocol.
+benches/compare/peers/README.md for the protocol.
 """
 
 import argparse

@@ -2,7 +2,7 @@
 //! client `etcd-client` and python-etcd3, on one cluster per size, in alternating runs.
 //!
 //! Every client runs as a driver process of its own that takes the same arguments and prints
-//! one JSON line (protocol: `benches/peers/README.md`); this file is both the orchestrator
+//! one JSON line (protocol: `benches/compare/peers/README.md`); this file is both the orchestrator
 //! and, run with `--driver`, this client's driver. `scripts/compare` builds the peers and
 //! runs it; by hand: `cargo bench --bench compare` with the peers named by
 //! `COMPARE_GO_DRIVER`, `COMPARE_RUST_DRIVER`, `COMPARE_PYTHON` + `COMPARE_PYTHON_DRIVER`
@@ -26,6 +26,7 @@ use common::percentile;
 use etcd_blocking::testing::Cluster;
 use etcd_blocking::{Client, Compare, GetOptions, Txn, TxnOp};
 
+#[path = "../../common/mod.rs"]
 mod common;
 mod floor;
 mod peer_failover;
@@ -400,7 +401,7 @@ fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let quick = std::env::var("COMPARE_QUICK").is_ok_and(|v| v == "1");
-    let out = std::env::var("COMPARE_OUT").unwrap_or_else(|_| "benches/results".to_owned());
+    let out = std::env::var("COMPARE_OUT").unwrap_or_else(|_| "results".to_owned());
     let peers = peers()?;
     eprintln!(
         "comparing {} over {rounds} alternating rounds",
@@ -650,7 +651,7 @@ fn standing(
     let (title, about) = if subject == FLOOR {
         (
             "Where the floor would stand",
-            "The floor is an experiment, not a client: `benches/floor/mod.rs` speaks HTTP/2 \
+            "The floor is an experiment, not a client: `benches/compare/benches/floor/mod.rs` speaks HTTP/2 \
              itself instead of through gRPC's C core; `why.md` says what it leaves out.",
         )
     } else {

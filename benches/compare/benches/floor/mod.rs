@@ -1,6 +1,6 @@
 //! The floor (`compare --driver --floor`, `COMPARE_FLOOR=1`): what a blocking etcd client
 //! could cost per request if it spoke HTTP/2 itself instead of going through gRPC's C core.
-//! An experiment behind `benches/results/why.md`, not a client: it leaves out what a client
+//! An experiment behind `benches/compare/results/why.md`, not a client: it leaves out what a client
 //! needs and the measurement does not (deadlines sent to the server, per-stream send
 //! windows, reconnection, failover: one connection to the first endpoint), and it neither
 //! builds nor decodes protobuf messages, it writes them by hand.
