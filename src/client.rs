@@ -340,6 +340,12 @@ impl Client {
         self.caller.close()
     }
 
+    /// The call layer, for the crate's own tests of what builds on it.
+    #[cfg(test)]
+    pub(crate) fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
     /// Makes the balancer's worker panic `times` times in a row, to test what a client does
     /// when a background thread dies: up to 5 panics in a row the worker is restarted;
     /// past that every call fails with [`Error::BackgroundThread`]. Not for production.

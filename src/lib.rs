@@ -72,7 +72,7 @@
 //! |---|---|
 //! | `client` | [`Client`] and [`ClientBuilder`]: settings become the layers' configs, and the layers are put together |
 //! | `kv`, `lease` | the API handles ([`Kv`], [`Lease`]), their options and responses; they depend on `call` alone |
-//! | `call` | the path of every call: pick, send, wait, retry or give up (`unary.rs`), the retry policy (`retry.rs`), the revision floor (`floor.rs`), and the `Caller` that owns everything below |
+//! | `call` | the path of every call: pick, send, wait, retry or give up (`unary.rs`); the stream primitive (`stream.rs`: open a bidirectional stream on a healthy endpoint, wait on it, give it up with its endpoint, reopen it elsewhere), on which watch and keepalive threads will build; the retry policy (`retry.rs`); the revision floor (`floor.rs`); and the `Caller` that owns everything below |
 //! | `balancer` | the endpoint table, each endpoint's health, the leader and its epoch, and the probing worker thread |
 //! | `transport` | endpoint strings, grpcio channels (built in one place), the service stubs of each endpoint, call metadata |
 //! | `threads` | the registry of background threads: named, supervised, stopped and joined by close |

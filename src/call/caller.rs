@@ -95,7 +95,7 @@ impl Caller {
     }
 
     /// The route, or why no call may run: closed, or a background thread died.
-    fn route(&self) -> Result<Arc<Route>> {
+    pub(super) fn route(&self) -> Result<Arc<Route>> {
         if let Some(failure) = self.core.threads.failure() {
             return Err(Error::BackgroundThread {
                 thread: failure.thread,

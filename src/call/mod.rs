@@ -6,6 +6,7 @@ mod floor;
 mod retry;
 mod route;
 mod spec;
+mod stream;
 mod unary;
 
 pub(crate) use crate::transport::Stubs;

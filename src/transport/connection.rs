@@ -11,7 +11,9 @@ use grpcio::{Channel, ConnectivityState};
 use crate::error::EndpointFailure;
 use crate::park;
 use crate::proto::rpc::StatusRequest;
-use crate::proto::rpc_grpc::{ClusterClient, KvClient, LeaseClient, MaintenanceClient};
+use crate::proto::rpc_grpc::{
+    ClusterClient, KvClient, LeaseClient, MaintenanceClient, WatchClient,
+};
 use crate::time::{self, Human};
 
 /// The stub of every etcd service, on one channel. A new service is a new field here and
@@ -22,6 +24,9 @@ pub(crate) struct Stubs {
     pub(crate) lease: LeaseClient,
     pub(crate) cluster: ClusterClient,
     pub(crate) maintenance: MaintenanceClient,
+    // Opened only by the stream primitive's test until the watch threads come.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) watch: WatchClient,
 }
 
 impl Stubs {
@@ -31,6 +36,7 @@ impl Stubs {
             lease: LeaseClient::new(channel.clone()),
             cluster: ClusterClient::new(channel.clone()),
             maintenance: MaintenanceClient::new(channel.clone()),
+            watch: WatchClient::new(channel.clone()),
         }
     }
 }
