@@ -8,24 +8,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::cluster;
+use common::{all_healthy, cluster};
 use etcd_blocking::{Client, Error, GetOptions, Health};
-
-/// Waits until the client sees every endpoint healthy.
-fn all_healthy(cluster: &etcd_blocking::testing::Cluster, client: &Client) {
-    cluster
-        .wait_until(
-            Duration::from_secs(10),
-            "every endpoint to be healthy",
-            || {
-                client
-                    .endpoint_health()
-                    .iter()
-                    .all(|h| h.health() == Health::Healthy)
-            },
-        )
-        .expect("healthy");
-}
 
 fn health_of(client: &Client, endpoint: &str) -> Health {
     client

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::cluster;
+use common::{all_healthy, cluster};
 use etcd_blocking::testing::{Cluster, Proxy};
 use etcd_blocking::{Client, ClientBuilder, Error, Health};
 
@@ -252,18 +252,7 @@ fn a_blackholed_leader_port_fails_no_write_on_a_follower() {
         .endpoints(proxies.iter().map(Proxy::endpoint))
         .connect()
         .expect("connect");
-    cluster
-        .wait_until(
-            Duration::from_secs(10),
-            "every endpoint to be healthy",
-            || {
-                client
-                    .endpoint_health()
-                    .iter()
-                    .all(|h| h.health() == Health::Healthy)
-            },
-        )
-        .expect("healthy");
+    all_healthy(&cluster, &client);
     let leader = cluster.leader().expect("leader");
     let leader_id = cluster.member_id(leader).expect("leader id");
     let kv = client.kv();

@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test binary uses its own part
 
+use std::time::Duration;
+
 use etcd_blocking::testing::Cluster;
-use etcd_blocking::{Client, GetResponse};
+use etcd_blocking::{Client, GetResponse, Health};
 
 /// A cluster of `members` members, or a panic that carries the launcher's report.
 pub fn cluster(members: usize) -> Cluster {
@@ -32,4 +34,20 @@ pub fn values(response: &GetResponse) -> Vec<String> {
         .iter()
         .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
         .collect()
+}
+
+/// Waits until the client sees every endpoint healthy.
+pub fn all_healthy(cluster: &Cluster, client: &Client) {
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "every endpoint to be healthy",
+            || {
+                client
+                    .endpoint_health()
+                    .iter()
+                    .all(|h| h.health() == Health::Healthy)
+            },
+        )
+        .expect("healthy");
 }
