@@ -67,26 +67,52 @@ pub(crate) fn wait<T>(
     })
 }
 
+/// How many lists [`News`] keeps its subscribers in: every call subscribes and
+/// unsubscribes, so with many callers one list would be a lock they all queue on.
+const SHARDS: usize = 16;
+
+/// Which of the lists this thread subscribes in: given out round-robin as threads first
+/// subscribe.
+fn shard() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static SHARD: usize = (NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS as u64) as usize;
+    }
+    SHARD.with(|s| *s)
+}
+
 /// Threads to wake when something they wait on may have changed.
 #[derive(Debug, Default)]
 pub(crate) struct News {
     next_id: AtomicU64,
-    waiters: Mutex<Vec<(u64, Thread)>>,
+    waiters: [Mutex<Vec<(u64, Thread)>>; SHARDS],
 }
 
 impl News {
     /// Wakes the current thread on every [`News::tell`] until the subscription is dropped.
     pub(crate) fn subscribe(&self) -> Subscription<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.waiters.lock().push((id, thread::current()));
-        Subscription { news: self, id }
+        let shard = shard();
+        self.waiters[shard].lock().push((id, thread::current()));
+        Subscription {
+            news: self,
+            shard,
+            id,
+        }
     }
 
     /// Wakes every subscribed thread.
     pub(crate) fn tell(&self) {
-        for (_, thread) in self.waiters.lock().iter() {
-            thread.unpark();
+        for waiters in &self.waiters {
+            for (_, thread) in waiters.lock().iter() {
+                thread.unpark();
+            }
         }
+    }
+
+    #[cfg(test)]
+    fn subscribed(&self) -> usize {
+        self.waiters.iter().map(|w| w.lock().len()).sum()
     }
 }
 
@@ -94,12 +120,13 @@ impl News {
 #[derive(Debug)]
 pub(crate) struct Subscription<'a> {
     news: &'a News,
+    shard: usize,
     id: u64,
 }
 
 impl Drop for Subscription<'_> {
     fn drop(&mut self) {
-        let mut waiters = self.news.waiters.lock();
+        let mut waiters = self.news.waiters[self.shard].lock();
         if let Some(i) = waiters.iter().position(|(id, _)| *id == self.id) {
             waiters.swap_remove(i);
         }
@@ -151,10 +178,10 @@ mod tests {
         let news = News::default();
         let a = news.subscribe();
         let b = news.subscribe();
-        assert_eq!(news.waiters.lock().len(), 2);
+        assert_eq!(news.subscribed(), 2);
         drop(a);
-        assert_eq!(news.waiters.lock().len(), 1);
+        assert_eq!(news.subscribed(), 1);
         drop(b);
-        assert!(news.waiters.lock().is_empty());
+        assert_eq!(news.subscribed(), 0);
     }
 }
