@@ -26,16 +26,14 @@ pub struct Lease {
 
 impl Lease {
     pub(crate) fn new(caller: Caller, timeout: Duration) -> Lease {
+        caller.note_timeout(timeout);
         Lease { caller, timeout }
     }
 
     /// A handle whose calls have this deadline instead of the client's request timeout,
     /// as [`Kv::with_timeout`](crate::Kv::with_timeout).
     pub fn with_timeout(&self, timeout: Duration) -> Lease {
-        Lease {
-            caller: self.caller.clone(),
-            timeout,
-        }
+        Lease::new(self.caller.clone(), timeout)
     }
 
     /// Grants a lease of `ttl` (at least a second; etcd raises TTLs below its minimum,

@@ -71,28 +71,34 @@ pub(crate) fn wait<T>(
 /// unsubscribes, so with many callers one list would be a lock they all queue on.
 const SHARDS: usize = 16;
 
-/// Which of the lists this thread subscribes in: given out round-robin as threads first
-/// subscribe.
-fn shard() -> usize {
+/// Which of the lists this thread subscribes in (given out round-robin as threads first
+/// subscribe), and an ID for this subscription, unique without a shared counter: the
+/// thread's number and its own count.
+fn shard_and_id() -> (usize, u64) {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     thread_local! {
-        static SHARD: usize = (NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS as u64) as usize;
+        static THREAD: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+        static COUNT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     }
-    SHARD.with(|s| *s)
+    let thread = THREAD.with(|t| *t);
+    let count = COUNT.with(|c| {
+        let n = c.get().wrapping_add(1);
+        c.set(n);
+        n
+    });
+    ((thread % SHARDS as u64) as usize, (thread << 32) | u64::from(count))
 }
 
 /// Threads to wake when something they wait on may have changed.
 #[derive(Debug, Default)]
 pub(crate) struct News {
-    next_id: AtomicU64,
     waiters: [Mutex<Vec<(u64, Thread)>>; SHARDS],
 }
 
 impl News {
     /// Wakes the current thread on every [`News::tell`] until the subscription is dropped.
     pub(crate) fn subscribe(&self) -> Subscription<'_> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let shard = shard();
+        let (shard, id) = shard_and_id();
         self.waiters[shard].lock().push((id, thread::current()));
         Subscription {
             news: self,

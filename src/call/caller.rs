@@ -38,10 +38,10 @@ struct Core {
     threads: Threads,
     /// Disconnects when every grpcio poll thread has stopped.
     stopped: Receiver<()>,
-    /// The latest deadline of any call started, in µs from `epoch`: closing waits for
-    /// calls in flight until then.
-    latest_deadline: AtomicU64,
-    epoch: Instant,
+    /// The longest timeout any handle gives its calls, in µs: closing waits for calls in
+    /// flight that long at most. Noted when a handle is made, not per call, so that the
+    /// call path writes no shared counter.
+    longest_timeout: AtomicU64,
 }
 
 impl std::fmt::Debug for Caller {
@@ -62,8 +62,7 @@ impl Caller {
                 route: RwLock::new(Some(Arc::new(route))),
                 threads,
                 stopped,
-                latest_deadline: AtomicU64::new(0),
-                epoch: Instant::now(),
+                longest_timeout: AtomicU64::new(0),
             }),
         }
     }
@@ -83,8 +82,6 @@ impl Caller {
         }
         let timeout = time::clamp(timeout);
         let deadline = time::deadline(timeout);
-        // Noted before the route is taken: a close that takes it afterwards sees this call.
-        self.core.note_deadline(deadline);
         let route = self.route()?;
         unary::run(&route, spec, timeout, deadline, start)
     }
@@ -106,6 +103,13 @@ impl Caller {
         self.core.route.read().clone().ok_or(Error::Closed)
     }
 
+    /// Notes that a handle gives its calls `timeout`: [`Caller::close`] waits that long
+    /// for calls in flight. Call it when the handle is made, before its first call.
+    pub(crate) fn note_timeout(&self, timeout: Duration) {
+        let micros = u64::try_from(time::clamp(timeout).as_micros()).unwrap_or(u64::MAX);
+        self.core.longest_timeout.fetch_max(micros, Ordering::AcqRel);
+    }
+
     /// True once closed.
     pub(crate) fn is_closed(&self) -> bool {
         self.core.route.read().is_none()
@@ -125,11 +129,6 @@ impl Caller {
 }
 
 impl Core {
-    fn note_deadline(&self, deadline: Instant) {
-        let micros = deadline.saturating_duration_since(self.epoch).as_micros();
-        let micros = u64::try_from(micros).unwrap_or(u64::MAX);
-        self.latest_deadline.fetch_max(micros, Ordering::AcqRel);
-    }
 
     /// Takes the connections out (later calls fail with [`Error::Closed`]), ends the waits
     /// for an endpoint, stops and joins every background thread, then waits for the calls
@@ -142,11 +141,8 @@ impl Core {
         let started = Instant::now();
         let running = self.threads.stop_all(time::after(started, CLOSE_GRACE));
         drop(route);
-        let latest = time::after(
-            self.epoch,
-            Duration::from_micros(self.latest_deadline.load(Ordering::Acquire)),
-        );
-        let until = time::after(latest.max(Instant::now()), CLOSE_GRACE);
+        let longest = Duration::from_micros(self.longest_timeout.load(Ordering::Acquire));
+        let until = time::after(time::after(Instant::now(), longest), CLOSE_GRACE);
         // Calls in flight hold the channels (and through them the environment) until they
         // return, at the latest at their deadline.
         let poll_threads = self

@@ -1,6 +1,7 @@
 //! The path of every unary call: pick an endpoint, run the call there, obey the retry
 //! decision, all within one deadline.
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -40,11 +41,14 @@ where
     let leader = route.prefer_leader && !spec.serializable;
     let mut attempts = 0usize;
     let mut last: Option<Error> = None;
-    let mut tried: Option<String> = None;
+    let mut tried: Option<Arc<Endpoint>> = None;
     loop {
         if let Some(endpoint) = tried.take().filter(|_| Instant::now() >= deadline) {
             // Out of time after a try: the last failure says most.
-            return Err(last.unwrap_or(Error::DeadlineExceeded { endpoint, timeout }));
+            return Err(last.unwrap_or_else(|| Error::DeadlineExceeded {
+                endpoint: endpoint.target().to_owned(),
+                timeout,
+            }));
         }
         // The first try may go to the leader; a retry goes round-robin, away from it.
         let to_leader = leader && attempts == 0;
@@ -66,7 +70,7 @@ where
             }));
         }
         attempts += 1;
-        tried = Some(endpoint.target().to_owned());
+        tried = Some(endpoint.clone());
         let option = call_options(remaining, !spec.serializable);
         let epoch = balancer.leader_epoch();
         let outcome = match start(endpoint.stubs(), option) {

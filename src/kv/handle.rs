@@ -23,6 +23,7 @@ pub struct Kv {
 
 impl Kv {
     pub(crate) fn new(caller: Caller, timeout: Duration) -> Kv {
+        caller.note_timeout(timeout);
         Kv { caller, timeout }
     }
 
@@ -31,10 +32,7 @@ impl Kv {
     /// days; a zero timeout makes every call fail with
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
     pub fn with_timeout(&self, timeout: Duration) -> Kv {
-        Kv {
-            caller: self.caller.clone(),
-            timeout,
-        }
+        Kv::new(self.caller.clone(), timeout)
     }
 
     /// Gets one key, linearizably.
