@@ -86,7 +86,10 @@ fn shard_and_id() -> (usize, u64) {
         c.set(n);
         n
     });
-    ((thread % SHARDS as u64) as usize, (thread << 32) | u64::from(count))
+    (
+        (thread % SHARDS as u64) as usize,
+        (thread << 32) | u64::from(count),
+    )
 }
 
 /// Threads to wake when something they wait on may have changed.

@@ -107,7 +107,9 @@ impl Caller {
     /// for calls in flight. Call it when the handle is made, before its first call.
     pub(crate) fn note_timeout(&self, timeout: Duration) {
         let micros = u64::try_from(time::clamp(timeout).as_micros()).unwrap_or(u64::MAX);
-        self.core.longest_timeout.fetch_max(micros, Ordering::AcqRel);
+        self.core
+            .longest_timeout
+            .fetch_max(micros, Ordering::AcqRel);
     }
 
     /// True once closed.
@@ -129,7 +131,6 @@ impl Caller {
 }
 
 impl Core {
-
     /// Takes the connections out (later calls fail with [`Error::Closed`]), ends the waits
     /// for an endpoint, stops and joins every background thread, then waits for the calls
     /// still in flight, each until its own deadline, and for grpcio's poll threads.

@@ -11,7 +11,7 @@ macro_rules! server_codes {
         pub enum ServerCode {
             $($(#[$doc])* $name,)*
             /// An etcd error this version of the client does not know; see
-            /// [`ServerError::message`].
+            /// [`ServerError::message`](crate::ServerError::message).
             Unrecognized,
         }
 
