@@ -62,7 +62,10 @@
 //! applied when the partition healed, over newer values. So reading the key right away
 //! does not tell whether the write will take effect. A transaction guarded by compares on
 //! the key's mod revision, version or value is safe to resend: etcd evaluates the compares
-//! when it applies each one, so at most one of them takes effect. A blind put is not.
+//! when it applies each one, so at most one of them takes effect (`tests/unknown.rs`
+//! resends guarded increments through a leader cut off from its peers and its return, and
+//! checks that no put was applied twice; the same resends without the guard fail it). A
+//! blind put is not.
 //!
 //! # Architecture
 //!
