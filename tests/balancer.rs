@@ -153,11 +153,7 @@ fn an_endpoint_of_another_cluster_is_refused() {
 
 #[test]
 fn writes_stalled_on_a_leader_cut_off_from_its_peers_move_to_the_next_leader() {
-    let cluster = etcd_blocking::testing::Cluster::builder()
-        .members(3)
-        .peer_proxies()
-        .start()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cluster = common::cluster_with_peer_proxies(3);
     // Regular probes a minute apart, and a long deadline: only the stalled calls
     // themselves can make the balancer look for the new leader in time.
     let client = Client::builder()
@@ -263,11 +259,7 @@ fn serializable_reads_are_served_while_the_quorum_is_lost() {
 
 #[test]
 fn serializable_reads_never_go_back_in_time() {
-    let cluster = etcd_blocking::testing::Cluster::builder()
-        .members(3)
-        .peer_proxies()
-        .start()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cluster = common::cluster_with_peer_proxies(3);
     let leader = cluster.leader().expect("leader");
     let lagging = (leader + 1) % 3;
     // Probes so rare that the client keeps using the lagging member: only the revision

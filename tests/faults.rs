@@ -278,11 +278,7 @@ fn pause_and_resume(pick: fn(&Cluster) -> usize, bound: Duration) {
 /// Cuts the picked member off from its peers under load (clients still reach it), then
 /// heals the links.
 fn cut_off_and_heal(pick: fn(&Cluster) -> usize, bound: Duration) {
-    let cluster = Cluster::builder()
-        .members(3)
-        .peer_proxies()
-        .start()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cluster = common::cluster_with_peer_proxies(3);
     under_load_on(
         &cluster,
         &cluster.endpoints(),

@@ -235,11 +235,7 @@ fn bad_sizes_and_member_indexes_are_refused() {
 
 #[test]
 fn an_isolated_member_loses_its_leader_and_rejoins_when_healed() {
-    let cluster = Cluster::builder()
-        .members(3)
-        .peer_proxies()
-        .start()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cluster = common::cluster_with_peer_proxies(3);
     let cut = (cluster.leader().expect("leader") + 1) % 3;
     let alone = etcd_blocking::Client::builder()
         .endpoints([cluster.endpoint(cut)])

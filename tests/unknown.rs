@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::all_healthy;
-use etcd_blocking::testing::Cluster;
 use etcd_blocking::{Client, Compare, Kv, Txn, TxnOp};
 
 /// The key's value as a number and its mod revision (0, 0 if it does not exist).
@@ -69,11 +68,7 @@ fn increment(kv: &Kv, key: &str, stop: &AtomicBool) -> (u64, u64) {
 
 #[test]
 fn a_guarded_write_resent_after_an_unknown_outcome_is_applied_once() {
-    let cluster = Cluster::builder()
-        .members(3)
-        .peer_proxies()
-        .start()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cluster = common::cluster_with_peer_proxies(3);
     let client = Client::builder()
         .endpoints(cluster.endpoints())
         .request_timeout(Duration::from_secs(1))

@@ -147,15 +147,8 @@ impl Balancer {
     }
 
     fn leader_endpoint(&self) -> Option<Arc<Endpoint>> {
-        let leader = self.leader.id();
-        if leader == 0 {
-            return None;
-        }
-        let table = self.table.read();
-        table
-            .iter()
-            .find(|e| e.member_id() == leader && e.health() == Health::Healthy)
-            .cloned()
+        self.leader_endpoint_any()
+            .filter(|e| e.health() == Health::Healthy)
     }
 
     /// The endpoint of the leader as last learnt, healthy or not.

@@ -131,6 +131,7 @@ fn run_in(balancer: &Balancer, inbox: &Receiver<Event>, settings: Settings, cx: 
                     if times > 1 {
                         balancer.inject_panic(times - 1);
                     }
+                    // The fault the test asked for, compiled only with `testing`.
                     panic!("the balancer worker was told to panic");
                 }
             }

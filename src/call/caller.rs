@@ -86,9 +86,11 @@ impl Caller {
         unary::run(&route, spec, timeout, deadline, start)
     }
 
-    /// The balancer, while the client is open.
+    /// The balancer, while the client is open (also after a background thread died, so
+    /// that its health can still be read).
     pub(crate) fn balancer(&self) -> Result<Arc<Balancer>> {
-        Ok(self.route()?.balancer.clone())
+        let route = self.core.route.read().clone().ok_or(Error::Closed)?;
+        Ok(route.balancer.clone())
     }
 
     /// The route, or why no call may run: closed, or a background thread died.

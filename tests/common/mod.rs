@@ -11,6 +11,16 @@ pub fn cluster(members: usize) -> Cluster {
     Cluster::start(members).unwrap_or_else(|e| panic!("starting a {members}-member cluster: {e}"))
 }
 
+/// A cluster of `members` members behind peer proxies, so that a member can be cut off
+/// from its peers ([`Cluster::isolate`]).
+pub fn cluster_with_peer_proxies(members: usize) -> Cluster {
+    Cluster::builder()
+        .members(members)
+        .peer_proxies()
+        .start()
+        .unwrap_or_else(|e| panic!("starting a {members}-member cluster with peer proxies: {e}"))
+}
+
 /// A client of every member of the cluster.
 pub fn client(cluster: &Cluster) -> Client {
     cluster
