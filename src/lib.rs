@@ -57,15 +57,31 @@
 //! # Unknown outcomes
 //!
 //! A write whose outcome is unknown ([`Error::WriteOutcomeUnknown`]) may still be applied
-//! well after the error came back: writes the client gave up on a leader cut off from its
-//! peers have been seen to stay invisible to linearizable reads for seconds, and then be
-//! applied when the partition healed, over newer values. So reading the key right away
-//! does not tell whether the write will take effect. A transaction guarded by compares on
-//! the key's mod revision, version or value is safe to resend: etcd evaluates the compares
-//! when it applies each one, so at most one of them takes effect (`tests/unknown.rs`
-//! resends guarded increments through a leader cut off from its peers and its return, and
-//! checks that no put was applied twice; the same resends without the guard fail it). A
-//! blind put is not.
+//! well after the error came back, over values written since. `tests/unknown.rs` shows it:
+//! blind puts sent to a follower just as the leader is paused come back unknown; over a
+//! thousand linearizable reads a second find none of them for 3 s while newer values are
+//! written; when the old leader comes back, all of them are applied over the newer values.
+//! So reading the key does not tell whether the write will take effect.
+//!
+//! How long such a write can stay pending, from etcd's code (3.4 and later):
+//! - a proposal held by the member the client sent it to, while that member has no leader,
+//!   ends at etcd's request timeout (5 s plus two election timeouts) or when the client
+//!   cancels; this client cancels every call it gives up;
+//! - a proposal a follower has forwarded to its leader is a raft message, out of the
+//!   client's reach: it waits in the sockets of a paused or slow leader, and a member
+//!   without a leader holds a forwarded proposal with no deadline until it learns the new
+//!   leader, then forwards it there (rafthttp's peer processes proposals under a context
+//!   that ends only when the peer is removed);
+//! - an entry a leader appended before it lost its quorum is overwritten by the next
+//!   leader, unless that member wins the next election again, and then it is committed,
+//!   however late.
+//!
+//! So no wait makes a blind put's outcome known. A transaction guarded by compares on the
+//! key's mod revision, version or value is safe: etcd evaluates the compares when it
+//! applies the transaction, so a late one that finds the key changed does nothing (the
+//! same test shows it), and resending it as it is applies it at most once
+//! (`tests/unknown.rs` also resends guarded increments through a leader cut off from its
+//! peers and its return, and checks that no increment was applied twice).
 //!
 //! # Architecture
 //!

@@ -140,9 +140,10 @@ pub enum Error {
     /// What a caller can conclude: a transaction guarded by compares (on a key's mod
     /// revision, version or value) is safe to resend as it is, since etcd evaluates its
     /// compares when it applies it, so at most one of the two takes effect. A blind put or
-    /// delete is not: reading the key right away does not tell, because a write abandoned
-    /// on a leader cut off from its peers can stay pending, invisible to every read, and
-    /// still be applied once the partition heals (see the crate docs, "Unknown outcomes").
+    /// delete is not, and reading the key does not tell: a write forwarded by a follower to
+    /// a leader that went away can stay pending, invisible to every read, for seconds or
+    /// longer (no timeout of etcd's bounds it), and still be applied later, over newer
+    /// values (see the crate docs, "Unknown outcomes").
     #[error("the write's outcome on {endpoint} is unknown: it may or may not have been applied")]
     WriteOutcomeUnknown {
         /// The endpoint the write went to.
