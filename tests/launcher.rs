@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{client, cluster};
-use etcd_blocking::testing::{Cluster, LaunchError};
+use etcd_blocking::testing::{Cluster, LaunchError, ServerVersion};
 use etcd_blocking::GetOptions;
 
 fn alive(pid: u32) -> bool {
@@ -191,6 +191,33 @@ fn dropping_the_cluster_kills_every_member_and_removes_its_data() {
 }
 
 #[test]
+fn the_launcher_reports_the_version_its_members_run() {
+    let cluster = cluster(1);
+    let version = cluster.server_version();
+    eprintln!("etcd {version} from {}", cluster.etcd_binary().display());
+    // The binary's own word, against what the running member said in its status.
+    let out = std::process::Command::new(cluster.etcd_binary())
+        .arg("--version")
+        .output()
+        .expect("etcd --version");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let printed = text
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd Version: "))
+        .and_then(ServerVersion::parse);
+    assert_eq!(printed, Some(version), "{text}");
+    assert!(version >= ServerVersion::new(3, 4, 0), "{version}");
+    // The project's scripts say which version they chose.
+    let chosen = std::env::var("ETCD_VERSION").ok();
+    if let Some(line) = chosen.filter(|l| l.starts_with(|c: char| c.is_ascii_digit())) {
+        assert!(
+            version.to_string().starts_with(line.as_str()),
+            "ETCD_VERSION={line} but the members run {version}"
+        );
+    }
+}
+
+#[test]
 fn a_missing_etcd_binary_says_how_to_install_it() {
     let err = Cluster::builder()
         .etcd_binary("/nonexistent/etcd")
@@ -199,7 +226,7 @@ fn a_missing_etcd_binary_says_how_to_install_it() {
     assert!(matches!(err, LaunchError::EtcdMissing));
     let text = err.to_string();
     assert!(
-        text.contains("ETCD_BIN") && text.contains("apt-get install etcd-server"),
+        text.contains("ETCD_BIN") && text.contains("scripts/test"),
         "{text}"
     );
 }

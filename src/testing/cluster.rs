@@ -9,6 +9,7 @@ use super::member::{Member, State};
 use super::probe::{self, Prober};
 use super::proxy::Proxy;
 use super::support::{free_ports, poll_until, Slot, TempDir};
+use super::version::ServerVersion;
 use super::{etcd_binary, LaunchError};
 
 /// How long one member's status call may take while the launcher polls.
@@ -88,6 +89,12 @@ impl ClusterBuilder {
                 Ok((members, proxies, dir)) => {
                     let cluster = Cluster::new(members, proxies, dir, etcd, slot, self.timeout);
                     cluster.wait_healthy()?;
+                    log::info!(
+                        "test cluster of {} members runs etcd {} ({})",
+                        cluster.size(),
+                        cluster.server_version(),
+                        cluster.etcd.display()
+                    );
                     return Ok(cluster);
                 }
                 Err((e, port_taken)) if port_taken && attempt < START_ATTEMPTS => {
@@ -166,6 +173,7 @@ pub struct Cluster {
     peer_proxies: Vec<Proxy>,
     prober: Prober,
     member_ids: Mutex<Vec<u64>>,
+    version: Mutex<Option<ServerVersion>>,
     client_ports: Vec<u16>,
     etcd: PathBuf,
     timeout: Duration,
@@ -204,6 +212,7 @@ impl Cluster {
         Cluster {
             prober: Prober::new(&client_ports),
             member_ids: Mutex::new(vec![0; members.len()]),
+            version: Mutex::new(None),
             members: Mutex::new(members),
             peer_proxies,
             client_ports,
@@ -212,6 +221,17 @@ impl Cluster {
             dir,
             _slot: slot,
         }
+    }
+
+    /// The etcd version the members report in their status (the first that answered).
+    /// Known once the cluster has started, since the start waits for every member's status.
+    pub fn server_version(&self) -> ServerVersion {
+        self.version.lock().unwrap_or(ServerVersion::new(0, 0, 0))
+    }
+
+    /// The etcd binary the members run.
+    pub fn etcd_binary(&self) -> &std::path::Path {
+        &self.etcd
     }
 
     /// How many members the cluster has.
@@ -419,8 +439,12 @@ impl Cluster {
             .into_iter()
             .map(|i| {
                 let status = self.prober.status(i, PROBE_TIMEOUT);
-                if let Some(s) = status {
+                if let Some(s) = &status {
                     self.member_ids.lock()[i] = s.member_id;
+                    let mut version = self.version.lock();
+                    if version.is_none() {
+                        *version = ServerVersion::parse(&s.version);
+                    }
                 }
                 (i, status.map(|s| s.leader).filter(|&l| l != 0))
             })

@@ -94,7 +94,15 @@ impl Member {
         let err = log
             .try_clone()
             .map_err(|e| LaunchError::io("duplicating the log handle", e))?;
-        let child = Command::new(etcd)
+        let mut command = Command::new(etcd);
+        // etcd reads every `ETCD_*` variable as a flag (`ETCD_VERSION=3.4` as `--version`,
+        // which it then refuses): the members get only their flags.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("ETCD_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))

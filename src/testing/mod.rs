@@ -1,7 +1,8 @@
 //! A launcher of real etcd clusters on loopback, for tests, benchmarks and examples (cargo
 //! feature `testing`).
 //!
-//! [`Cluster::start`] runs 1 to 7 `etcd` processes (from `ETCD_BIN`, else `PATH`) on free
+//! [`Cluster::start`] runs 1 to 7 `etcd` processes (from `ETCD_BIN`, else `PATH`; the
+//! project's scripts set `ETCD_BIN` to the version `ETCD_VERSION` names) on free
 //! loopback ports in a temporary directory, one member after another, with flags that make a
 //! cluster healthy in well under a second; waits for a leader; and hands out the endpoints.
 //! Members can be killed, stopped gracefully (SIGTERM), paused, resumed and restarted with
@@ -27,9 +28,11 @@ mod member;
 mod probe;
 mod proxy;
 mod support;
+mod version;
 
 pub use cluster::{Cluster, ClusterBuilder};
 pub use proxy::{Proxy, ProxyMode};
+pub use version::ServerVersion;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,7 +44,7 @@ pub enum LaunchError {
     /// No `etcd` binary was found.
     #[error(
         "no etcd binary: set ETCD_BIN to one, or install etcd \
-         (Debian/Ubuntu: `apt-get install etcd-server`, or run `scripts/test`, which unpacks Debian's package)"
+         (or run `scripts/test`, which builds or unpacks the version ETCD_VERSION names)"
     )]
     EtcdMissing,
 

@@ -31,10 +31,11 @@ pub(crate) fn accepts(port: u16, timeout: Duration) -> bool {
 }
 
 /// What a member says of itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MemberStatus {
     pub(crate) member_id: u64,
     pub(crate) leader: u64,
+    pub(crate) version: String,
 }
 
 /// Status RPCs to every member, over connections of the launcher's own.
@@ -68,6 +69,7 @@ impl Prober {
         Some(MemberStatus {
             member_id: response.header.as_ref().map_or(0, |h| h.member_id),
             leader: response.leader,
+            version: response.version,
         })
     }
 }
