@@ -144,7 +144,7 @@ ensure_built_etcd() {
     local dest="${XDG_CACHE_HOME:-$HOME/.cache}/etcd-blocking/etcd-server/$version"
     if [ ! -x "$dest/etcd" ]; then
         command -v go >/dev/null 2>&1 ||
-            deps_fail "etcd $version is built with Go, which is missing: install Go 1.24 or later (https://go.dev/dl), set ETCD_BIN, or choose ETCD_VERSION=3.4"
+            deps_fail "etcd $version is built with Go, which is missing: install Go 1.26 or later (https://go.dev/dl), set ETCD_BIN, or choose ETCD_VERSION=3.4"
         echo "etcd-blocking: building etcd $version with $(go env GOVERSION) into $dest (once; 1 to 3 minutes)" >&2
         local work
         work=$(mktemp -d)

@@ -5,7 +5,8 @@
 //! one JSON line (protocol: `benches/compare/peers/README.md`); this file is both the orchestrator
 //! and, run with `--driver`, this client's driver. `scripts/compare` builds the peers and
 //! runs it; by hand: `cargo bench --bench compare` with the peers named by
-//! `COMPARE_GO_DRIVER`, `COMPARE_RUST_DRIVER`, `COMPARE_PYTHON` + `COMPARE_PYTHON_DRIVER`
+//! `COMPARE_GO_DRIVER`, `COMPARE_JAVA` + `COMPARE_JETCD_DRIVER` (a jar),
+//! `COMPARE_RUST_DRIVER`, `COMPARE_PYTHON` + `COMPARE_PYTHON_DRIVER`
 //! (missing peers are skipped). `COMPARE_ROUNDS` (default 3) sets the rounds,
 //! `COMPARE_QUICK=1` runs a small matrix, `COMPARE_OUT` names the results folder, and
 //! `COMPARE_POLL_THREADS` sets this client's grpcio poll threads (for experiments).
@@ -336,8 +337,14 @@ fn peers() -> Result<Vec<Peer>, Box<dyn std::error::Error>> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     if let Some(go) = var("COMPARE_GO_DRIVER") {
         peers.push(Peer {
-            name: "go-clientv3",
+            name: "go-clientv3 3.7",
             command: vec![go],
+        });
+    }
+    if let (Some(java), Some(jar)) = (var("COMPARE_JAVA"), var("COMPARE_JETCD_DRIVER")) {
+        peers.push(Peer {
+            name: "jetcd 0.8",
+            command: vec![java, "-jar".to_owned(), jar],
         });
     }
     if let Some(rust) = var("COMPARE_RUST_DRIVER") {
@@ -536,14 +543,13 @@ fn preface(rounds: usize) -> String {
     let etcd = etcd_blocking::testing::etcd_binary()
         .ok()
         .and_then(|bin| Command::new(bin).arg("--version").output().ok())
-        .map(|o| {
+        .and_then(|o| {
             String::from_utf8_lossy(&o.stdout)
                 .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned()
+                .find_map(|l| l.strip_prefix("etcd Version: "))
+                .map(|v| format!("etcd {v}"))
         })
-        .unwrap_or_default();
+        .unwrap_or_else(|| "etcd of unknown version".to_owned());
     format!(
         "# Side by side: etcd-blocking and its peers\n\n\
          Made by `scripts/compare` on {cores} cores ({cpu}), {etcd}, launcher flags (no fsync); \

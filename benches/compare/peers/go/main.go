@@ -8,7 +8,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io/ioutil"
+
 	"os"
 	"sort"
 	"strconv"
@@ -16,28 +16,28 @@ import (
 	"sync"
 	"time"
 
-	"go.etcd.io/etcd/clientv3"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 type result struct {
-	Client      string  `json:"client"`
-	Workload    string  `json:"workload"`
-	Callers     int     `json:"callers"`
-	ValueSize   int     `json:"value_size"`
-	Ops         int     `json:"ops"`
-	Errors      int     `json:"errors"`
-	Seconds     float64 `json:"seconds"`
-	P50Us       float64 `json:"p50_us"`
-	P99Us       float64 `json:"p99_us"`
-	P999Us      float64 `json:"p999_us"`
-	CPUSeconds  float64 `json:"cpu_seconds"`
-	PeakRSSKiB  int     `json:"peak_rss_kib"`
-	Threads     int     `json:"threads"`
+	Client     string  `json:"client"`
+	Workload   string  `json:"workload"`
+	Callers    int     `json:"callers"`
+	ValueSize  int     `json:"value_size"`
+	Ops        int     `json:"ops"`
+	Errors     int     `json:"errors"`
+	Seconds    float64 `json:"seconds"`
+	P50Us      float64 `json:"p50_us"`
+	P99Us      float64 `json:"p99_us"`
+	P999Us     float64 `json:"p999_us"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	PeakRSSKiB int     `json:"peak_rss_kib"`
+	Threads    int     `json:"threads"`
 }
 
 // cpuSeconds reads this process's user+system CPU time from /proc/self/stat.
 func cpuSeconds() float64 {
-	data, err := ioutil.ReadFile("/proc/self/stat")
+	data, err := os.ReadFile("/proc/self/stat")
 	if err != nil {
 		return 0
 	}
@@ -50,7 +50,7 @@ func cpuSeconds() float64 {
 
 // status reads a kB or count field of /proc/self/status.
 func status(name string) int {
-	data, err := ioutil.ReadFile("/proc/self/status")
+	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}

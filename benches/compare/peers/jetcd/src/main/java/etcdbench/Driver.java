@@ -1,0 +1,224 @@
+// The jetcd driver of the side-by-side benchmark: the protocol of ../README.md, with
+// jetcd used the way its README shows (a Client from endpoints, its KV client, and a
+// blocking get() on each CompletableFuture), one platform thread per caller.
+package etcdbench;
+
+import io.etcd.jetcd.ByteSequence;
+import io.etcd.jetcd.Client;
+import io.etcd.jetcd.KV;
+import io.etcd.jetcd.op.Cmp;
+import io.etcd.jetcd.op.CmpTarget;
+import io.etcd.jetcd.op.Op;
+import io.etcd.jetcd.options.GetOption;
+import io.etcd.jetcd.options.PutOption;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+
+public final class Driver {
+    private static final int KEYS = 1000;
+
+    public static void main(String[] args) throws Exception {
+        Map<String, String> flags = new HashMap<>();
+        for (String arg : args) {
+            if (!arg.startsWith("--")) {
+                fail("unexpected argument " + arg);
+            }
+            int eq = arg.indexOf('=');
+            if (eq < 0) {
+                flags.put(arg.substring(2), "true");
+            } else {
+                flags.put(arg.substring(2, eq), arg.substring(eq + 1));
+            }
+        }
+        String endpoints = flags.getOrDefault("endpoints", "");
+        String workload = flags.getOrDefault("workload", "put");
+        int callers = Integer.parseInt(flags.getOrDefault("callers", "1"));
+        int valueSize = Integer.parseInt(flags.getOrDefault("value-size", "64"));
+        int ops = Integer.parseInt(flags.getOrDefault("ops", "2000"));
+        long durationMs = Long.parseLong(flags.getOrDefault("duration-ms", "0"));
+        boolean trace = flags.containsKey("trace");
+        if (!List.of("put", "get", "get-serializable", "txn").contains(workload)) {
+            fail("unknown workload " + workload);
+        }
+
+        String[] urls = Arrays.stream(endpoints.split(","))
+                .filter(e -> !e.isEmpty())
+                .map(e -> e.contains("://") ? e : "http://" + e)
+                .toArray(String[]::new);
+        Client client = Client.builder().endpoints(urls).build();
+        KV kv = client.getKVClient();
+        ByteSequence value = ByteSequence.from("v".repeat(valueSize), StandardCharsets.UTF_8);
+        ByteSequence[] keys = new ByteSequence[KEYS];
+        for (int i = 0; i < KEYS; i++) {
+            keys[i] = ByteSequence.from("bench/k/" + i, StandardCharsets.UTF_8);
+            try {
+                kv.put(keys[i], value).get();
+            } catch (Exception e) {
+                fail("fill: " + e);
+            }
+        }
+        GetOption serializable = GetOption.builder().withSerializable(true).build();
+
+        AtomicInteger threads = new AtomicInteger();
+        AtomicBoolean done = new AtomicBoolean();
+        Thread sampler = new Thread(() -> {
+            while (!done.get()) {
+                threads.accumulateAndGet(status("Threads"), Math::max);
+                try {
+                    Thread.sleep(50);
+                } catch (InterruptedException e) {
+                    return;
+                }
+            }
+        });
+        sampler.setDaemon(true);
+        sampler.start();
+
+        long[][] latencies = new long[callers][];
+        int[] counts = new int[callers];
+        int[] errors = new int[callers];
+        List<List<String>> records = new ArrayList<>();
+        for (int c = 0; c < callers; c++) {
+            latencies[c] = new long[1024];
+            records.add(new ArrayList<>());
+        }
+        double cpuBefore = cpuSeconds();
+        long startedNanos = System.nanoTime();
+        long startedMicros = nowMicros();
+        if (trace) {
+            System.out.println("START " + startedMicros);
+        }
+        Thread[] workers = new Thread[callers];
+        for (int c = 0; c < callers; c++) {
+            final int caller = c;
+            workers[c] = new Thread(() -> {
+                for (int n = caller; ; n += callers) {
+                    if (durationMs > 0) {
+                        if (System.nanoTime() - startedNanos >= durationMs * 1_000_000L) {
+                            return;
+                        }
+                    } else if (n >= ops) {
+                        return;
+                    }
+                    ByteSequence key = keys[n % KEYS];
+                    long atMicros = nowMicros();
+                    long t = System.nanoTime();
+                    boolean ok = true;
+                    try {
+                        switch (workload) {
+                            case "put" -> kv.put(key, value).get();
+                            case "get" -> kv.get(key).get();
+                            case "get-serializable" -> kv.get(key, serializable).get();
+                            default -> kv.txn()
+                                    .If(new Cmp(key, Cmp.Op.GREATER, CmpTarget.version(-1)))
+                                    .Then(Op.put(key, value, PutOption.DEFAULT))
+                                    .commit()
+                                    .get();
+                        }
+                    } catch (Exception e) {
+                        ok = false;
+                    }
+                    long took = System.nanoTime() - t;
+                    if (trace) {
+                        records.get(caller).add("R " + atMicros + " " + took / 1000 + " " + (ok ? 1 : 0));
+                    }
+                    if (!ok) {
+                        errors[caller]++;
+                        continue;
+                    }
+                    if (counts[caller] == latencies[caller].length) {
+                        latencies[caller] = Arrays.copyOf(latencies[caller], counts[caller] * 2);
+                    }
+                    latencies[caller][counts[caller]++] = took;
+                }
+            }, "caller-" + c);
+            workers[c].start();
+        }
+        for (Thread worker : workers) {
+            worker.join();
+        }
+        double seconds = (System.nanoTime() - startedNanos) / 1e9;
+        double cpu = cpuSeconds() - cpuBefore;
+        done.set(true);
+        for (List<String> per : records) {
+            for (String line : per) {
+                System.out.println(line);
+            }
+        }
+
+        int total = 0;
+        int errs = 0;
+        for (int c = 0; c < callers; c++) {
+            total += counts[c];
+            errs += errors[c];
+        }
+        long[] all = new long[total];
+        int at = 0;
+        for (int c = 0; c < callers; c++) {
+            System.arraycopy(latencies[c], 0, all, at, counts[c]);
+            at += counts[c];
+        }
+        Arrays.sort(all);
+        System.out.println(String.format(java.util.Locale.ROOT,
+                "{\"client\":\"jetcd\",\"workload\":\"%s\",\"callers\":%d,\"value_size\":%d,"
+                        + "\"ops\":%d,\"errors\":%d,\"seconds\":%.6f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+                        + "\"p999_us\":%.1f,\"cpu_seconds\":%.3f,\"peak_rss_kib\":%d,\"threads\":%d}",
+                workload, callers, valueSize, total, errs, seconds, pct(all, 0.50), pct(all, 0.99),
+                pct(all, 0.999), cpu, status("VmHWM"), threads.get()));
+        System.out.flush();
+        // client.close() waits for jetcd's executors; the numbers are out, so do not wait.
+        Runtime.getRuntime().halt(0);
+    }
+
+    private static double pct(long[] sorted, double p) {
+        if (sorted.length == 0) {
+            return 0;
+        }
+        int i = Math.min((int) (sorted.length * p), sorted.length - 1);
+        return sorted[i] / 1000.0;
+    }
+
+    private static long nowMicros() {
+        java.time.Instant now = java.time.Instant.now();
+        return now.getEpochSecond() * 1_000_000L + now.getNano() / 1000;
+    }
+
+    /** This process's user + system CPU time, from /proc/self/stat. */
+    private static double cpuSeconds() {
+        try {
+            String text = Files.readString(Path.of("/proc/self/stat"));
+            String[] fields = text.substring(text.lastIndexOf(')') + 2).split(" ");
+            return (Double.parseDouble(fields[11]) + Double.parseDouble(fields[12])) / 100.0;
+        } catch (IOException e) {
+            return 0;
+        }
+    }
+
+    /** A kB or count field of /proc/self/status. */
+    private static int status(String name) {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+                if (line.startsWith(name + ":")) {
+                    return Integer.parseInt(line.substring(name.length() + 1).trim().split("\\s+")[0]);
+                }
+            }
+        } catch (IOException | NumberFormatException e) {
+            return 0;
+        }
+        return 0;
+    }
+
+    private static void fail(String message) {
+        System.err.println(message);
+        System.exit(1);
+    }
+}
