@@ -103,7 +103,7 @@ ensure_etcd() {
     else
         local version
         if [ -n "${ETCD_VERSION:-}" ]; then
-            version=$(etcd_version_of "$ETCD_VERSION")
+            version=$(etcd_version_of "$ETCD_VERSION") || exit 1
         elif command -v go >/dev/null 2>&1; then
             version=$ETCD_NEWEST_3_7
         else
