@@ -1,7 +1,10 @@
 //! The client handle and its builder: where the settings become the layers' configs, and
 //! the layers are put together.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use crate::balancer::{self, Balancer, EndpointHealth};
 use crate::call::{Caller, Route};
@@ -11,6 +14,7 @@ use crate::lease::Lease;
 use crate::threads::Threads;
 use crate::time::clamp;
 use crate::transport::{self, ChannelConfig, Connector};
+use crate::watch::Watch;
 
 /// The smallest keepalive interval etcd accepts by default: pings more often than this are
 /// answered with GOAWAY `too_many_pings`.
@@ -210,6 +214,7 @@ impl ClientBuilder {
         Ok(Client {
             caller: Caller::new(route, threads, stopped),
             request_timeout: self.request_timeout,
+            watch_hub: Arc::default(),
         })
     }
 
@@ -274,6 +279,8 @@ impl ClientBuilder {
 pub struct Client {
     caller: Caller,
     request_timeout: Duration,
+    /// The watch hub, shared by every clone and watch handle; started with the first watch.
+    watch_hub: Arc<Mutex<Option<Arc<crate::watch::Hub>>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -308,6 +315,17 @@ impl Client {
     /// The key-value API: get, put, delete, txn and compact.
     pub fn kv(&self) -> Kv {
         Kv::new(self.caller.clone(), self.request_timeout)
+    }
+
+    /// The watch API: watches of keys and ranges, moved to another member when theirs
+    /// fails, without losing, repeating or reordering an event.
+    pub fn watch(&self) -> Watch {
+        self.caller.note_timeout(self.request_timeout);
+        Watch::new(
+            self.caller.clone(),
+            self.watch_hub.clone(),
+            self.request_timeout,
+        )
     }
 
     /// The lease API: grant, revoke, time-to-live, listing.

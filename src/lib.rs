@@ -83,6 +83,34 @@
 //! (`tests/unknown.rs` also resends guarded increments through a leader cut off from its
 //! peers and its return, and checks that no increment was applied twice).
 //!
+//! # Watches
+//!
+//! ```no_run
+//! # let client = etcd_blocking::Client::connect(["127.0.0.1:2379"])?;
+//! use etcd_blocking::WatchOptions;
+//!
+//! let watcher = client.watch().watch_with("app/", WatchOptions::new().prefix().prev_kv())?;
+//! for response in watcher.iter() {
+//!     for event in response?.events() {
+//!         println!("{:?} {:?} at {}", event.kind(), event.kv().key_str(), event.revision());
+//!     }
+//! }
+//! # Ok::<(), etcd_blocking::Error>(())
+//! ```
+//!
+//! Starting a watch does not wait for etcd: the create is queued to the hub thread, which
+//! pipelines creates on its stream (each with an ID chosen by the client), so a thousand
+//! watches cost no thousand round trips; [`Watcher::created_revision`] waits for the
+//! creation. Events after that revision are delivered in order, each revision's events in
+//! one response. The hub hands every response to its watcher's bounded channel without
+//! waiting: a consumer that falls [`WatchOptions::buffer`] responses behind ends with
+//! [`Error::WatchLagged`], carrying the revision to resume from, and the other watches go
+//! on. When the stream ends, or the balancer finds its member hung, cut off, leaderless or
+//! gone (the same news that moves unary calls), the hub opens a stream on a healthy member
+//! and creates every watch again from the revision after the last one it delivered;
+//! events at or below it are dropped, and fragmented responses are put together before
+//! delivery. A resume into compacted history ends the watch with [`Error::WatchCompacted`].
+//!
 //! # Architecture
 //!
 //! The modules, one line each; each layer imports only the layers below it:
@@ -90,7 +118,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | `client` | [`Client`] and [`ClientBuilder`]: settings become the layers' configs, and the layers are put together |
-//! | `kv`, `lease` | the API handles ([`Kv`], [`Lease`]), their options and responses; they depend on `call` alone |
+//! | `kv`, `lease`, `watch` | the API handles ([`Kv`], [`Lease`], [`Watch`] with its [`Watcher`]s and their hub thread), their options and responses; they depend on `call` alone (`watch` borrows the key-range setters of `kv`) |
 //! | `call` | the path of every call: pick, send, wait, retry or give up (`unary.rs`); the stream primitive (`stream.rs`: open a bidirectional stream on a healthy endpoint, wait on it, give it up with its endpoint, reopen it elsewhere), on which watch and keepalive threads will build; the retry policy (`retry.rs`); the revision floor (`floor.rs`); and the `Caller` that owns everything below |
 //! | `balancer` | the endpoint table, each endpoint's health, the leader and its epoch, and the probing worker thread |
 //! | `transport` | endpoint strings, grpcio channels (built in one place), the service stubs of each endpoint, call metadata |
@@ -104,7 +132,10 @@
 //! - the balancer's worker (`etcd-balancer`), which keeps the endpoint table true. It is
 //!   registered with the client's thread registry, which restarts it if it panics (up to 5
 //!   times in a row; then every call fails with [`Error::BackgroundThread`]) and which
-//!   [`Client::close`] stops and joins. Watch and keepalive threads will register there too.
+//!   [`Client::close`] stops and joins;
+//! - the watch hub (`etcd-watch`), started with the client's first watch and registered
+//!   the same way: one thread drives every watch of the client over one bidirectional
+//!   stream (see "Watches" below). Keepalive threads will register there too.
 //!
 //! gRPC's C core runs threads of its own besides (`default-executor`, which takes over
 //! transport work when a connection is busy on two threads at once, `resolver-executor`,
@@ -196,6 +227,7 @@ mod threads;
 mod time;
 mod transport;
 mod types;
+mod watch;
 
 pub use balancer::{EndpointHealth, Health};
 pub use client::{Client, ClientBuilder};
@@ -209,6 +241,7 @@ pub use lease::{
     Lease, LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeResponse, LeaseTimeToLiveResponse,
 };
 pub use types::{KeyValue, ResponseHeader};
+pub use watch::{Event, EventKind, Watch, WatchOptions, WatchResponse, Watcher};
 
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]

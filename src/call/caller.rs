@@ -23,6 +23,9 @@ use crate::transport::Stubs;
 /// deadlines of the calls still in flight.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// How many times in a row a stream thread that panics is restarted.
+const THREAD_RESTARTS: u32 = 5;
+
 /// A client's call layer: cheap to clone, shared by the client and every API handle. The
 /// last clone to go closes the client.
 #[derive(Clone)]
@@ -112,6 +115,28 @@ impl Caller {
         self.core
             .longest_timeout
             .fetch_max(micros, Ordering::AcqRel);
+    }
+
+    /// Starts a background thread that [`Caller::close`] stops and joins with the others;
+    /// refused once the client is closed.
+    pub(crate) fn spawn_thread(
+        &self,
+        name: &'static str,
+        stop: impl FnOnce() + Send + 'static,
+        body: impl FnMut() + Send + 'static,
+    ) -> Result<std::thread::Thread> {
+        // Held while the thread registers, so that a close cannot miss it.
+        let route = self.core.route.read();
+        if route.is_none() {
+            return Err(Error::Closed);
+        }
+        self.core
+            .threads
+            .spawn(name, THREAD_RESTARTS, stop, body)
+            .map_err(|source| Error::ThreadSpawn {
+                thread: name,
+                source,
+            })
     }
 
     /// True once closed.

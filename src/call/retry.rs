@@ -54,7 +54,10 @@ pub(crate) fn decide(kind: CallKind, error: &Error) -> Decision {
         | Error::NoHealthyEndpoint { .. }
         | Error::Abandoned { .. }
         | Error::StaleRead { .. }
-        | Error::WriteOutcomeUnknown { .. } => Fail,
+        | Error::WriteOutcomeUnknown { .. }
+        | Error::WatchCompacted { .. }
+        | Error::WatchLagged { .. }
+        | Error::WatchCanceled { .. } => Fail,
     }
 }
 

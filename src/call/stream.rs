@@ -1,9 +1,8 @@
 //! The stream primitive: a bidirectional gRPC stream opened on a healthy endpoint through
 //! the balancer, waited on with the one blocking primitive, given up when its endpoint
 //! fails, and reopened elsewhere. Watch and lease keepalive threads build on it.
-// Parts of it are used only by its test until the watch and keepalive threads come.
-#![allow(dead_code)]
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,9 +13,9 @@ use futures_sink::Sink;
 use grpcio::{CallOption, ClientDuplexReceiver, ClientDuplexSender, WriteFlags};
 
 use super::caller::Caller;
+use super::route::Route;
 use crate::balancer::Endpoint;
 use crate::error::{Error, Result};
-use crate::park;
 use crate::time::LONGEST;
 use crate::transport::{call_options, Stubs};
 
@@ -37,8 +36,6 @@ pub(crate) enum Next<Resp> {
     /// Its endpoint was found unhealthy (hung, cut off, without a leader, gone): the
     /// stream was cancelled and should be reopened elsewhere.
     Abandoned(Error),
-    /// The deadline passed first.
-    TimedOut,
 }
 
 /// A bidirectional stream on one endpoint.
@@ -49,86 +46,76 @@ pub(crate) struct DuplexStream<Req, Resp> {
 }
 
 impl Caller {
-    /// Opens a stream with require-leader metadata (etcd refuses it on a member without a
-    /// leader, and cancels it once its member has been leaderless for three election
-    /// timeouts) on a healthy endpoint, waiting for one until `deadline`.
-    pub(crate) fn open_stream<Req, Resp>(
-        &self,
-        deadline: Instant,
-        open: &Opener<Req, Resp>,
-    ) -> Result<DuplexStream<Req, Resp>> {
-        let route = self.route()?;
-        let balancer = &route.balancer;
-        let Some(endpoint) = balancer.pick(deadline, false, false) else {
-            return Err(if balancer.is_closed() {
-                Error::Closed
-            } else {
-                Error::NoHealthyEndpoint {
-                    timeout: deadline.saturating_duration_since(Instant::now()),
-                    endpoints: balancer.failures(),
-                }
-            });
-        };
-        // A stream lives as long as it is needed: its deadline is the longest there is.
-        let (sink, receiver) = open(endpoint.stubs(), call_options(LONGEST, true))
-            .map_err(|e| Error::from_grpc(e, endpoint.target(), LONGEST))?;
-        Ok(DuplexStream {
-            sink,
-            receiver,
-            endpoint,
-        })
+    /// The route a stream thread holds: the connections, without the client's ownership,
+    /// so that a thread holding it does not keep the client open.
+    pub(crate) fn stream_route(&self) -> Result<Arc<Route>> {
+        self.route()
     }
+}
 
-    /// Waits for the stream's next message until `deadline`, woken by the message or by
-    /// the balancer's news; gives the stream up when its endpoint turns unhealthy.
-    pub(crate) fn next<Req, Resp>(
-        &self,
-        stream: &mut DuplexStream<Req, Resp>,
-        deadline: Instant,
-    ) -> Next<Resp> {
-        let Ok(route) = self.route() else {
-            return Next::Ended(Some(Error::Closed));
-        };
-        let news = route.balancer.news();
-        park::wait(Some(news), deadline, |cx| stream.poll_next(cx)).unwrap_or(Next::TimedOut)
-    }
-
-    /// Sends one message, waiting until `deadline` for the stream to take it.
-    pub(crate) fn send<Req: Clone, Resp>(
-        &self,
-        stream: &mut DuplexStream<Req, Resp>,
-        message: Req,
-        deadline: Instant,
-    ) -> Result<()> {
-        let target = stream.endpoint.target().to_owned();
-        let failed = |e: grpcio::Error| Error::from_grpc(e, &target, LONGEST);
-        let mut pending = Some(message);
-        let sent = park::wait(None, deadline, |cx| {
-            let sink = Pin::new(&mut stream.sink);
-            if let Some(message) = pending.take() {
-                match sink.poll_ready(cx) {
-                    Poll::Ready(Ok(())) => {}
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(failed(e))),
-                    Poll::Pending => {
-                        pending = Some(message);
-                        return Poll::Pending;
-                    }
-                }
-                if let Err(e) =
-                    Pin::new(&mut stream.sink).start_send((message, WriteFlags::default()))
-                {
-                    return Poll::Ready(Err(failed(e)));
-                }
+/// Opens a stream with require-leader metadata (etcd refuses it on a member without a
+/// leader, and cancels it once its member has been leaderless for three election
+/// timeouts) on a healthy endpoint, waiting for one until `deadline`.
+pub(crate) fn open_stream<Req, Resp>(
+    route: &Route,
+    deadline: Instant,
+    open: &Opener<Req, Resp>,
+) -> Result<DuplexStream<Req, Resp>> {
+    let balancer = &route.balancer;
+    let Some(endpoint) = balancer.pick(deadline, false, false) else {
+        return Err(if balancer.is_closed() {
+            Error::Closed
+        } else {
+            Error::NoHealthyEndpoint {
+                timeout: deadline.saturating_duration_since(Instant::now()),
+                endpoints: balancer.failures(),
             }
-            Pin::new(&mut stream.sink).poll_flush(cx).map_err(failed)
         });
-        sent.unwrap_or_else(|| {
-            Err(Error::DeadlineExceeded {
-                endpoint: stream.endpoint.target().to_owned(),
-                timeout: LONGEST,
-            })
+    };
+    // A stream lives as long as it is needed: its deadline is the longest there is.
+    let (sink, receiver) = open(endpoint.stubs(), call_options(LONGEST, true))
+        .map_err(|e| Error::from_grpc(e, endpoint.target(), LONGEST))?;
+    Ok(DuplexStream {
+        sink,
+        receiver,
+        endpoint,
+    })
+}
+
+/// Waits for the stream's next message until `deadline` (`None` after it), woken by the
+/// message or by the balancer's news; gives the stream up when its endpoint turns
+/// unhealthy. A thread that also sends, as the watch hub, polls the stream itself.
+#[cfg(test)]
+pub(crate) fn next<Req, Resp>(
+    route: &Route,
+    stream: &mut DuplexStream<Req, Resp>,
+    deadline: Instant,
+) -> Option<Next<Resp>> {
+    let news = route.balancer.news();
+    crate::park::wait(Some(news), deadline, |cx| stream.poll_next(cx))
+}
+
+/// Sends one message, waiting until `deadline` for the stream to take it.
+#[cfg(test)]
+pub(crate) fn send<Req, Resp>(
+    stream: &mut DuplexStream<Req, Resp>,
+    message: Req,
+    deadline: Instant,
+) -> Result<()> {
+    let mut outbox = VecDeque::from([message]);
+    let sent = crate::park::wait(None, deadline, |cx| {
+        match stream.poll_send(cx, &mut outbox) {
+            Ok(true) => Poll::Ready(Ok(())),
+            Ok(false) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    });
+    sent.unwrap_or_else(|| {
+        Err(Error::DeadlineExceeded {
+            endpoint: stream.endpoint.target().to_owned(),
+            timeout: LONGEST,
         })
-    }
+    })
 }
 
 impl<Req, Resp> DuplexStream<Req, Resp> {
@@ -137,7 +124,40 @@ impl<Req, Resp> DuplexStream<Req, Resp> {
         self.endpoint.target()
     }
 
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next<Resp>> {
+    /// Hands the stream as many messages of `outbox` as it takes now, and flushes them;
+    /// true once the outbox is empty and flushed.
+    pub(crate) fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        outbox: &mut VecDeque<Req>,
+    ) -> Result<bool> {
+        let target = self.endpoint.target();
+        let failed = |e: grpcio::Error| Error::from_grpc(e, target, LONGEST);
+        while !outbox.is_empty() {
+            match Pin::new(&mut self.sink).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Err(failed(e)),
+                Poll::Pending => return Ok(false),
+            }
+            let message = outbox.pop_front().expect("not empty");
+            Pin::new(&mut self.sink)
+                .start_send((message, WriteFlags::default()))
+                .map_err(failed)?;
+        }
+        match Pin::new(&mut self.sink).poll_flush(cx) {
+            Poll::Ready(Ok(())) => Ok(true),
+            Poll::Ready(Err(e)) => Err(failed(e)),
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    /// Cancels the stream on the server.
+    pub(crate) fn cancel(&mut self) {
+        self.sink.cancel();
+    }
+
+    /// One look at the stream: a message, its end, a reason to give it up, or nothing yet.
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next<Resp>> {
         match Pin::new(&mut self.receiver).poll_next(cx) {
             Poll::Ready(Some(Ok(message))) => return Poll::Ready(Next::Message(message)),
             Poll::Ready(Some(Err(e))) => {
@@ -169,7 +189,7 @@ mod tests {
 
         let cluster = crate::testing::Cluster::start(3).expect("cluster");
         let client = crate::Client::connect(cluster.endpoints()).expect("connect");
-        let caller = client.caller();
+        let route = client.caller().stream_route().expect("route");
         let open: &Opener<WatchRequest, WatchResponse> = &|s, opt| s.watch.watch_opt(opt);
         let soon = || crate::time::deadline(Duration::from_secs(10));
         let mut create = WatchRequest::new();
@@ -178,20 +198,20 @@ mod tests {
             ..Default::default()
         });
         let watch = |stream: &mut DuplexStream<WatchRequest, WatchResponse>| {
-            caller.send(stream, create.clone(), soon()).expect("send");
-            match caller.next(stream, soon()) {
-                Next::Message(r) if r.created => {}
+            send(stream, create.clone(), soon()).expect("send");
+            match next(&route, stream, soon()) {
+                Some(Next::Message(r)) if r.created => {}
                 other => panic!("expected the watch created, got {other:?}"),
             }
             let put = client.kv().put("k", "v").expect("put").header().revision();
-            match caller.next(stream, soon()) {
-                Next::Message(r) if r.events.len() == 1 => {
+            match next(&route, stream, soon()) {
+                Some(Next::Message(r)) if r.events.len() == 1 => {
                     assert_eq!(r.events[0].kv.as_ref().map(|kv| kv.mod_revision), Some(put));
                 }
                 other => panic!("expected the put's event, got {other:?}"),
             }
         };
-        let mut stream = caller.open_stream(soon(), open).expect("open");
+        let mut stream = open_stream(&route, soon(), open).expect("open");
         watch(&mut stream);
         // A hung member keeps its connection open and sends nothing: only the balancer's
         // probes can tell, and the stream must follow them.
@@ -203,8 +223,10 @@ mod tests {
             .expect("member");
         cluster.pause(index).expect("pause");
         let paused = Instant::now();
-        match caller.next(&mut stream, soon()) {
-            Next::Abandoned(Error::Abandoned { endpoint, .. }) => assert_eq!(endpoint, hung),
+        match next(&route, &mut stream, soon()) {
+            Some(Next::Abandoned(Error::Abandoned { endpoint, .. })) => {
+                assert_eq!(endpoint, hung)
+            }
             other => panic!("expected the stream given up, got {other:?}"),
         }
         assert!(
@@ -212,7 +234,7 @@ mod tests {
             "{:?}",
             paused.elapsed()
         );
-        let mut moved = caller.open_stream(soon(), open).expect("reopen");
+        let mut moved = open_stream(&route, soon(), open).expect("reopen");
         assert_ne!(moved.endpoint(), hung, "reopened on a healthy endpoint");
         watch(&mut moved);
         cluster.resume(index).expect("resume");

@@ -181,6 +181,35 @@ pub enum Error {
         seen: i64,
     },
 
+    /// A watch asked for history that compaction has removed: the start revision given,
+    /// or the revision a watch moved to another member resumed from. Watch again from
+    /// `compact_revision` (or read the current state first) to go on.
+    #[error(
+        "the watch's start revision is compacted (history begins at revision {compact_revision})"
+    )]
+    WatchCompacted {
+        /// The oldest revision still kept.
+        compact_revision: i64,
+    },
+
+    /// A watcher's consumer fell `buffer` responses behind, so the watch was ended rather
+    /// than slow the others. Every event before revision `resume_from` was delivered;
+    /// watch again from it to lose nothing.
+    #[error("the watcher fell {buffer} responses behind; resume from revision {resume_from}")]
+    WatchLagged {
+        /// The revision to watch again from.
+        resume_from: i64,
+        /// The watcher's buffer, in responses.
+        buffer: usize,
+    },
+
+    /// The server cancelled a watch and said why (such as a permission lost).
+    #[error("the server cancelled the watch: {reason}")]
+    WatchCanceled {
+        /// The server's reason.
+        reason: String,
+    },
+
     /// The client was closed.
     #[error("the client is closed")]
     Closed,

@@ -1,0 +1,99 @@
+//! The handle that starts watches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::hub::{self, Command, Hub, Registration, Shared};
+use super::options::WatchOptions;
+use super::watcher::Watcher;
+use crate::call::Caller;
+use crate::error::Result;
+
+/// The watch API of a client: cheap to clone, `Send + Sync`; from
+/// [`Client::watch`](crate::Client::watch).
+///
+/// Every watch of a client shares one bidirectional stream, driven by one thread
+/// (`etcd-watch`), started with the first watch and stopped by
+/// [`Client::close`](crate::Client::close). Starting a watch does not wait for the server:
+/// creates are pipelined, so a thousand watches cost no thousand round trips.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    caller: Caller,
+    hub: Arc<Mutex<Option<Arc<Hub>>>>,
+    timeout: Duration,
+}
+
+impl Watch {
+    pub(crate) fn new(
+        caller: Caller,
+        hub: Arc<Mutex<Option<Arc<Hub>>>>,
+        timeout: Duration,
+    ) -> Watch {
+        Watch {
+            caller,
+            hub,
+            timeout,
+        }
+    }
+
+    /// Watches `key` from the next revision on.
+    pub fn watch(&self, key: impl Into<Vec<u8>>) -> Result<Watcher> {
+        self.watch_with(key, WatchOptions::new())
+    }
+
+    /// Watches `key` (or the range `options` make of it) with `options`. Refused at once:
+    /// the empty key alone, a negative start revision, a zero buffer, a closed client.
+    pub fn watch_with(&self, key: impl Into<Vec<u8>>, options: WatchOptions) -> Result<Watcher> {
+        let mut request = options.request(key.into())?;
+        let buffer = options.checked_buffer()?;
+        let hub = self.hub()?;
+        let id = hub.next_id();
+        request.watch_id = id;
+        let (sender, receiver) = crossbeam_channel::bounded(buffer);
+        let (created, created_rx) = crossbeam_channel::bounded(1);
+        let shared = Arc::new(Shared::default());
+        hub.tell(Command::Create(Box::new(Registration {
+            request,
+            sender,
+            created,
+            shared: shared.clone(),
+            buffer,
+        })))?;
+        Ok(Watcher::new(
+            id,
+            hub,
+            receiver,
+            created_rx,
+            shared,
+            self.timeout,
+        ))
+    }
+
+    /// The endpoint the watch stream is on now, if one is open (for tests that fault it).
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub fn stream_endpoint(&self) -> Option<String> {
+        self.hub.lock().as_ref().and_then(|hub| hub.endpoint())
+    }
+
+    /// The client's hub, started with its thread on first use.
+    fn hub(&self) -> Result<Arc<Hub>> {
+        let mut slot = self.hub.lock();
+        if let Some(hub) = slot.as_ref() {
+            return Ok(hub.clone());
+        }
+        let route = self.caller.stream_route()?;
+        let hub = Hub::new();
+        let (stopper, runner) = (hub.clone(), hub.clone());
+        let thread = self.caller.spawn_thread(
+            "etcd-watch",
+            move || stopper.stop(),
+            move || hub::run(&runner, &route),
+        )?;
+        hub.set_thread(thread);
+        *slot = Some(hub.clone());
+        Ok(hub)
+    }
+}

@@ -1,0 +1,398 @@
+//! Watches against real etcd: what a watcher receives (order, atomic revisions, prev_kv,
+//! filters, history and compaction), bad input, slow consumers, cancel and drop, and the
+//! move to another member when the one serving the stream fails.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{all_healthy, client, cluster};
+use etcd_blocking::{Client, Error, EventKind, Txn, TxnOp, WatchOptions, WatchResponse, Watcher};
+
+/// How long a test waits for a response it expects.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The next response with events (progress reports are skipped), or a panic.
+fn next_events(watcher: &Watcher) -> WatchResponse {
+    let until = Instant::now() + WAIT;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match watcher.recv_timeout(left) {
+            Ok(Some(r)) if r.is_progress() => continue,
+            Ok(Some(r)) => return r,
+            Ok(None) => panic!("no response within {WAIT:?}"),
+            Err(e) => panic!("the watch ended: {e}"),
+        }
+    }
+}
+
+/// (kind, key, value, revision) of each event of a response.
+fn summary(response: &WatchResponse) -> Vec<(EventKind, String, String, i64)> {
+    response
+        .events()
+        .iter()
+        .map(|e| {
+            (
+                e.kind(),
+                String::from_utf8_lossy(e.kv().key()).into_owned(),
+                String::from_utf8_lossy(e.kv().value()).into_owned(),
+                e.revision(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_prefix_watch_receives_every_change_in_order_one_revision_per_response() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let kv = client.kv();
+    let watcher = client
+        .watch()
+        .watch_with("w/", WatchOptions::new().prefix().prev_kv())
+        .expect("watch");
+    let created = watcher.created_revision().expect("created");
+    let r1 = kv.put("w/a", "1").expect("put").header().revision();
+    let r2 = kv.put("w/a", "2").expect("put").header().revision();
+    let r3 = kv.delete("w/a").expect("delete").header().revision();
+    let r4 = kv
+        .txn(Txn::new().and_then([TxnOp::put("w/b", "x"), TxnOp::put("w/c", "y")]))
+        .expect("txn")
+        .header()
+        .revision();
+    kv.put("other", "not watched").expect("put");
+    assert!(created < r1, "{created} < {r1}");
+    use EventKind::{Delete, Put};
+    let s = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    let first = next_events(&watcher);
+    assert_eq!(
+        summary(&first),
+        vec![(Put, s("w/a", "1").0, "1".into(), r1)]
+    );
+    assert_eq!(first.events()[0].prev_kv(), None, "the key was new");
+    let second = next_events(&watcher);
+    assert_eq!(summary(&second), vec![(Put, "w/a".into(), "2".into(), r2)]);
+    assert_eq!(
+        second.events()[0].prev_kv().map(|p| p.value().to_vec()),
+        Some(b"1".to_vec())
+    );
+    let third = next_events(&watcher);
+    assert_eq!(
+        summary(&third),
+        vec![(Delete, "w/a".into(), String::new(), r3)]
+    );
+    assert_eq!(
+        third.events()[0].prev_kv().map(|p| p.value().to_vec()),
+        Some(b"2".to_vec())
+    );
+    // Both puts of the transaction, in one response.
+    let fourth = next_events(&watcher);
+    assert_eq!(
+        summary(&fourth),
+        vec![
+            (Put, "w/b".into(), "x".into(), r4),
+            (Put, "w/c".into(), "y".into(), r4)
+        ]
+    );
+    assert_eq!(watcher.try_recv().expect("open"), None, "nothing else");
+}
+
+#[test]
+fn filters_leave_out_puts_or_deletes() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let kv = client.kv();
+    let watch = client.watch();
+    let no_put = watch
+        .watch_with("f", WatchOptions::new().no_put())
+        .expect("watch");
+    let no_delete = watch
+        .watch_with("f", WatchOptions::new().no_delete())
+        .expect("watch");
+    no_put.created_revision().expect("created");
+    no_delete.created_revision().expect("created");
+    let put = kv.put("f", "v").expect("put").header().revision();
+    let delete = kv.delete("f").expect("delete").header().revision();
+    let only_delete = next_events(&no_put);
+    assert_eq!(only_delete.events().len(), 1);
+    assert_eq!(only_delete.events()[0].kind(), EventKind::Delete);
+    assert_eq!(only_delete.events()[0].revision(), delete);
+    let only_put = next_events(&no_delete);
+    assert_eq!(only_put.events().len(), 1);
+    assert_eq!(only_put.events()[0].kind(), EventKind::Put);
+    assert_eq!(only_put.events()[0].revision(), put);
+}
+
+#[test]
+fn a_start_revision_replays_history_and_a_compacted_one_ends_the_watch() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let kv = client.kv();
+    let revisions: Vec<i64> = (0..5)
+        .map(|i| kv.put("h", i.to_string()).expect("put").header().revision())
+        .collect();
+    let watch = client.watch();
+    let replay = watch
+        .watch_with("h", WatchOptions::new().start_revision(revisions[1]))
+        .expect("watch");
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        seen.extend(next_events(&replay).events().iter().map(|e| e.revision()));
+    }
+    assert_eq!(seen, revisions[1..].to_vec());
+    kv.compact(revisions[3]).expect("compact");
+    let compacted = watch
+        .watch_with("h", WatchOptions::new().start_revision(revisions[1]))
+        .expect("watch");
+    match compacted.recv_timeout(WAIT) {
+        Err(Error::WatchCompacted { compact_revision }) => {
+            assert_eq!(compact_revision, revisions[3])
+        }
+        other => panic!("expected the watch ended as compacted, got {other:?}"),
+    }
+    // Ended for good: the same error again.
+    assert!(matches!(
+        compacted.recv(),
+        Err(Error::WatchCompacted { .. })
+    ));
+}
+
+#[test]
+fn bad_input_is_refused_with_a_typed_error() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let watch = client.watch();
+    let invalid = |r: Result<Watcher, Error>, argument: &str| match r {
+        Err(Error::InvalidArgument { argument: a, .. }) => assert_eq!(a, argument),
+        other => panic!("expected {argument} refused, got {other:?}"),
+    };
+    invalid(watch.watch(""), "key");
+    invalid(
+        watch.watch_with("k", WatchOptions::new().start_revision(-1)),
+        "start_revision",
+    );
+    invalid(
+        watch.watch_with("k", WatchOptions::new().buffer(0)),
+        "buffer",
+    );
+    // The extremes that are allowed: a buffer of one, the largest buffer, every key.
+    watch
+        .watch_with("k", WatchOptions::new().buffer(1))
+        .expect("buffer 1");
+    watch
+        .watch_with("k", WatchOptions::new().buffer(usize::MAX))
+        .expect("the largest buffer");
+    let every = watch
+        .watch_with("", WatchOptions::new().prefix())
+        .expect("every key");
+    every.created_revision().expect("created");
+    let rev = client
+        .kv()
+        .put("any", "v")
+        .expect("put")
+        .header()
+        .revision();
+    assert_eq!(next_events(&every).events()[0].revision(), rev);
+    assert_eq!(
+        every.recv_timeout(Duration::ZERO).expect("open"),
+        None,
+        "a zero wait returns at once"
+    );
+    client.close().expect("close");
+    assert!(matches!(watch.watch("k"), Err(Error::Closed)));
+    assert!(matches!(every.recv(), Err(Error::Closed)));
+}
+
+#[test]
+fn a_slow_consumer_ends_lagged_alone_and_says_where_to_resume() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let kv = client.kv();
+    let watch = client.watch();
+    let slow = watch
+        .watch_with("s", WatchOptions::new().buffer(2))
+        .expect("watch");
+    let fast = watch.watch("s").expect("watch");
+    slow.created_revision().expect("created");
+    fast.created_revision().expect("created");
+    let revisions: Vec<i64> = (0..6)
+        .map(|i| kv.put("s", i.to_string()).expect("put").header().revision())
+        .collect();
+    let mut got = Vec::new();
+    while got.len() < revisions.len() {
+        got.extend(next_events(&fast).events().iter().map(|e| e.revision()));
+    }
+    assert_eq!(
+        got, revisions,
+        "the other watch on the stream got everything"
+    );
+    let mut delivered = Vec::new();
+    let resume_from = loop {
+        match slow.recv_timeout(WAIT) {
+            Ok(Some(r)) => delivered.extend(r.events().iter().map(|e| e.revision())),
+            Err(Error::WatchLagged {
+                resume_from,
+                buffer,
+            }) => {
+                assert_eq!(buffer, 2);
+                break resume_from;
+            }
+            other => panic!("expected the slow watch lagged, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        delivered,
+        revisions[..2].to_vec(),
+        "its buffer was delivered"
+    );
+    assert_eq!(resume_from, revisions[2], "it resumes right after");
+}
+
+/// etcd's count of watchers, from its metrics.
+fn watchers_on_server(cluster: &etcd_blocking::testing::Cluster) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(cluster.endpoint(0)).ok()?;
+    stream.set_read_timeout(Some(WAIT)).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+#[test]
+fn cancel_and_drop_reach_the_server() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let watch = client.watch();
+    let before = watchers_on_server(&cluster).expect("metrics");
+    let watchers: Vec<Watcher> = (0..20)
+        .map(|i| watch.watch(format!("c/{i}")).expect("watch"))
+        .collect();
+    for w in &watchers {
+        w.created_revision().expect("created");
+    }
+    assert_eq!(watchers_on_server(&cluster), Some(before + 20));
+    let mut watchers = watchers.into_iter();
+    for w in watchers.by_ref().take(10) {
+        w.cancel();
+    }
+    cluster
+        .wait_until(WAIT, "ten watchers cancelled", || {
+            watchers_on_server(&cluster) == Some(before + 10)
+        })
+        .expect("cancelled");
+    drop(watchers);
+    cluster
+        .wait_until(WAIT, "every watcher dropped", || {
+            watchers_on_server(&cluster) == Some(before)
+        })
+        .expect("dropped");
+}
+
+/// A writer of `count` puts to keys under `prefix`, recording each acknowledged revision.
+fn write_history(client: &Client, prefix: &str, stop: &AtomicBool) -> Vec<i64> {
+    let kv = client.kv();
+    let mut acknowledged = Vec::new();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Acquire) {
+        // Only acknowledged writes are in the history the watchers must see; a write of
+        // unknown outcome may show up too, so the keys are unique and checked apart.
+        if let Ok(r) = kv.put(format!("{prefix}{n}"), n.to_string()) {
+            acknowledged.push(r.header().revision());
+        }
+        n += 1;
+    }
+    acknowledged
+}
+
+/// Receives until every revision in `expected` has been seen; checks order and uniqueness.
+fn receive_history(watcher: &Watcher, expected: &[i64]) -> BTreeMap<i64, usize> {
+    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
+    let mut last = 0;
+    let until = Instant::now() + WAIT;
+    while !expected.iter().all(|r| seen.contains_key(r)) {
+        let left = until.saturating_duration_since(Instant::now());
+        let Some(r) = watcher.recv_timeout(left).expect("the watch goes on") else {
+            let missing: Vec<_> = expected.iter().filter(|r| !seen.contains_key(r)).collect();
+            panic!("events missing after {WAIT:?}: {missing:?}");
+        };
+        for e in r.events() {
+            assert!(
+                e.revision() > last,
+                "revision {} after {last}",
+                e.revision()
+            );
+            last = e.revision();
+            *seen.entry(e.revision()).or_default() += 1;
+        }
+    }
+    seen
+}
+
+#[test]
+fn a_watch_moves_when_its_member_is_killed_or_hung_and_loses_nothing() {
+    let cluster = cluster(3);
+    let client = client(&cluster);
+    all_healthy(&cluster, &client);
+    let watch = client.watch();
+    let watcher = watch
+        .watch_with("m/", WatchOptions::new().prefix())
+        .expect("watch");
+    watcher.created_revision().expect("created");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (client, stop) = (client.clone(), stop.clone());
+        std::thread::spawn(move || write_history(&client, "m/", &stop))
+    };
+    let endpoints = cluster.endpoints();
+    let serving = || {
+        let endpoint = watch.stream_endpoint()?;
+        endpoints.iter().position(|e| *e == endpoint)
+    };
+    // Kill the member serving the stream, bring it back, then hang the one serving it
+    // next (one fault at a time: two would take the quorum).
+    cluster
+        .wait_until(WAIT, "the stream to open", || serving().is_some())
+        .expect("open");
+    let first = serving().expect("serving");
+    cluster.kill(first).expect("kill");
+    cluster
+        .wait_until(WAIT, "the stream to move", || {
+            serving().is_some_and(|i| i != first)
+        })
+        .expect("moved");
+    cluster.restart(first).expect("restart");
+    cluster.wait_healthy().expect("healthy");
+    cluster
+        .wait_until(WAIT, "the stream to be open", || serving().is_some())
+        .expect("open");
+    let second = serving().expect("serving");
+    cluster.pause(second).expect("pause");
+    cluster
+        .wait_until(WAIT, "the stream to move again", || {
+            serving().is_some_and(|i| i != second)
+        })
+        .expect("moved again");
+    cluster.resume(second).expect("resume");
+    cluster.wait_healthy().expect("healthy");
+    let kv = client.kv();
+    cluster
+        .wait_until(WAIT, "writes after the faults", || {
+            kv.put("m/after", "x").is_ok()
+        })
+        .expect("writes");
+    stop.store(true, Ordering::Release);
+    let acknowledged = writer.join().expect("writer");
+    assert!(acknowledged.len() > 10, "{} writes", acknowledged.len());
+    let seen = receive_history(&watcher, &acknowledged);
+    let repeated: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(repeated.is_empty(), "events delivered twice: {repeated:?}");
+}
