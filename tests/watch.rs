@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -297,8 +297,14 @@ fn cancel_and_drop_reach_the_server() {
         .expect("dropped");
 }
 
-/// A writer of `count` puts to keys under `prefix`, recording each acknowledged revision.
-fn write_history(client: &Client, prefix: &str, stop: &AtomicBool) -> Vec<i64> {
+/// A writer of puts to keys under `prefix` until `stop`, recording each acknowledged
+/// revision; `count` says how many so far.
+fn write_history(
+    client: &Client,
+    prefix: &str,
+    stop: &AtomicBool,
+    count: &AtomicUsize,
+) -> Vec<i64> {
     let kv = client.kv();
     let mut acknowledged = Vec::new();
     let mut n = 0u64;
@@ -307,6 +313,7 @@ fn write_history(client: &Client, prefix: &str, stop: &AtomicBool) -> Vec<i64> {
         // unknown outcome may show up too, so the keys are unique and checked apart.
         if let Ok(r) = kv.put(format!("{prefix}{n}"), n.to_string()) {
             acknowledged.push(r.header().revision());
+            count.fetch_add(1, Ordering::Release);
         }
         n += 1;
     }
@@ -338,61 +345,280 @@ fn receive_history(watcher: &Watcher, expected: &[i64]) -> BTreeMap<i64, usize> 
 }
 
 #[test]
-fn a_watch_moves_when_its_member_is_killed_or_hung_and_loses_nothing() {
+fn a_watch_moves_off_a_killed_member() {
     let cluster = cluster(3);
     let client = client(&cluster);
     all_healthy(&cluster, &client);
+    history_through(
+        &cluster,
+        &client,
+        &cluster.endpoints(),
+        true,
+        |i| cluster.kill(i).expect("kill"),
+        |i| {
+            cluster.restart(i).expect("restart");
+            cluster.wait_healthy().expect("healthy");
+        },
+    );
+}
+
+#[test]
+fn a_watch_moves_off_a_hung_member() {
+    let cluster = cluster(3);
+    let client = client(&cluster);
+    all_healthy(&cluster, &client);
+    history_through(
+        &cluster,
+        &client,
+        &cluster.endpoints(),
+        true,
+        |i| cluster.pause(i).expect("pause"),
+        |i| {
+            cluster.resume(i).expect("resume");
+            cluster.wait_healthy().expect("healthy");
+        },
+    );
+}
+
+#[test]
+fn a_watch_goes_on_through_a_rolling_restart() {
+    let cluster = cluster(3);
+    let client = client(&cluster);
+    all_healthy(&cluster, &client);
+    history_through(
+        &cluster,
+        &client,
+        &cluster.endpoints(),
+        true,
+        // Every member in turn, the way an operator upgrades; the serving one last, so
+        // that the stream ends up off it.
+        |i| {
+            for m in [(i + 1) % 3, (i + 2) % 3, i] {
+                cluster.terminate(m).expect("terminate");
+                cluster.restart(m).expect("restart");
+                cluster.wait_healthy().expect("healthy");
+            }
+        },
+        |_| {},
+    );
+}
+
+/// This process's OS threads, from /proc.
+fn threads() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn ten_thousand_watches_share_one_thread_and_each_gets_its_event() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
     let watch = client.watch();
+    // The hub's thread starts with the first watch.
+    let first = watch.watch("many/first").expect("watch");
+    first.created_revision().expect("created");
+    let before = threads();
+    let started = Instant::now();
+    let watchers: Vec<Watcher> = (0..10_000)
+        .map(|_| {
+            watch
+                .watch_with("many/", WatchOptions::new().prefix())
+                .expect("watch")
+        })
+        .collect();
+    let queued = started.elapsed();
+    for w in &watchers {
+        w.created_revision().expect("created");
+    }
+    eprintln!(
+        "10,000 watches: queued in {queued:?}, all created in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(threads(), before, "no thread per watch");
+    let rev = client
+        .kv()
+        .put("many/k", "v")
+        .expect("put")
+        .header()
+        .revision();
+    for w in &watchers {
+        assert_eq!(next_events(w).events()[0].revision(), rev);
+    }
+}
+
+#[test]
+fn a_revision_too_large_for_one_message_comes_whole_from_its_fragments() {
+    // Each fragment etcd sends is at most its max request size plus 512 KiB; the delete
+    // below makes one revision of about 2 MiB of events, more than the client takes in
+    // one message: only fragments get it through.
+    let cluster = etcd_blocking::testing::Cluster::builder()
+        .arg("--max-request-bytes=4096")
+        .start()
+        .expect("cluster");
+    let client = Client::builder()
+        .endpoints(cluster.endpoints())
+        .max_receive_message_size(1 << 20)
+        .connect()
+        .expect("connect");
+    let kv = client.kv();
+    let value = "v".repeat(1500);
+    let keys = 1400;
+    for i in 0..keys {
+        kv.put(format!("big/{i:04}"), value.as_str()).expect("put");
+    }
+    let watcher = client
+        .watch()
+        .watch_with("big/", WatchOptions::new().prefix().prev_kv())
+        .expect("watch");
+    watcher.created_revision().expect("created");
+    let deleted = kv
+        .delete_with("big/", etcd_blocking::DeleteOptions::new().prefix())
+        .expect("delete");
+    let response = next_events(&watcher);
+    assert_eq!(
+        response.events().len(),
+        keys,
+        "the whole revision in one response"
+    );
+    assert!(response
+        .events()
+        .iter()
+        .all(|e| e.revision() == deleted.header().revision()
+            && e.kind() == EventKind::Delete
+            && e.prev_kv().is_some_and(|p| p.value().len() == 1500)));
+}
+
+/// A prefix watch through `fault` of the member serving its stream (by its index in
+/// `endpoints`, the client's endpoints) and `heal`, with a writer going on throughout:
+/// every acknowledged revision arrives once, in order. With `movable`, the stream must
+/// move off the faulted member before the heal; without, the fault leaves no member to
+/// move to, and the stream must be given up before the heal and reopen after it.
+fn history_through(
+    cluster: &etcd_blocking::testing::Cluster,
+    client: &Client,
+    endpoints: &[String],
+    movable: bool,
+    fault: impl FnOnce(usize),
+    heal: impl FnOnce(usize),
+) {
+    let watch = client.watch();
+    // Read only at the end: room for the whole history.
     let watcher = watch
-        .watch_with("m/", WatchOptions::new().prefix())
+        .watch_with("f/", WatchOptions::new().prefix().buffer(usize::MAX))
         .expect("watch");
     watcher.created_revision().expect("created");
     let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicUsize::new(0));
     let writer = {
-        let (client, stop) = (client.clone(), stop.clone());
-        std::thread::spawn(move || write_history(&client, "m/", &stop))
+        let (client, stop, count) = (client.clone(), stop.clone(), count.clone());
+        std::thread::spawn(move || write_history(&client, "f/", &stop, &count))
     };
-    let endpoints = cluster.endpoints();
+    let writes = |at_least: usize, when: &str| {
+        cluster
+            .wait_until(WAIT, &format!("writes {when}"), || {
+                count.load(Ordering::Acquire) >= at_least
+            })
+            .expect("writes");
+    };
+    writes(20, "before the fault");
     let serving = || {
         let endpoint = watch.stream_endpoint()?;
         endpoints.iter().position(|e| *e == endpoint)
     };
-    // Kill the member serving the stream, bring it back, then hang the one serving it
-    // next (one fault at a time: two would take the quorum).
     cluster
         .wait_until(WAIT, "the stream to open", || serving().is_some())
         .expect("open");
-    let first = serving().expect("serving");
-    cluster.kill(first).expect("kill");
-    cluster
-        .wait_until(WAIT, "the stream to move", || {
-            serving().is_some_and(|i| i != first)
-        })
-        .expect("moved");
-    cluster.restart(first).expect("restart");
-    cluster.wait_healthy().expect("healthy");
-    cluster
-        .wait_until(WAIT, "the stream to be open", || serving().is_some())
-        .expect("open");
-    let second = serving().expect("serving");
-    cluster.pause(second).expect("pause");
-    cluster
-        .wait_until(WAIT, "the stream to move again", || {
-            serving().is_some_and(|i| i != second)
-        })
-        .expect("moved again");
-    cluster.resume(second).expect("resume");
-    cluster.wait_healthy().expect("healthy");
-    let kv = client.kv();
-    cluster
-        .wait_until(WAIT, "writes after the faults", || {
-            kv.put("m/after", "x").is_ok()
-        })
-        .expect("writes");
+    let faulted = serving().expect("serving");
+    fault(faulted);
+    if movable {
+        cluster
+            .wait_until(WAIT, "the stream to move", || {
+                serving().is_some_and(|i| i != faulted)
+            })
+            .expect("moved");
+        heal(faulted);
+    } else {
+        cluster
+            .wait_until(WAIT, "the stream to be given up", || serving().is_none())
+            .expect("given up");
+        heal(faulted);
+        cluster
+            .wait_until(WAIT, "the stream to reopen", || serving().is_some())
+            .expect("reopened");
+    }
+    let healed = count.load(Ordering::Acquire);
+    writes(healed + 20, "after the heal");
     stop.store(true, Ordering::Release);
     let acknowledged = writer.join().expect("writer");
-    assert!(acknowledged.len() > 10, "{} writes", acknowledged.len());
     let seen = receive_history(&watcher, &acknowledged);
     let repeated: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
     assert!(repeated.is_empty(), "events delivered twice: {repeated:?}");
+}
+
+#[test]
+fn a_watch_moves_off_a_member_cut_off_from_its_peers() {
+    let cluster = common::cluster_with_peer_proxies(3);
+    let client = client(&cluster);
+    all_healthy(&cluster, &client);
+    history_through(
+        &cluster,
+        &client,
+        &cluster.endpoints(),
+        true,
+        |i| cluster.isolate(i).expect("isolate"),
+        |_| {
+            cluster.heal().expect("heal");
+            cluster.wait_healthy().expect("healthy");
+        },
+    );
+}
+
+#[test]
+fn a_watch_moves_off_a_blackholed_member() {
+    let cluster = cluster(3);
+    let proxies: Vec<etcd_blocking::testing::Proxy> = (0..3)
+        .map(|i| etcd_blocking::testing::Proxy::start(0, cluster.client_port(i)).expect("proxy"))
+        .collect();
+    let endpoints: Vec<String> = proxies.iter().map(|p| p.endpoint()).collect();
+    let client = Client::connect(endpoints.clone()).expect("connect");
+    all_healthy(&cluster, &client);
+    history_through(
+        &cluster,
+        &client,
+        &endpoints,
+        true,
+        |i| proxies[i].blackhole(),
+        |i| proxies[i].pass(),
+    );
+}
+
+#[test]
+fn a_watch_waits_out_a_quorum_loss_and_goes_on() {
+    let cluster = cluster(3);
+    let client = client(&cluster);
+    all_healthy(&cluster, &client);
+    let other = std::cell::Cell::new(0);
+    history_through(
+        &cluster,
+        &client,
+        &cluster.endpoints(),
+        false,
+        |i| {
+            // The serving member and one more: no quorum, no healthy member.
+            other.set((i + 1) % 3);
+            cluster.pause(other.get()).expect("pause");
+            cluster.kill(i).expect("kill");
+        },
+        |i| {
+            cluster.resume(other.get()).expect("resume");
+            cluster.restart(i).expect("restart");
+            cluster.wait_healthy().expect("healthy");
+        },
+    );
 }

@@ -62,7 +62,10 @@ impl ChannelConfig {
                 .keepalive_time(interval)
                 .keepalive_timeout(timeout)
                 .keepalive_permit_without_calls(false)
-                .http2_min_sent_ping_interval_without_data(interval);
+                .http2_min_sent_ping_interval_without_data(interval)
+                // And it stops pinging after two pings without data sent: an idle watch
+                // or keepalive stream sends none, so its pings would stop. No limit.
+                .http2_max_pings_without_data(0);
         }
         builder.connect(target)
     }
