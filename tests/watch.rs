@@ -622,3 +622,23 @@ fn a_watch_waits_out_a_quorum_loss_and_goes_on() {
         },
     );
 }
+
+#[test]
+fn a_requested_progress_report_comes_after_what_was_delivered() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let watch = client.watch();
+    let watcher = watch.watch("p").expect("watch");
+    let other = watch.watch("p-other").expect("watch");
+    watcher.created_revision().expect("created");
+    other.created_revision().expect("created");
+    let rev = client.kv().put("p", "v").expect("put").header().revision();
+    assert_eq!(next_events(&watcher).events()[0].revision(), rev);
+    watcher.request_progress().expect("progress");
+    // The report goes to every watch of the stream, and says how far the store has come.
+    for w in [&watcher, &other] {
+        let report = w.recv_timeout(WAIT).expect("open").expect("a report");
+        assert!(report.is_progress(), "{report:?}");
+        assert!(report.header().revision() >= rev, "{report:?}");
+    }
+}
