@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{all_healthy, client, cluster};
+use etcd_blocking::testing::{Cluster, Proxy};
 use etcd_blocking::{Client, Error, EventKind, Txn, TxnOp, WatchOptions, WatchResponse, Watcher};
 
 /// How long a test waits for a response it expects.
@@ -252,7 +253,7 @@ fn a_slow_consumer_ends_lagged_alone_and_says_where_to_resume() {
 }
 
 /// etcd's count of watchers, from its metrics.
-fn watchers_on_server(cluster: &etcd_blocking::testing::Cluster) -> Option<u64> {
+fn watchers_on_server(cluster: &Cluster) -> Option<u64> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(cluster.endpoint(0)).ok()?;
     stream.set_read_timeout(Some(WAIT)).ok()?;
@@ -344,8 +345,12 @@ fn receive_history(watcher: &Watcher, expected: &[i64]) -> BTreeMap<i64, usize> 
     seen
 }
 
-#[test]
-fn a_watch_moves_off_a_killed_member() {
+/// [`history_through`] on a fresh 3-member cluster, with a client of every member.
+fn on_three_members(
+    movable: bool,
+    fault: impl FnOnce(&Cluster, usize),
+    heal: impl FnOnce(&Cluster, usize),
+) {
     let cluster = cluster(3);
     let client = client(&cluster);
     all_healthy(&cluster, &client);
@@ -353,9 +358,18 @@ fn a_watch_moves_off_a_killed_member() {
         &cluster,
         &client,
         &cluster.endpoints(),
+        movable,
+        fault,
+        heal,
+    );
+}
+
+#[test]
+fn a_watch_moves_off_a_killed_member() {
+    on_three_members(
         true,
-        |i| cluster.kill(i).expect("kill"),
-        |i| {
+        |cluster, i| cluster.kill(i).expect("kill"),
+        |cluster, i| {
             cluster.restart(i).expect("restart");
             cluster.wait_healthy().expect("healthy");
         },
@@ -364,16 +378,10 @@ fn a_watch_moves_off_a_killed_member() {
 
 #[test]
 fn a_watch_moves_off_a_hung_member() {
-    let cluster = cluster(3);
-    let client = client(&cluster);
-    all_healthy(&cluster, &client);
-    history_through(
-        &cluster,
-        &client,
-        &cluster.endpoints(),
+    on_three_members(
         true,
-        |i| cluster.pause(i).expect("pause"),
-        |i| {
+        |cluster, i| cluster.pause(i).expect("pause"),
+        |cluster, i| {
             cluster.resume(i).expect("resume");
             cluster.wait_healthy().expect("healthy");
         },
@@ -382,24 +390,18 @@ fn a_watch_moves_off_a_hung_member() {
 
 #[test]
 fn a_watch_goes_on_through_a_rolling_restart() {
-    let cluster = cluster(3);
-    let client = client(&cluster);
-    all_healthy(&cluster, &client);
-    history_through(
-        &cluster,
-        &client,
-        &cluster.endpoints(),
+    on_three_members(
         true,
         // Every member in turn, the way an operator upgrades; the serving one last, so
         // that the stream ends up off it.
-        |i| {
+        |cluster, i| {
             for m in [(i + 1) % 3, (i + 2) % 3, i] {
                 cluster.terminate(m).expect("terminate");
                 cluster.restart(m).expect("restart");
                 cluster.wait_healthy().expect("healthy");
             }
         },
-        |_| {},
+        |_, _| {},
     );
 }
 
@@ -457,7 +459,7 @@ fn a_revision_too_large_for_one_message_comes_whole_from_its_fragments() {
     // Each fragment etcd sends is at most its max request size plus 512 KiB; the delete
     // below makes one revision of about 2 MiB of events, more than the client takes in
     // one message: only fragments get it through.
-    let cluster = etcd_blocking::testing::Cluster::builder()
+    let cluster = Cluster::builder()
         .arg("--max-request-bytes=4096")
         .start()
         .expect("cluster");
@@ -500,12 +502,12 @@ fn a_revision_too_large_for_one_message_comes_whole_from_its_fragments() {
 /// move off the faulted member before the heal; without, the fault leaves no member to
 /// move to, and the stream must be given up before the heal and reopen after it.
 fn history_through(
-    cluster: &etcd_blocking::testing::Cluster,
+    cluster: &Cluster,
     client: &Client,
     endpoints: &[String],
     movable: bool,
-    fault: impl FnOnce(usize),
-    heal: impl FnOnce(usize),
+    fault: impl FnOnce(&Cluster, usize),
+    heal: impl FnOnce(&Cluster, usize),
 ) {
     let watch = client.watch();
     // Read only at the end: room for the whole history.
@@ -535,19 +537,19 @@ fn history_through(
         .wait_until(WAIT, "the stream to open", || serving().is_some())
         .expect("open");
     let faulted = serving().expect("serving");
-    fault(faulted);
+    fault(cluster, faulted);
     if movable {
         cluster
             .wait_until(WAIT, "the stream to move", || {
                 serving().is_some_and(|i| i != faulted)
             })
             .expect("moved");
-        heal(faulted);
+        heal(cluster, faulted);
     } else {
         cluster
             .wait_until(WAIT, "the stream to be given up", || serving().is_none())
             .expect("given up");
-        heal(faulted);
+        heal(cluster, faulted);
         cluster
             .wait_until(WAIT, "the stream to reopen", || serving().is_some())
             .expect("reopened");
@@ -571,8 +573,8 @@ fn a_watch_moves_off_a_member_cut_off_from_its_peers() {
         &client,
         &cluster.endpoints(),
         true,
-        |i| cluster.isolate(i).expect("isolate"),
-        |_| {
+        |cluster, i| cluster.isolate(i).expect("isolate"),
+        |cluster, _| {
             cluster.heal().expect("heal");
             cluster.wait_healthy().expect("healthy");
         },
@@ -582,8 +584,8 @@ fn a_watch_moves_off_a_member_cut_off_from_its_peers() {
 #[test]
 fn a_watch_moves_off_a_blackholed_member() {
     let cluster = cluster(3);
-    let proxies: Vec<etcd_blocking::testing::Proxy> = (0..3)
-        .map(|i| etcd_blocking::testing::Proxy::start(0, cluster.client_port(i)).expect("proxy"))
+    let proxies: Vec<Proxy> = (0..3)
+        .map(|i| Proxy::start(0, cluster.client_port(i)).expect("proxy"))
         .collect();
     let endpoints: Vec<String> = proxies.iter().map(|p| p.endpoint()).collect();
     let client = Client::connect(endpoints.clone()).expect("connect");
@@ -593,30 +595,22 @@ fn a_watch_moves_off_a_blackholed_member() {
         &client,
         &endpoints,
         true,
-        |i| proxies[i].blackhole(),
-        |i| proxies[i].pass(),
+        |_, i| proxies[i].blackhole(),
+        |_, i| proxies[i].pass(),
     );
 }
 
 #[test]
 fn a_watch_waits_out_a_quorum_loss_and_goes_on() {
-    let cluster = cluster(3);
-    let client = client(&cluster);
-    all_healthy(&cluster, &client);
-    let other = std::cell::Cell::new(0);
-    history_through(
-        &cluster,
-        &client,
-        &cluster.endpoints(),
+    // The serving member and the next: no quorum, no healthy member.
+    on_three_members(
         false,
-        |i| {
-            // The serving member and one more: no quorum, no healthy member.
-            other.set((i + 1) % 3);
-            cluster.pause(other.get()).expect("pause");
+        |cluster, i| {
+            cluster.pause((i + 1) % 3).expect("pause");
             cluster.kill(i).expect("kill");
         },
-        |i| {
-            cluster.resume(other.get()).expect("resume");
+        |cluster, i| {
+            cluster.resume((i + 1) % 3).expect("resume");
             cluster.restart(i).expect("restart");
             cluster.wait_healthy().expect("healthy");
         },
