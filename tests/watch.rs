@@ -636,3 +636,72 @@ fn a_requested_progress_report_comes_after_what_was_delivered() {
         assert!(report.header().revision() >= rev, "{report:?}");
     }
 }
+
+/// A client that pings every 5 s (the least etcd allows by default) and sends nothing
+/// else: no probes for a day, so that only the watch stream's pings cross the connection.
+fn pinging_client(cluster: &Cluster) -> Client {
+    Client::builder()
+        .endpoints(cluster.endpoints())
+        .keepalive_time(Duration::from_secs(5))
+        .probe_interval(Duration::from_secs(86_400))
+        .connect()
+        .expect("connect")
+}
+
+/// Three ping intervals and a little: long enough for a server to refuse the pings.
+const THREE_PINGS: Duration = Duration::from_secs(17);
+
+#[test]
+fn an_idle_watch_pings_within_the_servers_policy() {
+    let cluster = cluster(1);
+    let client = pinging_client(&cluster);
+    let watch = client.watch();
+    let watcher = watch.watch("idle").expect("watch");
+    watcher.created_revision().expect("created");
+    let started = Instant::now();
+    // Fails early if the server closes the connection (GOAWAY "too_many_pings").
+    let _ = cluster.wait_until(THREE_PINGS, "a stream reopened", || {
+        watch.streams_opened() > 1
+    });
+    assert_eq!(
+        watch.streams_opened(),
+        1,
+        "reopened {:?} in",
+        started.elapsed()
+    );
+    let rev = client
+        .kv()
+        .put("idle", "v")
+        .expect("put")
+        .header()
+        .revision();
+    assert_eq!(next_events(&watcher).events()[0].revision(), rev);
+}
+
+#[test]
+fn pings_more_often_than_the_server_allows_close_the_connection() {
+    // The other side of the test above: it can fail.
+    let cluster = Cluster::builder()
+        .arg("--grpc-keepalive-min-time=60s")
+        .start()
+        .expect("cluster");
+    let client = pinging_client(&cluster);
+    let watch = client.watch();
+    let watcher = watch.watch("strict").expect("watch");
+    watcher.created_revision().expect("created");
+    cluster
+        .wait_until(
+            THREE_PINGS + Duration::from_secs(10),
+            "a stream reopened",
+            || watch.streams_opened() > 1,
+        )
+        .expect("the server refused the pings");
+    // And the watch went on.
+    let rev = client
+        .kv()
+        .put("strict", "v")
+        .expect("put")
+        .header()
+        .revision();
+    assert_eq!(next_events(&watcher).events()[0].revision(), rev);
+}

@@ -78,6 +78,16 @@ impl Watch {
         self.hub.lock().as_ref().and_then(|hub| hub.endpoint())
     }
 
+    /// How many watch streams the client has opened (for tests that count reopens).
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub fn streams_opened(&self) -> u64 {
+        self.hub
+            .lock()
+            .as_ref()
+            .map_or(0, |hub| hub.streams_opened())
+    }
+
     /// The client's hub, started with its thread on first use.
     fn hub(&self) -> Result<Arc<Hub>> {
         let mut slot = self.hub.lock();

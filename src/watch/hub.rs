@@ -13,7 +13,7 @@
 //! watch on every stream it moves to. Create replies come back in request order.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::thread::Thread;
@@ -101,6 +101,8 @@ pub(crate) struct Hub {
     next_id: AtomicI64,
     /// The endpoint of the current stream, for tests that fault it.
     endpoint: Mutex<Option<String>>,
+    /// How many streams have been opened, for tests.
+    opened: AtomicU64,
     /// The thread's state; only the thread locks it. Kept here so that a restart after a
     /// panic goes on with every watch.
     state: Mutex<State>,
@@ -114,6 +116,7 @@ impl Hub {
             stopping: AtomicBool::new(false),
             next_id: AtomicI64::new(1),
             endpoint: Mutex::new(None),
+            opened: AtomicU64::new(0),
             state: Mutex::new(State::default()),
         })
     }
@@ -131,6 +134,11 @@ impl Hub {
     /// The endpoint the stream is on, if one is open.
     pub(crate) fn endpoint(&self) -> Option<String> {
         self.endpoint.lock().clone()
+    }
+
+    /// How many streams have been opened so far.
+    pub(crate) fn streams_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// Hands the thread a command; refused once the client is closed.
@@ -221,6 +229,7 @@ pub(crate) fn run(hub: &Hub, route: &Route) {
             match open_stream(route, time::deadline(OPEN_WAIT), open) {
                 Ok(stream) => {
                     *hub.endpoint.lock() = Some(stream.endpoint().to_owned());
+                    hub.opened.fetch_add(1, Ordering::Relaxed);
                     state.attach(stream);
                 }
                 Err(Error::Closed) => {
