@@ -405,16 +405,21 @@ fn a_watch_goes_on_through_a_rolling_restart() {
     );
 }
 
-/// This process's OS threads, from /proc.
-fn threads() -> usize {
+/// A count or kB field of this process's /proc status.
+fn status_kib(field: &str) -> usize {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .and_then(|v| v.trim().parse().ok())
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// This process's OS threads.
+fn threads() -> usize {
+    status_kib("Threads")
 }
 
 #[test]
@@ -456,8 +461,9 @@ fn ten_thousand_watches_alone() {
         w.created_revision().expect("created");
     }
     eprintln!(
-        "10,000 watches: queued in {queued:?}, all created in {:?}",
-        started.elapsed()
+        "10,000 watches: queued in {queued:?}, all created in {:?}, process RSS {} MiB",
+        started.elapsed(),
+        status_kib("VmRSS") / 1024
     );
     assert_eq!(threads(), before, "no thread per watch");
     let rev = client

@@ -51,7 +51,10 @@ impl Watch {
         let hub = self.hub()?;
         let id = hub.next_id();
         request.watch_id = id;
-        let (sender, receiver) = crossbeam_channel::bounded(buffer);
+        // Unbounded, so that no watcher allocates its whole buffer up front (a bounded
+        // channel would: 10,000 watchers of 1,024 slots each is most of a gigabyte); the
+        // hub enforces the bound with the channel's length.
+        let (sender, receiver) = crossbeam_channel::unbounded();
         let (created, created_rx) = crossbeam_channel::bounded(1);
         let shared = Arc::new(Shared::default());
         hub.tell(Command::Create(Box::new(Registration {

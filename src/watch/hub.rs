@@ -19,7 +19,7 @@ use std::task::Poll;
 use std::thread::Thread;
 use std::time::Duration;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
 use super::responses::{Event, WatchResponse};
@@ -451,24 +451,24 @@ impl State {
             return;
         };
         let first = response.events().first().map(Event::revision);
-        match live.registration.sender.try_send(response) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                let buffer = live.registration.buffer;
-                let resume_from = first.unwrap_or(live.next_revision);
-                self.end(
-                    id,
-                    End::Lagged {
-                        resume_from,
-                        buffer,
-                    },
-                );
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                let created = live.created;
-                self.watches.remove(&id);
-                self.cancel_on_server(id, created);
-            }
+        let sender = &live.registration.sender;
+        if sender.len() >= live.registration.buffer {
+            let buffer = live.registration.buffer;
+            let resume_from = first.unwrap_or(live.next_revision);
+            self.end(
+                id,
+                End::Lagged {
+                    resume_from,
+                    buffer,
+                },
+            );
+            return;
+        }
+        // Unbounded: a send never waits; it fails only when the watcher is gone.
+        if sender.send(response).is_err() {
+            let created = live.created;
+            self.watches.remove(&id);
+            self.cancel_on_server(id, created);
         }
     }
 }

@@ -7,9 +7,6 @@ use crate::proto::rpc::{WatchCreateRequest, WatchCreateRequest_FilterType};
 /// The default bound of a watcher's buffer, in responses.
 pub(crate) const DEFAULT_BUFFER: usize = 1024;
 
-/// The largest buffer a watcher may have, in responses (larger values are taken as this).
-pub(crate) const MAX_BUFFER: usize = 1 << 16;
-
 /// Options of [`Watch::watch_with`](crate::Watch::watch_with): which keys, from which
 /// revision, and what each event carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,9 +79,9 @@ impl WatchOptions {
     }
 
     /// How many responses the watcher holds for its consumer before the watch ends with
-    /// [`Error::WatchLagged`] (default 1,024): one slow consumer never stalls
-    /// the other watches. Zero is refused when the watch starts; values above
-    /// 65,536 are taken as 65,536.
+    /// [`Error::WatchLagged`] (default 1,024): one slow consumer never stalls the other
+    /// watches. Memory is taken as responses arrive, not up front; `usize::MAX` means no
+    /// bound. Zero is refused when the watch starts.
     pub fn buffer(mut self, responses: usize) -> Self {
         self.buffer = responses;
         self
@@ -98,7 +95,7 @@ impl WatchOptions {
                 reason: "a watcher needs room for at least one response".to_owned(),
             });
         }
-        Ok(self.buffer.min(MAX_BUFFER))
+        Ok(self.buffer)
     }
 
     /// The create request for `key`, checked. Fragmented responses are always asked for
