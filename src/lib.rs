@@ -102,10 +102,10 @@
 //! pipelines creates on its stream (each with an ID chosen by the client), so a thousand
 //! watches cost no thousand round trips; [`Watcher::created_revision`] waits for the
 //! creation. Events after that revision are delivered in order, each revision's events in
-//! one response. The hub hands every response to its watcher's bounded channel without
-//! waiting: a consumer that falls [`WatchOptions::buffer`] responses behind ends with
-//! [`Error::WatchLagged`], carrying the revision to resume from, and the other watches go
-//! on. When the stream ends, or the balancer finds its member hung, cut off, leaderless or
+//! one response. The hub hands every response to its watcher's channel without waiting
+//! (the channel's length bounds it, and memory is taken as responses arrive): a consumer
+//! that falls [`WatchOptions::buffer`] responses behind ends with [`Error::WatchLagged`],
+//! carrying the revision to resume from, and the other watches go on. When the stream ends, or the balancer finds its member hung, cut off, leaderless or
 //! gone (the same news that moves unary calls), the hub opens a stream on a healthy member
 //! and creates every watch again from the revision after the last one it delivered;
 //! events at or below it are dropped, and fragmented responses are put together before

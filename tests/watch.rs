@@ -728,3 +728,27 @@ fn pings_more_often_than_the_server_allows_close_the_connection() {
         .revision();
     assert_eq!(next_events(&watcher).events()[0].revision(), rev);
 }
+
+#[test]
+fn a_watcher_dropped_with_responses_unread_is_cancelled_on_the_server() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let before = watchers_on_server(&cluster).expect("metrics");
+    let watcher = client.watch().watch("unread").expect("watch");
+    watcher.created_revision().expect("created");
+    for i in 0..10 {
+        client.kv().put("unread", i.to_string()).expect("put");
+    }
+    cluster
+        .wait_until(WAIT, "the responses to be queued", || {
+            watcher.receiver().len() == 10
+        })
+        .expect("queued");
+    assert_eq!(watchers_on_server(&cluster), Some(before + 1));
+    drop(watcher);
+    cluster
+        .wait_until(WAIT, "the watcher cancelled", || {
+            watchers_on_server(&cluster) == Some(before)
+        })
+        .expect("cancelled");
+}
