@@ -139,7 +139,9 @@ impl<Req, Resp> DuplexStream<Req, Resp> {
                 Poll::Ready(Err(e)) => return Err(failed(e)),
                 Poll::Pending => return Ok(false),
             }
-            let message = outbox.pop_front().expect("not empty");
+            let Some(message) = outbox.pop_front() else {
+                break;
+            };
             Pin::new(&mut self.sink)
                 .start_send((message, WriteFlags::default()))
                 .map_err(failed)?;

@@ -157,10 +157,24 @@ impl Hub {
         self.wake();
     }
 
+    /// Gives the current stream up, and forgets its endpoint.
+    fn detach(&self, state: &mut State, why: &str) {
+        *self.endpoint.lock() = None;
+        state.detach(why);
+    }
+
     fn wake(&self) {
         if let Some(thread) = self.thread.lock().as_ref() {
             thread.unpark();
         }
+    }
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("stopping", &self.stopping.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
     }
 }
 
@@ -264,12 +278,11 @@ pub(crate) fn run(hub: &Hub, route: &Route) {
             None | Some(Wake::Look) => {}
             Some(Wake::Next(Next::Message(response))) => state.handle(response),
             Some(Wake::Next(Next::Ended(error))) => {
-                *hub.endpoint.lock() = None;
-                state.detach(&format!("it ended ({error:?})"));
+                let why = error.map_or("the server ended it".to_owned(), |e| e.to_string());
+                hub.detach(state, &why);
             }
             Some(Wake::Next(Next::Abandoned(error))) | Some(Wake::Broken(error)) => {
-                *hub.endpoint.lock() = None;
-                state.detach(&error.to_string());
+                hub.detach(state, &error.to_string());
             }
         }
     }

@@ -35,12 +35,6 @@ pub struct Watcher {
     timeout: Duration,
 }
 
-impl std::fmt::Debug for Hub {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub").finish_non_exhaustive()
-    }
-}
-
 impl Watcher {
     pub(crate) fn new(
         id: i64,
