@@ -3,7 +3,9 @@
 //! client's RSS and threads, and the first event after SIGKILL and SIGSTOP of the member
 //! serving the stream. Prints a table.
 //!
-//! `cargo bench --bench watch`; `WATCH_PUTS` sets the puts per latency run (default 300).
+//! `cargo bench --bench watch`; `WATCH_PUTS` sets the puts per latency run (default 300),
+//! `WATCH_FAULT_ROUNDS` the runs of each fault (default 3), `WATCH_ONLY=faults` runs the
+//! faults alone.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -143,9 +145,20 @@ fn after_fault(name: &str, fault: impl Fn(&Cluster, usize), heal: impl Fn(&Clust
         .stream_endpoint()
         .and_then(|e| endpoints.iter().position(|x| *x == e))
         .expect("a stream");
+    let role = if cluster.leader().expect("a leader") == serving {
+        "leader"
+    } else {
+        "follower"
+    };
     while watcher.try_recv().expect("open").is_some() {}
-    fault(&cluster, serving);
+    eprintln!(
+        "DBG {:?} fault {role} opened {}",
+        std::time::SystemTime::now(),
+        watch.streams_opened()
+    );
+    // From the moment the fault is dealt (a kill returns once the process is reaped).
     let faulted = Instant::now();
+    fault(&cluster, serving);
     // Responses already on their way count as before the fault.
     let mut first = None;
     while first.is_none() {
@@ -165,7 +178,7 @@ fn after_fault(name: &str, fault: impl Fn(&Cluster, usize), heal: impl Fn(&Clust
     writer.join().expect("writer");
     heal(&cluster, serving);
     println!(
-        "| {name} | {} |",
+        "| {name} | {role} | {} |",
         ms(first.expect("an event after the fault"))
     );
 }
@@ -175,6 +188,14 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
+    let fault_rounds: usize = std::env::var("WATCH_FAULT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    if std::env::var("WATCH_ONLY").is_ok_and(|v| v == "faults") {
+        faults(fault_rounds);
+        return;
+    }
     let cluster = Cluster::start(1).expect("cluster");
     let client = cluster.client().expect("connect");
     // First, while the process's memory is its own: watchers dropped later leave RSS up.
@@ -195,19 +216,28 @@ fn main() {
     println!("{created}");
     drop(client);
     drop(cluster);
+    faults(fault_rounds);
+}
+
+/// The fault rows, `rounds` of each.
+fn faults(fault_rounds: usize) {
     println!();
     println!("First event on another member after a fault of the one serving the stream (3 members, a writer going on), ms:");
     println!();
-    println!("| fault | first event |");
-    println!("|---|---|");
-    after_fault(
-        "SIGKILL",
-        |c, i| c.kill(i).expect("kill"),
-        |c, i| c.restart(i).expect("restart"),
-    );
-    after_fault(
-        "SIGSTOP",
-        |c, i| c.pause(i).expect("pause"),
-        |c, i| c.resume(i).expect("resume"),
-    );
+    println!("| fault | member serving the stream | first event |");
+    println!("|---|---|---|");
+    for _ in 0..fault_rounds {
+        after_fault(
+            "SIGKILL",
+            |c, i| c.kill(i).expect("kill"),
+            |c, i| c.restart(i).expect("restart"),
+        );
+    }
+    for _ in 0..fault_rounds {
+        after_fault(
+            "SIGSTOP",
+            |c, i| c.pause(i).expect("pause"),
+            |c, i| c.resume(i).expect("resume"),
+        );
+    }
 }

@@ -105,11 +105,22 @@
 //! one response. The hub hands every response to its watcher's channel without waiting
 //! (the channel's length bounds it, and memory is taken as responses arrive): a consumer
 //! that falls [`WatchOptions::buffer`] responses behind ends with [`Error::WatchLagged`],
-//! carrying the revision to resume from, and the other watches go on. When the stream ends, or the balancer finds its member hung, cut off, leaderless or
-//! gone (the same news that moves unary calls), the hub opens a stream on a healthy member
-//! and creates every watch again from the revision after the last one it delivered;
-//! events at or below it are dropped, and fragmented responses are put together before
-//! delivery. A resume into compacted history ends the watch with [`Error::WatchCompacted`].
+//! carrying the revision to resume from, and the other watches go on. When the stream
+//! ends, or the balancer finds its member hung, cut off, leaderless or gone (the same news
+//! that moves unary calls), the hub opens a stream on a healthy member and creates every
+//! watch again from the revision after the last one it delivered; events at or below it
+//! are dropped, and fragmented responses are put together before delivery. A resume into
+//! compacted history ends the watch with [`Error::WatchCompacted`].
+//!
+//! The hub does not wait for the balancer's next probe to find a member that hung under
+//! its stream. Every 25 ms while watches are open, it compares the highest revision the
+//! stream has shown with the highest the client has seen on any call. When the stream
+//! stays behind for 25 ms, or the leader changes, or a call on the stream's member stalls
+//! while it leads, the hub asks the member for progress. A member answers that from its
+//! own store, with no raft round trip. If the member sends nothing for a quarter of the
+//! probe timeout (100 ms by default), the hub reports the endpoint suspect and moves the
+//! stream. A wrong guess costs one move and loses nothing. A watch whose member is hung
+//! while the client makes no calls at all is moved by the probes.
 //!
 //! # Architecture
 //!

@@ -389,6 +389,45 @@ fn a_watch_moves_off_a_hung_member() {
 }
 
 #[test]
+fn a_stream_behind_the_client_moves_off_a_hung_follower_that_no_probe_has_found() {
+    // Probes only at the start, and a probe timeout longer than the test's waits (so that
+    // no probe of a spell of fast probing finds the member either): nothing but the watch
+    // thread's own check can find that the member serving the stream hung, and no call
+    // fails on it (writes go to the leader). The watch thread sees the stream fall behind
+    // what the writer's calls saw, asks its member for progress, hears nothing for a
+    // quarter of the probe timeout (5 s), and moves.
+    let cluster = cluster(3);
+    let leader = cluster.leader().expect("a leader");
+    let mut endpoints = cluster.endpoints();
+    let leader_endpoint = endpoints.remove(leader);
+    // The followers first: the stream takes the client's first pick.
+    endpoints.push(leader_endpoint);
+    let client = Client::builder()
+        .endpoints(endpoints)
+        .probe_interval(Duration::from_secs(86_400))
+        .probe_timeout(Duration::from_secs(20))
+        .connect()
+        .expect("connect");
+    all_healthy(&cluster, &client);
+    let opener = client.watch().watch("open").expect("watch");
+    opener.created_revision().expect("created");
+    let serving = client.watch().stream_endpoint().expect("a stream");
+    assert_ne!(
+        serving,
+        cluster.endpoint(leader),
+        "the stream is on a follower"
+    );
+    history_through(
+        &cluster,
+        &client,
+        &cluster.endpoints(),
+        true,
+        |cluster, i| cluster.pause(i).expect("pause"),
+        |cluster, i| cluster.resume(i).expect("resume"),
+    );
+}
+
+#[test]
 fn a_watch_goes_on_through_a_rolling_restart() {
     on_three_members(
         true,

@@ -236,6 +236,14 @@ impl Balancer {
         }
     }
 
+    /// True while a call on the leader has stalled (the worker's hurry) and `endpoint` is
+    /// the leader's: a stream there may sit on a hung member.
+    pub(crate) fn doubts(&self, endpoint: &Endpoint) -> bool {
+        self.hurrying.load(Ordering::Acquire)
+            && endpoint.member_id() != 0
+            && endpoint.member_id() == self.leader.id()
+    }
+
     /// The worker's hurry is over: the next stalled call may start another.
     pub(super) fn hurry_over(&self) {
         self.hurrying.store(false, Ordering::Release);

@@ -14,7 +14,7 @@ use grpcio::{CallOption, ClientDuplexReceiver, ClientDuplexSender, WriteFlags};
 
 use super::caller::Caller;
 use super::route::Route;
-use crate::balancer::Endpoint;
+use crate::balancer::{Endpoint, Mark};
 use crate::error::{Error, Result};
 use crate::time::LONGEST;
 use crate::transport::{call_options, Stubs};
@@ -151,6 +151,19 @@ impl<Req, Resp> DuplexStream<Req, Resp> {
             Poll::Ready(Err(e)) => Err(failed(e)),
             Poll::Pending => Ok(false),
         }
+    }
+
+    /// Tells the balancer that the stream's member went silent while it had something to
+    /// send: the endpoint turns suspect (probed at once, passed over while others are
+    /// healthy), so the stream's next pick goes elsewhere.
+    pub(crate) fn report_silent(&self, route: &Route, reason: &str) {
+        route.balancer.report(&self.endpoint, Mark::Suspect, reason);
+    }
+
+    /// True while the balancer doubts the stream's member: it leads, and a call on the
+    /// leader has stalled.
+    pub(crate) fn doubted(&self, route: &Route) -> bool {
+        route.balancer.doubts(&self.endpoint)
     }
 
     /// Cancels the stream on the server.

@@ -6,7 +6,9 @@
 //! or by the balancer's news. When the stream ends or its member turns unhealthy (hung, cut
 //! off, without a leader, gone), the thread opens a stream on another member and creates
 //! every watch again from the revision after the last one it delivered, dropping what it
-//! already delivered: nothing is lost, repeated or reordered.
+//! already delivered: nothing is lost, repeated or reordered. It does not wait for the
+//! balancer to find a hung member: a stream that stays behind the client's revision floor
+//! is checked at once (see `liveness`).
 //!
 //! Watch IDs are chosen here, per client, and never reused: etcd (3.4 and later) takes a
 //! client-chosen ID, so creates are pipelined (no round trip each) and the same ID serves a
@@ -17,11 +19,12 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::thread::Thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
+use super::liveness::{Liveness, Pace, QUIET};
 use super::responses::{Event, WatchResponse};
 use crate::call::{open_stream, DuplexStream, Next, Opener, Route};
 use crate::error::Error;
@@ -216,6 +219,10 @@ struct State {
     creating: VecDeque<i64>,
     /// Failed opens in a row.
     failures: u32,
+    /// Whether the current stream's member is still there.
+    liveness: Liveness,
+    /// Progress requests of watchers not yet answered.
+    asked: usize,
 }
 
 /// What woke the thread.
@@ -261,8 +268,32 @@ pub(crate) fn run(hub: &Hub, route: &Route) {
                 }
             }
         }
+        // A member answers a progress request from its own store, with no raft round trip:
+        // half the time a call may wait on the leader before it is thought stalled.
+        let answer = (route.balancer.stall() / 2).max(QUIET);
+        let floor = route.floor.get();
+        let look = match state.keep_up(route, floor, answer) {
+            Pace::Fine(look) => look,
+            Pace::Ask(look) => {
+                state.outbox.push_back(progress_request());
+                Some(look)
+            }
+            Pace::Silent => {
+                if let Some(stream) = state.stream.as_ref() {
+                    let reason = format!(
+                        "its watch stream sent nothing for {} ms after a progress request \
+                         (the client has seen revision {floor})",
+                        answer.as_millis(),
+                    );
+                    stream.report_silent(route, &reason);
+                    hub.detach(state, &reason);
+                }
+                continue;
+            }
+        };
         let news = route.balancer.news();
-        let woke = park::wait(Some(news), time::deadline(IDLE), |cx| {
+        let wake_by = look.map_or(time::deadline(IDLE), |at| at.min(time::deadline(IDLE)));
+        let woke = park::wait(Some(news), wake_by, |cx| {
             if hub.stopping.load(Ordering::Acquire) || !hub.inbox.lock().is_empty() {
                 return Poll::Ready(Wake::Look);
             }
@@ -276,7 +307,12 @@ pub(crate) fn run(hub: &Hub, route: &Route) {
         });
         match woke {
             None | Some(Wake::Look) => {}
-            Some(Wake::Next(Next::Message(response))) => state.handle(response),
+            Some(Wake::Next(Next::Message(response))) => {
+                let revision = response.header.as_ref().map_or(0, |h| h.revision);
+                route.floor.saw(revision);
+                state.liveness.heard(revision, Instant::now());
+                state.handle(response);
+            }
             Some(Wake::Next(Next::Ended(error))) => {
                 let why = error.map_or("the server ended it".to_owned(), |e| e.to_string());
                 hub.detach(state, &why);
@@ -313,13 +349,23 @@ impl State {
                 }
             }
             Command::Progress => {
+                self.asked += 1;
                 if self.stream.is_some() {
-                    let mut request = WatchRequest::new();
-                    request.set_progress_request(WatchProgressRequest::new());
-                    self.outbox.push_back(request);
+                    self.outbox.push_back(progress_request());
                 }
             }
         }
+    }
+
+    /// One look of the liveness check (see [`Liveness`]) at the current stream.
+    fn keep_up(&mut self, route: &Route, floor: i64, answer: Duration) -> Pace {
+        let Some(stream) = self.stream.as_ref().filter(|_| !self.watches.is_empty()) else {
+            return Pace::Fine(None);
+        };
+        let epoch = route.balancer.leader_epoch();
+        let doubts = stream.doubted(route);
+        self.liveness
+            .look(floor, epoch, doubts, answer, Instant::now())
     }
 
     /// A new stream: every watch is created on it, from where it left off.
@@ -333,6 +379,12 @@ impl State {
             self.outbox.push_back(live.create());
             self.creating.push_back(id);
         }
+        if self.asked > 0 {
+            // Asked on the stream that is gone: one reply on this one answers them all.
+            self.asked = 1;
+            self.outbox.push_back(progress_request());
+        }
+        self.liveness.reset();
         self.stream = Some(stream);
     }
 
@@ -417,7 +469,12 @@ impl State {
             return;
         }
         if id == -1 {
-            // A requested progress report, for the whole stream.
+            // A requested progress report, for the whole stream: a watcher's, or the
+            // thread's own liveness check (then it has done its work by arriving).
+            if self.asked == 0 {
+                return;
+            }
+            self.asked -= 1;
             let ids: Vec<i64> = self.watches.keys().copied().collect();
             for id in ids {
                 self.deliver(id, WatchResponse::from_raw(header.as_ref(), Vec::new()));
@@ -484,4 +541,11 @@ impl State {
             self.cancel_on_server(id, created);
         }
     }
+}
+
+/// A request for the stream's progress (answered with watch ID -1).
+fn progress_request() -> WatchRequest {
+    let mut request = WatchRequest::new();
+    request.set_progress_request(WatchProgressRequest::new());
+    request
 }

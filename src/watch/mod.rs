@@ -5,6 +5,7 @@
 
 mod handle;
 mod hub;
+mod liveness;
 mod options;
 mod responses;
 mod watcher;
