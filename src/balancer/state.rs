@@ -1,7 +1,7 @@
 //! What callers and the worker share: the endpoint table, the leader, and the news that
 //! wakes callers when either changes.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 use std::thread::Thread;
@@ -63,6 +63,9 @@ pub(crate) struct Balancer {
     hurrying: AtomicBool,
     /// How long a call may wait on the leader before the worker is asked to hurry.
     stall: Duration,
+    /// The highest store revision a passing probe has carried: how far the cluster has
+    /// come, as of the last round, even for a client that makes no calls of its own.
+    probed: AtomicI64,
     closed: AtomicBool,
     /// Opens the endpoints that auto-sync finds.
     pub(super) connector: Connector,
@@ -91,6 +94,7 @@ impl Balancer {
             cluster_id: AtomicU64::new(0),
             leader: Leader::default(),
             hurrying: AtomicBool::new(false),
+            probed: AtomicI64::new(0),
             stall,
             closed: AtomicBool::new(false),
             connector,
@@ -234,6 +238,16 @@ impl Balancer {
         if !self.hurrying.swap(true, Ordering::AcqRel) {
             self.wake_worker(Event::Hurry);
         }
+    }
+
+    /// Notes the revision a passing probe carried.
+    pub(super) fn probed(&self, revision: i64) {
+        self.probed.fetch_max(revision, Ordering::AcqRel);
+    }
+
+    /// The highest revision a passing probe has carried (0 before the first).
+    pub(crate) fn probed_revision(&self) -> i64 {
+        self.probed.load(Ordering::Acquire)
     }
 
     /// True while a call on the leader has stalled (the worker's hurry) and `endpoint` is

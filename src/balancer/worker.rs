@@ -337,8 +337,11 @@ fn finish(
     result: grpcio::Result<RangeResponse>,
     settings: Settings,
 ) {
-    let cluster = match result {
-        Ok(response) => response.header.as_ref().map_or(0, |h| h.cluster_id),
+    let (cluster, revision) = match result {
+        Ok(response) => response
+            .header
+            .as_ref()
+            .map_or((0, 0), |h| (h.cluster_id, h.revision)),
         Err(e) => {
             let error = Error::from_grpc(e, endpoint.target(), settings.timeout);
             // With auth on, a member that answers "permission denied" still served the read.
@@ -359,7 +362,7 @@ fn finish(
                 );
                 return;
             }
-            0
+            (0, 0)
         }
     };
     if cluster != 0 {
@@ -379,6 +382,7 @@ fn finish(
             return;
         }
     }
+    balancer.probed(revision);
     probe.failures = 0;
     probe.due = time::deadline(settings.interval);
     endpoint.set_leaderless(false);

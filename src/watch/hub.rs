@@ -271,7 +271,8 @@ pub(crate) fn run(hub: &Hub, route: &Route) {
         // A member answers a progress request from its own store, with no raft round trip:
         // half the time a call may wait on the leader before it is thought stalled.
         let answer = (route.balancer.stall() / 2).max(QUIET);
-        let floor = route.floor.get();
+        // What the client's calls have seen, or its probes of the other members.
+        let floor = route.floor.get().max(route.balancer.probed_revision());
         let look = match state.keep_up(route, floor, answer) {
             Pace::Fine(look) => look,
             Pace::Ask(look) => {

@@ -11,7 +11,8 @@
 //! `COMPARE_QUICK=1` runs a small matrix, `COMPARE_OUT` names the results folder, and
 //! `COMPARE_POLL_THREADS` sets this client's grpcio poll threads (for experiments).
 //! `COMPARE_MODE=failover` runs the failover side by side instead (`peer_failover`), with
-//! `COMPARE_FAILOVER_ROUNDS` rounds (default 3). `COMPARE_FLOOR=1` adds the floor
+//! `COMPARE_FAILOVER_ROUNDS` rounds (default 3); `COMPARE_MODE=watch` the watch side by
+//! side (`peer_watch`), with `COMPARE_WATCH_ROUNDS` rounds (default 3). `COMPARE_FLOOR=1` adds the floor
 //! (`floor`, run as `--driver --floor`): not a client, an experiment that shows what a
 //! blocking client without gRPC's C core would cost; it gets a standing of its own and is
 //! never counted as a peer.
@@ -31,6 +32,7 @@ use etcd_blocking::{Client, Compare, GetOptions, Txn, TxnOp};
 mod common;
 mod floor;
 mod peer_failover;
+mod peer_watch;
 
 /// Keys the drivers fill before the timed phase and then cycle over.
 const KEYS: usize = 1000;
@@ -49,6 +51,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut peers = peers()?;
         peers.retain(|p| p.name != FLOOR);
         return peer_failover::compare(&peers);
+    }
+    if std::env::var("COMPARE_MODE").is_ok_and(|m| m == "watch") {
+        return peer_watch::compare(&peers()?);
     }
     orchestrate()
 }
@@ -83,6 +88,11 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.poll_threads(threads);
     }
     let client = builder.connect()?;
+    if workload.starts_with("watch") {
+        peer_watch::drive(args, &client)?;
+        client.close()?;
+        return Ok(());
+    }
     let kv = client.kv();
     let value = vec![b'v'; value_size];
     for i in 0..KEYS {
@@ -288,12 +298,7 @@ impl Run {
     /// Reads the numbers out of a driver's JSON line (flat, numbers only: no JSON crate
     /// needed).
     fn parse(line: &str) -> Option<Run> {
-        let number = |name: &str| -> Option<f64> {
-            let at = line.find(&format!("\"{name}\":"))? + name.len() + 3;
-            let rest = line[at..].trim_start();
-            let end = rest.find([',', '}']).unwrap_or(rest.len());
-            rest[..end].trim().parse().ok()
-        };
+        let number = |name: &str| json_number(line, name);
         Some(Run {
             ops: number("ops")?,
             errors: number("errors")?,
@@ -314,6 +319,14 @@ impl Run {
     fn cpu_per_10k(&self) -> f64 {
         self.cpu / self.ops.max(1.0) * 10_000.0
     }
+}
+
+/// The number `name` in a driver's flat JSON line (numbers only: no JSON crate needed).
+fn json_number(line: &str, name: &str) -> Option<f64> {
+    let at = line.find(&format!("\"{name}\":"))? + name.len() + 3;
+    let rest = line[at..].trim_start();
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
 }
 
 /// A client to compare: its name and the command that runs its driver.

@@ -72,6 +72,8 @@ func main() {
 	ops := flag.Int("ops", 2000, "operations in all")
 	durationMs := flag.Int("duration-ms", 0, "run for this long instead of --ops")
 	trace := flag.Bool("trace", false, "print every request: R <start unix us> <took us> <ok>")
+	watchers := flag.Int("watchers", 1, "watches to create (workload watch)")
+	puts := flag.Int("puts", 300, "sequential puts to time (workload watch)")
 	flag.Parse()
 
 	cli, err := clientv3.New(clientv3.Config{
@@ -83,6 +85,14 @@ func main() {
 		os.Exit(1)
 	}
 	defer cli.Close()
+	switch *workload {
+	case "watch":
+		watchBench(cli, *watchers, *puts)
+		return
+	case "watch-fault":
+		watchFault(cli, time.Duration(*durationMs)*time.Millisecond)
+		return
+	}
 	value := strings.Repeat("v", *valueSize)
 	const keys = 1000
 	ctx := context.Background()
@@ -215,4 +225,119 @@ func main() {
 		Threads:    threads,
 	})
 	fmt.Println(string(out))
+}
+
+type watchResult struct {
+	Client       string  `json:"client"`
+	Workload     string  `json:"workload"`
+	Watchers     int     `json:"watchers"`
+	Puts         int     `json:"puts"`
+	CreateMs     float64 `json:"create_ms"`
+	P50Us        float64 `json:"p50_us"`
+	P99Us        float64 `json:"p99_us"`
+	P999Us       float64 `json:"p999_us"`
+	EventsPerSec float64 `json:"events_per_sec"`
+	CPUSeconds   float64 `json:"cpu_seconds"`
+	RSSKiB       int     `json:"rss_kib"`
+	Threads      int     `json:"threads"`
+}
+
+func percentile(all []time.Duration, p float64) float64 {
+	if len(all) == 0 {
+		return 0
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	i := int(float64(len(all)) * p)
+	if i >= len(all) {
+		i = len(all) - 1
+	}
+	return float64(all[i].Nanoseconds()) / 1000.0
+}
+
+// watchBench creates `watchers` watches on the prefix wbench/ (timed until every one has
+// its created notification), then times `puts` sequential puts, each until every watcher
+// has received its event. Watches share the client's stream, as clientv3 does by default;
+// each is read by a goroutine of its own, as its users write it.
+func watchBench(cli *clientv3.Client, watchers, puts int) {
+	ctx := context.Background()
+	started := time.Now()
+	chans := make([]clientv3.WatchChan, watchers)
+	for i := range chans {
+		chans[i] = cli.Watch(ctx, "wbench/", clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+	}
+	for _, ch := range chans {
+		resp, ok := <-ch
+		if !ok || !resp.Created {
+			fmt.Fprintln(os.Stderr, "watch not created:", resp.Err())
+			os.Exit(1)
+		}
+	}
+	createMs := float64(time.Since(started).Microseconds()) / 1000.0
+	rss, threads := status("VmRSS"), status("Threads")
+	var pending sync.WaitGroup
+	for _, ch := range chans {
+		go func(ch clientv3.WatchChan) {
+			for resp := range ch {
+				for range resp.Events {
+					pending.Done()
+				}
+			}
+		}(ch)
+	}
+	latencies := make([]time.Duration, 0, puts)
+	cpuBefore := cpuSeconds()
+	phase := time.Now()
+	for i := 0; i < puts; i++ {
+		pending.Add(watchers)
+		t := time.Now()
+		if _, err := cli.Put(ctx, fmt.Sprintf("wbench/%d", i), "v"); err != nil {
+			fmt.Fprintln(os.Stderr, "put:", err)
+			os.Exit(1)
+		}
+		pending.Wait()
+		latencies = append(latencies, time.Since(t))
+	}
+	elapsed := time.Since(phase)
+	cpu := cpuSeconds() - cpuBefore
+	out, _ := json.Marshal(watchResult{
+		Client:       "go-clientv3",
+		Workload:     "watch",
+		Watchers:     watchers,
+		Puts:         puts,
+		CreateMs:     createMs,
+		P50Us:        percentile(latencies, 0.50),
+		P99Us:        percentile(latencies, 0.99),
+		P999Us:       percentile(latencies, 0.999),
+		EventsPerSec: float64(watchers*puts) / elapsed.Seconds(),
+		CPUSeconds:   cpu,
+		RSSKiB:       rss,
+		Threads:      threads,
+	})
+	fmt.Println(string(out))
+}
+
+// watchFault watches the prefix wfault/, prints READY once it is created, then a line
+// "E <unix us> <revision of the response's last event>" per response with events, for
+// `duration`. clientv3 resumes the watch on another endpoint by itself.
+func watchFault(cli *clientv3.Client, duration time.Duration) {
+	ch := cli.Watch(context.Background(), "wfault/", clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+	if resp, ok := <-ch; !ok || !resp.Created {
+		fmt.Fprintln(os.Stderr, "watch not created:", resp.Err())
+		os.Exit(1)
+	}
+	fmt.Println("READY")
+	end := time.After(duration)
+	for {
+		select {
+		case resp, ok := <-ch:
+			if !ok {
+				return
+			}
+			if n := len(resp.Events); n > 0 {
+				fmt.Printf("E %d %d\n", time.Now().UnixMicro(), resp.Events[n-1].Kv.ModRevision)
+			}
+		case <-end:
+			return
+		}
+	}
 }

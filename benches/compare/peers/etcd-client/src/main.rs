@@ -5,7 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, WatchOptions};
+use tokio::sync::Notify;
 
 const KEYS: usize = 1000;
 
@@ -50,6 +54,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let trace = args.iter().any(|a| a == "--trace");
 
     let client = Client::connect(&endpoints, None).await?;
+    match workload.as_str() {
+        "watch" => {
+            let watchers: usize = flag(&args, "watchers", "1").parse()?;
+            let puts: usize = flag(&args, "puts", "300").parse()?;
+            return watch_bench(client, watchers, puts).await;
+        }
+        "watch-fault" => return watch_fault(client, Duration::from_millis(duration_ms)).await,
+        _ => {}
+    }
     let value = vec![b'v'; value_size];
     let mut kv = client.kv_client();
     for i in 0..KEYS {
@@ -163,5 +176,129 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         us(0.999),
         status("VmHWM")
     );
+    Ok(())
+}
+
+fn unix_micros() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
+}
+
+/// Creates `watchers` watches on the prefix wbench/, all at once from tasks of their own
+/// (each `watch` opens a gRPC stream of its own and waits for its created response), then
+/// times `puts` sequential puts, each until every watch has received its event.
+async fn watch_bench(
+    client: Client,
+    watchers: usize,
+    puts: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let mut creating = tokio::task::JoinSet::new();
+    for _ in 0..watchers {
+        let mut watch = client.watch_client();
+        creating.spawn(async move {
+            let mut stream = watch
+                .watch("wbench/", Some(WatchOptions::new().with_prefix()))
+                .await?;
+            match stream.message().await? {
+                Some(r) if r.created() => Ok(stream),
+                other => Err(etcd_client::Error::WatchError(format!(
+                    "not created: {other:?}"
+                ))),
+            }
+        });
+    }
+    let mut streams = Vec::with_capacity(watchers);
+    while let Some(created) = creating.join_next().await {
+        streams.push(created??);
+    }
+    let create_ms = started.elapsed().as_secs_f64() * 1e3;
+    let (rss, threads) = (status("VmRSS"), status("Threads"));
+    let pending = Arc::new(AtomicUsize::new(0));
+    let arrived = Arc::new(Notify::new());
+    for mut stream in streams {
+        let (pending, arrived) = (pending.clone(), arrived.clone());
+        tokio::spawn(async move {
+            while let Ok(Some(response)) = stream.message().await {
+                for _ in response.events() {
+                    if pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        arrived.notify_one();
+                    }
+                }
+            }
+        });
+    }
+    let mut kv = client.kv_client();
+    let mut latencies = Vec::with_capacity(puts);
+    let cpu_before = cpu_seconds();
+    let phase = Instant::now();
+    for i in 0..puts {
+        pending.store(watchers, Ordering::Release);
+        let t = Instant::now();
+        kv.put(format!("wbench/{i}"), "v", None).await?;
+        tokio::time::timeout(Duration::from_secs(10), arrived.notified()).await?;
+        latencies.push(t.elapsed());
+    }
+    let elapsed = phase.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
+    latencies.sort();
+    let us = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    println!(
+        "{{\"client\":\"etcd-client\",\"workload\":\"watch\",\"watchers\":{watchers},\
+         \"puts\":{puts},\"create_ms\":{create_ms},\"p50_us\":{},\"p99_us\":{},\
+         \"p999_us\":{},\"events_per_sec\":{},\"cpu_seconds\":{cpu},\"rss_kib\":{rss},\
+         \"threads\":{threads}}}",
+        us(0.50),
+        us(0.99),
+        us(0.999),
+        (watchers * puts) as f64 / elapsed.as_secs_f64(),
+    );
+    Ok(())
+}
+
+/// Watches the prefix wfault/, prints READY once created, then a line
+/// `E <unix us> <revision of the response's last event>` per response with events, for
+/// `duration`. etcd-client does not resume a broken watch: this does, as its users must,
+/// from the revision after the last one received.
+async fn watch_fault(client: Client, duration: Duration) -> Result<(), Box<dyn std::error::Error>> {
+    let until = Instant::now() + duration;
+    let mut watch = client.watch_client();
+    let mut next = 0i64;
+    let mut ready = false;
+    while Instant::now() < until {
+        let options = WatchOptions::new().with_prefix().with_start_revision(next);
+        let left = until.saturating_duration_since(Instant::now());
+        let mut stream =
+            match tokio::time::timeout(left, watch.watch("wfault/", Some(options))).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(_)) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                Err(_) => break,
+            };
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, stream.message()).await {
+                Ok(Ok(Some(response))) => {
+                    if response.created() && !ready {
+                        ready = true;
+                        println!("READY");
+                    }
+                    if let Some(last) = response.events().last().and_then(|e| e.kv()) {
+                        next = last.mod_revision() + 1;
+                        println!("E {} {}", unix_micros(), last.mod_revision());
+                    }
+                }
+                Ok(_) => break,
+                Err(_) => return Ok(()),
+            }
+        }
+    }
     Ok(())
 }

@@ -6,6 +6,9 @@ package etcdbench;
 import io.etcd.jetcd.ByteSequence;
 import io.etcd.jetcd.Client;
 import io.etcd.jetcd.KV;
+import io.etcd.jetcd.Watch;
+import io.etcd.jetcd.options.WatchOption;
+import io.etcd.jetcd.watch.WatchEvent;
 import io.etcd.jetcd.op.Cmp;
 import io.etcd.jetcd.op.CmpTarget;
 import io.etcd.jetcd.op.Op;
@@ -20,7 +23,10 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.atomic.AtomicInteger;
 
 public final class Driver {
@@ -75,7 +81,7 @@ public final class Driver {
         int ops = Integer.parseInt(flags.getOrDefault("ops", "2000"));
         long durationMs = Long.parseLong(flags.getOrDefault("duration-ms", "0"));
         boolean trace = flags.containsKey("trace");
-        if (!List.of("put", "get", "get-serializable", "txn").contains(workload)) {
+        if (!List.of("put", "get", "get-serializable", "txn", "watch", "watch-fault").contains(workload)) {
             fail("unknown workload " + workload);
         }
 
@@ -84,6 +90,15 @@ public final class Driver {
                 .map(e -> e.contains("://") ? e : "http://" + e)
                 .toArray(String[]::new);
         Client client = Client.builder().endpoints(urls).build();
+        if (workload.equals("watch")) {
+            watchBench(client, Integer.parseInt(flags.getOrDefault("watchers", "1")),
+                    Integer.parseInt(flags.getOrDefault("puts", "300")));
+            Runtime.getRuntime().halt(0);
+        }
+        if (workload.equals("watch-fault")) {
+            watchFault(client, durationMs);
+            Runtime.getRuntime().halt(0);
+        }
         KV kv = client.getKVClient();
         ByteSequence value = ByteSequence.from("v".repeat(valueSize), StandardCharsets.UTF_8);
         ByteSequence[] keys = new ByteSequence[KEYS];
@@ -212,6 +227,98 @@ public final class Driver {
         System.out.flush();
         // client.close() waits for jetcd's executors; the numbers are out, so do not wait.
         Runtime.getRuntime().halt(0);
+    }
+
+    /**
+     * Creates `watchers` watches on the prefix wbench/ (timed until every one has its
+     * created notification), then times `puts` sequential puts, each until every watch's
+     * listener has had its event. The put loop runs once untimed first, for the JIT.
+     */
+    private static void watchBench(Client client, int watchers, int puts) throws Exception {
+        Watch watch = client.getWatchClient();
+        KV kv = client.getKVClient();
+        ByteSequence prefix = ByteSequence.from("wbench/", StandardCharsets.UTF_8);
+        WatchOption option = WatchOption.builder().isPrefix(true).withCreateNotify(true).build();
+        CountDownLatch created = new CountDownLatch(watchers);
+        AtomicReference<CountDownLatch> pending = new AtomicReference<>(new CountDownLatch(0));
+        List<Watch.Watcher> all = new ArrayList<>();
+        long started = System.nanoTime();
+        for (int i = 0; i < watchers; i++) {
+            all.add(watch.watch(prefix, option, Watch.listener(response -> {
+                if (response.isCreatedNotify()) {
+                    created.countDown();
+                }
+                for (int e = 0; e < response.getEvents().size(); e++) {
+                    pending.get().countDown();
+                }
+            })));
+        }
+        if (!created.await(120, TimeUnit.SECONDS)) {
+            fail("watches not created: " + created.getCount() + " left");
+        }
+        double createMs = (System.nanoTime() - started) / 1e6;
+        int rss = status("VmRSS");
+        int threads = status("Threads");
+        long[] latencies = new long[puts];
+        double cpu = 0;
+        double seconds = 0;
+        for (int round = 0; round < 2; round++) {
+            double cpuBefore = cpuSeconds();
+            long phase = System.nanoTime();
+            for (int i = 0; i < puts; i++) {
+                CountDownLatch latch = new CountDownLatch(watchers);
+                pending.set(latch);
+                long t = System.nanoTime();
+                kv.put(ByteSequence.from("wbench/" + round + "/" + i, StandardCharsets.UTF_8),
+                        ByteSequence.from("v", StandardCharsets.UTF_8)).get();
+                if (!latch.await(10, TimeUnit.SECONDS)) {
+                    fail("events missing: " + latch.getCount());
+                }
+                latencies[i] = System.nanoTime() - t;
+            }
+            seconds = (System.nanoTime() - phase) / 1e9;
+            cpu = cpuSeconds() - cpuBefore;
+        }
+        Arrays.sort(latencies);
+        System.out.println(String.format(java.util.Locale.ROOT,
+                "{\"client\":\"jetcd\",\"workload\":\"watch\",\"watchers\":%d,\"puts\":%d,"
+                        + "\"create_ms\":%.3f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
+                        + "\"events_per_sec\":%.1f,\"cpu_seconds\":%.3f,\"rss_kib\":%d,\"threads\":%d}",
+                watchers, puts, createMs, pct(latencies, 0.50), pct(latencies, 0.99),
+                pct(latencies, 0.999), (double) watchers * puts / seconds, cpu, rss, threads));
+        System.out.flush();
+    }
+
+    /**
+     * Watches the prefix wfault/, prints READY once created, then a line
+     * "E <unix us> <revision of the response's last event>" per response with events, for
+     * `durationMs`. jetcd resumes a broken watch by itself.
+     */
+    private static void watchFault(Client client, long durationMs) throws Exception {
+        ByteSequence prefix = ByteSequence.from("wfault/", StandardCharsets.UTF_8);
+        WatchOption option = WatchOption.builder().isPrefix(true).withCreateNotify(true).build();
+        CountDownLatch created = new CountDownLatch(1);
+        client.getWatchClient().watch(prefix, option, Watch.listener(response -> {
+            if (response.isCreatedNotify()) {
+                created.countDown();
+            }
+            List<WatchEvent> events = response.getEvents();
+            if (!events.isEmpty()) {
+                long revision = events.get(events.size() - 1).getKeyValue().getModRevision();
+                synchronized (System.out) {
+                    System.out.println("E " + nowMicros() + " " + revision);
+                    System.out.flush();
+                }
+            }
+        }));
+        if (!created.await(60, TimeUnit.SECONDS)) {
+            fail("watch not created");
+        }
+        synchronized (System.out) {
+            System.out.println("READY");
+            System.out.flush();
+        }
+        Thread.sleep(durationMs);
     }
 
     private static double pct(long[] sorted, double p) {
