@@ -101,8 +101,12 @@
 //! Starting a watch does not wait for etcd: the create is queued to the hub thread, which
 //! pipelines creates on its stream (each with an ID chosen by the client), so a thousand
 //! watches cost no thousand round trips; [`Watcher::created_revision`] waits for the
-//! creation. Events after that revision are delivered in order, each revision's events in
-//! one response. The hub hands every response to its watcher's channel without waiting
+//! creation. Watchers that start from now with the same range, filters and flags share
+//! one server watch (etcd's gRPC proxy coalesces its clients' watchers the same way): etcd
+//! sends each event once, not once per watcher, and the hub copies it to each; a watcher
+//! that joins such a watch late is created at the revision the watch has delivered
+//! everything up to. Events after that revision are delivered in order, each revision's
+//! events in one response. The hub hands every response to its watcher's channel without waiting
 //! (the channel's length bounds it, and memory is taken as responses arrive): a consumer
 //! that falls [`WatchOptions::buffer`] responses behind ends with [`Error::WatchLagged`],
 //! carrying the revision to resume from, and the other watches go on. When the stream

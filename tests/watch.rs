@@ -298,6 +298,97 @@ fn cancel_and_drop_reach_the_server() {
         .expect("dropped");
 }
 
+#[test]
+fn watchers_of_the_same_range_from_now_share_one_server_watch() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let watch = client.watch();
+    let before = watchers_on_server(&cluster).expect("metrics");
+    let shared = || {
+        watch
+            .watch_with("s/", WatchOptions::new().prefix().buffer(2))
+            .expect("watch")
+    };
+    let first: Vec<Watcher> = (0..50).map(|_| shared()).collect();
+    for w in &first {
+        w.created_revision().expect("created");
+    }
+    // Other options, or a start revision, make watches of their own.
+    let with_prev = watch
+        .watch_with("s/", WatchOptions::new().prefix().prev_kv())
+        .expect("watch");
+    with_prev.created_revision().expect("created");
+    let put1 = client
+        .kv()
+        .put("s/a", "1")
+        .expect("put")
+        .header()
+        .revision();
+    let from_put1 = watch
+        .watch_with("s/", WatchOptions::new().prefix().start_revision(put1))
+        .expect("watch");
+    from_put1.created_revision().expect("created");
+    assert_eq!(
+        watchers_on_server(&cluster),
+        Some(before + 3),
+        "50 watchers of one shape, one with prev_kv, one with a start revision"
+    );
+    for w in first.iter().chain([&with_prev, &from_put1]) {
+        assert_eq!(next_events(w).events()[0].revision(), put1);
+    }
+    // A watcher that joins later starts where the group has delivered everything up to,
+    // and gets every change after it.
+    let late = shared();
+    let joined_at = late.created_revision().expect("created");
+    assert_eq!(joined_at, put1, "joined where the group had come");
+    let put2 = client
+        .kv()
+        .put("s/b", "2")
+        .expect("put")
+        .header()
+        .revision();
+    for w in first.iter().chain([&late]) {
+        assert_eq!(next_events(w).events()[0].revision(), put2);
+    }
+    // One member falls behind (buffer 2): it ends alone, the others go on.
+    let mut first = first.into_iter();
+    let slow = first.next().expect("a watcher");
+    let rest: Vec<Watcher> = first.chain([late]).collect();
+    let mut last = put2;
+    for i in 0..3 {
+        last = client
+            .kv()
+            .put("s/c", i.to_string())
+            .expect("put")
+            .header()
+            .revision();
+        for w in &rest {
+            assert_eq!(next_events(w).events()[0].revision(), last);
+        }
+    }
+    let _ = last;
+    let mut ended = None;
+    while ended.is_none() {
+        match slow.recv_timeout(WAIT) {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the slow watcher neither got events nor ended"),
+            Err(e) => ended = Some(e),
+        }
+    }
+    assert!(
+        matches!(ended, Some(Error::WatchLagged { .. })),
+        "{ended:?}"
+    );
+    // The server watch ends with its last watcher.
+    drop(rest);
+    drop((with_prev, from_put1));
+    cluster
+        .wait_until(WAIT, "every watcher dropped", || {
+            watchers_on_server(&cluster) == Some(before)
+        })
+        .expect("dropped");
+}
+
 /// A writer of puts to keys under `prefix` until `stop`, recording each acknowledged
 /// revision; `count` says how many so far.
 fn write_history(
@@ -488,10 +579,15 @@ fn ten_thousand_watches_alone() {
     first.created_revision().expect("created");
     let before = threads();
     let started = Instant::now();
+    // Ranges that differ (so none shares a server watch with another) and all hold
+    // "many/k": one put, 10,000 events.
     let watchers: Vec<Watcher> = (0..10_000)
-        .map(|_| {
+        .map(|i| {
             watch
-                .watch_with("many/", WatchOptions::new().prefix())
+                .watch_with(
+                    "many/",
+                    WatchOptions::new().range_end(format!("many/k{i:05}")),
+                )
                 .expect("watch")
         })
         .collect();

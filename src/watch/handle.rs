@@ -17,7 +17,10 @@ use crate::error::Result;
 /// Every watch of a client shares one bidirectional stream, driven by one thread
 /// (`etcd-watch`), started with the first watch and stopped by
 /// [`Client::close`](crate::Client::close). Starting a watch does not wait for the server:
-/// creates are pipelined, so a thousand watches cost no thousand round trips.
+/// creates are pipelined, so a thousand watches cost no thousand round trips. Watchers
+/// that start from now with the same range, filters and flags share one watch on the
+/// server (as etcd's gRPC proxy does for its clients): etcd sends each event once, and the
+/// hub hands it to each of them.
 #[derive(Debug, Clone)]
 pub struct Watch {
     caller: Caller,

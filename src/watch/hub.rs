@@ -14,7 +14,7 @@
 //! client-chosen ID, so creates are pipelined (no round trip each) and the same ID serves a
 //! watch on every stream it moves to. Create replies come back in request order.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
+use super::group::{shape, Group};
 use super::liveness::{Liveness, Pace, QUIET};
-use super::responses::{Event, WatchResponse};
+use super::responses::WatchResponse;
 use crate::call::{open_stream, DuplexStream, Next, Opener, Route};
 use crate::error::Error;
 use crate::park;
@@ -181,38 +182,14 @@ impl std::fmt::Debug for Hub {
     }
 }
 
-/// One watch as the thread keeps it.
-struct Live {
-    registration: Box<Registration>,
-    /// The revision a new create starts from: the request's own until the watch has been
-    /// created or has delivered, then the one after what it has seen.
-    next_revision: i64,
-    /// The last revision delivered (0: none).
-    delivered: i64,
-    /// Created on the current stream.
-    created: bool,
-    /// Told its creation revision.
-    told: bool,
-    /// Fragments of a response being put together: its header and events so far.
-    fragments: Option<(Option<rpc::ResponseHeader>, Vec<Event>)>,
-}
-
-impl Live {
-    /// The create request for the current stream: from where it left off.
-    fn create(&self) -> WatchRequest {
-        let mut create = self.registration.request.clone();
-        if self.next_revision > 0 {
-            create.start_revision = self.next_revision;
-        }
-        let mut request = WatchRequest::new();
-        request.set_create_request(create);
-        request
-    }
-}
-
 #[derive(Default)]
 struct State {
-    watches: BTreeMap<i64, Live>,
+    /// The server watches, by their IDs.
+    watches: BTreeMap<i64, Group>,
+    /// The server watch of each watcher, by the watcher's ID.
+    owners: HashMap<i64, i64>,
+    /// The server watches that watchers starting from now may join, by their shape.
+    shapes: HashMap<Vec<u8>, i64>,
     stream: Option<DuplexStream<WatchRequest, rpc::WatchResponse>>,
     outbox: VecDeque<WatchRequest>,
     /// IDs of the creates sent on the current stream and not yet answered, in order.
@@ -330,25 +307,28 @@ impl State {
         match command {
             Command::Create(registration) => {
                 let id = registration.request.watch_id;
-                let live = Live {
-                    next_revision: registration.request.start_revision,
-                    registration,
-                    delivered: 0,
-                    created: false,
-                    told: false,
-                    fragments: None,
-                };
+                let shape = shape(&registration.request);
+                let joined = shape
+                    .as_ref()
+                    .and_then(|s| self.shapes.get(s))
+                    .and_then(|server| self.watches.get_mut(server));
+                if let Some(group) = joined {
+                    self.owners.insert(id, group.id());
+                    group.join(registration);
+                    return;
+                }
+                let group = Group::new(registration, shape.clone());
                 if self.stream.is_some() {
-                    self.outbox.push_back(live.create());
+                    self.outbox.push_back(group.create());
                     self.creating.push_back(id);
                 }
-                self.watches.insert(id, live);
-            }
-            Command::Cancel(id) => {
-                if let Some(live) = self.watches.remove(&id) {
-                    self.cancel_on_server(id, live.created);
+                if let Some(shape) = shape {
+                    self.shapes.insert(shape, id);
                 }
+                self.owners.insert(id, id);
+                self.watches.insert(id, group);
             }
+            Command::Cancel(id) => self.leave(id),
             Command::Progress => {
                 self.asked += 1;
                 if self.stream.is_some() {
@@ -374,10 +354,9 @@ impl State {
         self.failures = 0;
         self.outbox.clear();
         self.creating.clear();
-        for (&id, live) in &mut self.watches {
-            live.created = false;
-            live.fragments = None;
-            self.outbox.push_back(live.create());
+        for (&id, group) in &mut self.watches {
+            group.reset();
+            self.outbox.push_back(group.create());
             self.creating.push_back(id);
         }
         if self.asked > 0 {
@@ -411,12 +390,44 @@ impl State {
         }
     }
 
-    /// Ends a watch: the watcher reads what it holds, then `end` as its error.
-    fn end(&mut self, id: i64, end: End) {
-        if let Some(live) = self.watches.remove(&id) {
-            *live.registration.shared.end.lock() = Some(end);
-            self.cancel_on_server(id, live.created);
+    /// A watcher leaves its server watch (cancelled, dropped, lagged); the last one to
+    /// leave cancels it.
+    fn leave(&mut self, id: i64) {
+        let Some(server) = self.owners.remove(&id) else {
+            return;
+        };
+        let Some(group) = self.watches.get_mut(&server) else {
+            return;
+        };
+        group.leave(id);
+        if group.is_empty() {
+            self.drop_group(server);
         }
+    }
+
+    /// Forgets a server watch, and cancels it there.
+    fn drop_group(&mut self, server: i64) {
+        if let Some(group) = self.watches.remove(&server) {
+            for id in group.member_ids() {
+                self.owners.remove(&id);
+            }
+            if let Some(shape) = &group.shape {
+                self.shapes.remove(shape);
+            }
+            self.cancel_on_server(server, group.created);
+        }
+    }
+
+    /// Ends a server watch: its watchers read what they hold, then `end` as their error.
+    fn end(&mut self, server: i64, end: End) {
+        if let Some(group) = self.watches.get_mut(&server) {
+            let ids: Vec<i64> = group.member_ids().collect();
+            group.end_all(&end);
+            for id in ids {
+                self.owners.remove(&id);
+            }
+        }
+        self.drop_group(server);
     }
 
     fn end_all(&mut self, end: End) {
@@ -433,7 +444,7 @@ impl State {
         if response.created {
             // Create replies come in request order; a failed one may carry no usable ID.
             let id = self.creating.pop_front().unwrap_or(response.watch_id);
-            let Some(live) = self.watches.get_mut(&id) else {
+            let Some(group) = self.watches.get_mut(&id) else {
                 // Cancelled before its create was answered.
                 if !response.canceled {
                     self.cancel_on_server(id, true);
@@ -449,14 +460,7 @@ impl State {
                 self.end(id, end);
                 return;
             }
-            live.created = true;
-            if live.next_revision == 0 {
-                live.next_revision = revision + 1;
-            }
-            if !live.told {
-                live.told = true;
-                let _ = live.registration.created.try_send(revision);
-            }
+            group.on_created(revision);
             return;
         }
         let id = response.watch_id;
@@ -482,64 +486,27 @@ impl State {
             }
             return;
         }
-        let Some(live) = self.watches.get_mut(&id) else {
+        let Some(group) = self.watches.get_mut(&id) else {
             return;
         };
-        let mut events: Vec<Event> = response.events.into_iter().map(Event::from).collect();
-        if response.fragment {
-            let (_, so_far) = live
-                .fragments
-                .get_or_insert_with(|| (header.clone(), Vec::new()));
-            so_far.append(&mut events);
-            return;
+        let events = std::mem::take(&mut response.events).into_vec();
+        if let Some(whole) = group.assemble(header, events, response.fragment) {
+            self.deliver(id, whole);
         }
-        let header = match live.fragments.take() {
-            Some((first, mut so_far)) => {
-                so_far.append(&mut events);
-                events = so_far;
-                header.or(first)
-            }
-            None => header,
-        };
-        let had_events = !events.is_empty();
-        // After a move, the new stream replays from the revision after the last delivered:
-        // anything at or below it was delivered before.
-        events.retain(|e| e.revision() > live.delivered);
-        if had_events && events.is_empty() {
-            return;
-        }
-        if let Some(last) = events.last() {
-            live.delivered = last.revision();
-            live.next_revision = live.delivered + 1;
-        }
-        self.deliver(id, WatchResponse::from_raw(header.as_ref(), events));
     }
 
-    /// Hands a response to its watcher without ever waiting: a full buffer ends the watch
-    /// as lagged, a watcher gone cancels it.
+    /// Hands a response to the watchers of server watch `id` without ever waiting: a
+    /// full buffer ends a watcher as lagged, a watcher gone leaves; the last to leave
+    /// cancels the server watch.
     fn deliver(&mut self, id: i64, response: WatchResponse) {
-        let Some(live) = self.watches.get(&id) else {
+        let Some(group) = self.watches.get_mut(&id) else {
             return;
         };
-        let first = response.events().first().map(Event::revision);
-        let sender = &live.registration.sender;
-        if sender.len() >= live.registration.buffer {
-            let buffer = live.registration.buffer;
-            let resume_from = first.unwrap_or(live.next_revision);
-            self.end(
-                id,
-                End::Lagged {
-                    resume_from,
-                    buffer,
-                },
-            );
-            return;
+        for gone in group.deliver(response) {
+            self.owners.remove(&gone);
         }
-        // Unbounded: a send never waits; it fails only when the watcher is gone.
-        if sender.send(response).is_err() {
-            let created = live.created;
-            self.watches.remove(&id);
-            self.cancel_on_server(id, created);
+        if group.is_empty() {
+            self.drop_group(id);
         }
     }
 }

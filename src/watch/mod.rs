@@ -3,6 +3,7 @@
 //! every watch of a client over one bidirectional stream and moves them all to another
 //! member when that stream's member fails.
 
+mod group;
 mod handle;
 mod hub;
 mod liveness;

@@ -101,7 +101,9 @@ impl Watcher {
         &self.receiver
     }
 
-    /// The watch's ID: the same on every stream the watch moves to.
+    /// The watch's ID in this client: unique, never reused, and the same on every stream
+    /// the watch moves to. Watchers that share one server watch (same range, filters and
+    /// flags, no start revision) each keep their own ID; the server knows the first one's.
     pub fn watch_id(&self) -> i64 {
         self.id
     }
