@@ -215,6 +215,7 @@ impl ClientBuilder {
             caller: Caller::new(route, threads, stopped),
             request_timeout: self.request_timeout,
             watch_hub: Arc::default(),
+            keeper: Arc::default(),
         })
     }
 
@@ -281,6 +282,9 @@ pub struct Client {
     request_timeout: Duration,
     /// The watch hub, shared by every clone and watch handle; started with the first watch.
     watch_hub: Arc<Mutex<Option<Arc<crate::watch::Hub>>>>,
+    /// The lease keeper, shared by every clone and lease handle; started with the first
+    /// keepalive.
+    keeper: Arc<Mutex<Option<Arc<crate::lease::Keeper>>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -328,9 +332,13 @@ impl Client {
         )
     }
 
-    /// The lease API: grant, revoke, time-to-live, listing.
+    /// The lease API: grant, revoke, time-to-live, listing, renewals and keepalives.
     pub fn lease(&self) -> Lease {
-        Lease::new(self.caller.clone(), self.request_timeout)
+        Lease::new(
+            self.caller.clone(),
+            self.keeper.clone(),
+            self.request_timeout,
+        )
     }
 
     /// Every endpoint's health as the balancer sees it now (empty once closed).

@@ -126,6 +126,33 @@
 //! stream. A wrong guess costs one move and loses nothing. A watch whose member is hung
 //! while the client makes no calls at all is moved by the probes.
 //!
+//! # Leases
+//!
+//! ```no_run
+//! # let client = etcd_blocking::Client::connect(["127.0.0.1:2379"])?;
+//! use std::time::Duration;
+//! use etcd_blocking::PutOptions;
+//!
+//! let lease = client.lease();
+//! let id = lease.grant(Duration::from_secs(2))?.id();
+//! client.kv().put_with("service/me", "10.0.0.7", PutOptions::new().lease(id))?;
+//! let kept = lease.keep_alive(id)?.revoke_on_drop(true);
+//! // ... while the service runs; `kept.done()` disconnects if the lease is lost.
+//! # Ok::<(), etcd_blocking::Error>(())
+//! ```
+//!
+//! [`Lease::keep_alive`] renews the lease once on the caller's thread (an unknown lease
+//! fails there, typed), then hands it to the keeper thread, which renews every kept lease
+//! a third of its TTL after its last renewal, over one stream on a healthy member. The
+//! keeper moves that stream at once when it ends (etcd ends the whole stream on any renew
+//! error but "not found", such as "not a primary lessor" from a deposed leader), when the
+//! balancer finds its member unhealthy, or when a renewal goes unanswered for a quarter of
+//! the probe timeout, and renews every lease on the new stream at once. A lease whose
+//! renewal answers TTL 0 ends [`KeepAliveStatus::Expired`] alone; one for which no renewal
+//! has landed before the TTL of the last one ran out ends [`KeepAliveStatus::Lost`] with
+//! the last error: the keepalive never stops silently. Renewals go to each handle's
+//! bounded channel without waiting; a slow reader misses some.
+//!
 //! # Architecture
 //!
 //! The modules, one line each; each layer imports only the layers below it:
@@ -133,8 +160,8 @@
 //! | module | what it holds |
 //! |---|---|
 //! | `client` | [`Client`] and [`ClientBuilder`]: settings become the layers' configs, and the layers are put together |
-//! | `kv`, `lease`, `watch` | the API handles ([`Kv`], [`Lease`], [`Watch`] with its [`Watcher`]s and their hub thread), their options and responses; they depend on `call` alone (`watch` borrows the key-range setters of `kv`) |
-//! | `call` | the path of every call: pick, send, wait, retry or give up (`unary.rs`); the stream primitive (`stream.rs`: open a bidirectional stream on a healthy endpoint, wait on it, give it up with its endpoint, reopen it elsewhere), on which watch and keepalive threads will build; the retry policy (`retry.rs`); the revision floor (`floor.rs`); and the `Caller` that owns everything below |
+//! | `kv`, `lease`, `watch` | the API handles ([`Kv`], [`Lease`] with its [`KeepAlive`]s and their keeper thread, [`Watch`] with its [`Watcher`]s and their hub thread), their options and responses; they depend on `call` alone (`watch` borrows the key-range setters of `kv`) |
+//! | `call` | the path of every call: pick, send, wait, retry or give up (`unary.rs`); the stream primitive (`stream.rs`: open a bidirectional stream on a healthy endpoint, wait on it, give it up with its endpoint, reopen it elsewhere), on which the watch and keepalive threads build; the retry policy (`retry.rs`); the revision floor (`floor.rs`); and the `Caller` that owns everything below |
 //! | `balancer` | the endpoint table, each endpoint's health, the leader and its epoch, and the probing worker thread |
 //! | `transport` | endpoint strings, grpcio channels (built in one place), the service stubs of each endpoint, call metadata |
 //! | `threads` | the registry of background threads: named, supervised, stopped and joined by close |
@@ -150,7 +177,10 @@
 //!   [`Client::close`] stops and joins;
 //! - the watch hub (`etcd-watch`), started with the client's first watch and registered
 //!   the same way: one thread drives every watch of the client over one bidirectional
-//!   stream (see "Watches" below). Keepalive threads will register there too.
+//!   stream (see "Watches" below);
+//! - the lease keeper (`etcd-keepalive`), started with the client's first
+//!   [`Lease::keep_alive`] and registered the same way: one thread renews every kept lease
+//!   of the client over one keepalive stream (see "Leases" below).
 //!
 //! gRPC's C core runs threads of its own besides (`default-executor`, which takes over
 //! transport work when a connection is busy on two threads at once, `resolver-executor`,
@@ -189,7 +219,8 @@
 //! caller blocked on a call is woken by the call's completion or by news that concerns
 //! it, never by a timer that polls.
 //!
-//! **Ownership.** The client, its clones and the API handles ([`Kv`], [`Lease`]) share one
+//! **Ownership.** The client, its clones and the API handles ([`Kv`], [`Lease`],
+//! [`Watch`], [`KeepAlive`]) share one
 //! caller (the call layer's state), which owns the connections, the balancer and the thread
 //! registry. The worker holds only the balancer's state, never the caller. The connections
 //! sit behind a lock that is held only to clone an `Arc` out of it, never across a call.
@@ -253,7 +284,8 @@ pub use kv::{
     SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 pub use lease::{
-    Lease, LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeResponse, LeaseTimeToLiveResponse,
+    KeepAlive, KeepAliveStatus, Lease, LeaseGrantResponse, LeaseKeepAliveResponse,
+    LeaseLeasesResponse, LeaseRenewal, LeaseRevokeResponse, LeaseTimeToLiveResponse,
 };
 pub use types::{KeyValue, ResponseHeader};
 pub use watch::{Event, EventKind, Watch, WatchOptions, WatchResponse, Watcher};

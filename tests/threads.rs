@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::cluster;
-use etcd_blocking::{Client, Kv, Lease};
+use etcd_blocking::{Client, KeepAlive, KeepAliveStatus, Kv, Lease, Watch};
 
 /// How many threads of this process have a name starting with `prefix`.
 fn threads_named(prefix: &str) -> usize {
@@ -24,9 +24,13 @@ fn open_fds() -> usize {
         .count()
 }
 
-/// Threads a client starts: grpcio's poll threads and the balancer's worker.
+/// Threads a client starts: grpcio's poll threads, the balancer's worker, and the watch
+/// and keepalive threads once they are needed.
 fn client_threads() -> usize {
-    threads_named("etcd-grpc") + threads_named("etcd-balancer")
+    threads_named("etcd-grpc")
+        + threads_named("etcd-balancer")
+        + threads_named("etcd-watch")
+        + threads_named("etcd-keepalive")
 }
 
 #[test]
@@ -35,6 +39,9 @@ fn handles_are_cheap_shared_values() {
     shared::<Client>();
     shared::<Kv>();
     shared::<Lease>();
+    shared::<Watch>();
+    fn sent<T: Send + Sync + 'static>() {}
+    sent::<KeepAlive>();
 }
 
 #[test]
@@ -84,6 +91,36 @@ fn close_and_drop_stop_every_client_thread() {
     kv.get("k").expect("a handle keeps the client alive");
     drop(kv);
     stopped("dropping the last handle to stop the poll threads");
+
+    // The watch and keepalive threads start with the first watch and keepalive, one each
+    // however many there are, and close stops them too.
+    let client = Client::connect(cluster.endpoints()).expect("connect");
+    let watchers: Vec<_> = (0..3)
+        .map(|i| client.watch().watch(format!("w{i}")).expect("watch"))
+        .collect();
+    let lease = client.lease();
+    let kept: Vec<KeepAlive> = (0..3)
+        .map(|_| {
+            let id = lease.grant(Duration::from_secs(10)).expect("grant").id();
+            lease.keep_alive(id).expect("keep alive")
+        })
+        .collect();
+    cluster
+        .wait_until(
+            Duration::from_secs(10),
+            "the client's threads to be named",
+            || client_threads() == 4,
+        )
+        .expect("a poll thread, a balancer, a watch thread and a keepalive thread");
+    assert_eq!(threads_named("etcd-watch"), 1, "one watch thread");
+    assert_eq!(threads_named("etcd-keepalive"), 1, "one keepalive thread");
+    client.close().expect("close");
+    stopped("close to stop the watch and keepalive threads");
+    for k in &kept {
+        let end = k.wait(Duration::from_secs(10)).expect("ended by close");
+        assert!(matches!(end, KeepAliveStatus::Lost(_)), "{end:?}");
+    }
+    drop((watchers, kept));
 
     let fds_before = open_fds();
     for _ in 0..20 {

@@ -14,4 +14,4 @@ pub(crate) use caller::Caller;
 pub(crate) use floor::Revisioned;
 pub(crate) use route::Route;
 pub(crate) use spec::Spec;
-pub(crate) use stream::{open_stream, DuplexStream, Next, Opener};
+pub(crate) use stream::{next, open_stream, send, DuplexStream, Next, Opener};

@@ -85,7 +85,6 @@ pub(crate) fn open_stream<Req, Resp>(
 /// Waits for the stream's next message until `deadline` (`None` after it), woken by the
 /// message or by the balancer's news; gives the stream up when its endpoint turns
 /// unhealthy. A thread that also sends, as the watch hub, polls the stream itself.
-#[cfg(test)]
 pub(crate) fn next<Req, Resp>(
     route: &Route,
     stream: &mut DuplexStream<Req, Resp>,
@@ -96,7 +95,6 @@ pub(crate) fn next<Req, Resp>(
 }
 
 /// Sends one message, waiting until `deadline` for the stream to take it.
-#[cfg(test)]
 pub(crate) fn send<Req, Resp>(
     stream: &mut DuplexStream<Req, Resp>,
     message: Req,

@@ -24,8 +24,6 @@ pub(crate) struct Stubs {
     pub(crate) lease: LeaseClient,
     pub(crate) cluster: ClusterClient,
     pub(crate) maintenance: MaintenanceClient,
-    // Opened only by the stream primitive's test until the watch threads come.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) watch: WatchClient,
 }
 

@@ -1,13 +1,17 @@
-//! The lease API's unary calls: grant, revoke, time-to-live and listing.
-//!
-//! Keepalives (a stream on a thread of its own) come with the lease keepalive work; until
-//! then a lease lives for its TTL.
+//! The lease API's handle: grant, revoke, time-to-live, listing, one renewal, and
+//! keepalives handed to the keeper thread.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::call::{Caller, Spec};
+use parking_lot::Mutex;
+
+use super::keepalive::{unknown_lease, KeepAlive, LeaseRenewal, Shared};
+use super::keeper::{self, Command, Keeper, Registration};
+use crate::call::{next, open_stream, send, Caller, Next, Opener, Spec};
 use crate::error::{Error, Result};
 use crate::proto::rpc;
+use crate::time;
 use crate::types::{header_of, ResponseHeader};
 
 /// The longest TTL etcd grants: 9,000,000,000 s (about 285 years).
@@ -21,19 +25,153 @@ const MAX_TTL_SECONDS: i64 = 9_000_000_000;
 #[derive(Debug, Clone)]
 pub struct Lease {
     caller: Caller,
+    keeper: Arc<Mutex<Option<Arc<Keeper>>>>,
     timeout: Duration,
 }
 
 impl Lease {
-    pub(crate) fn new(caller: Caller, timeout: Duration) -> Lease {
+    pub(crate) fn new(
+        caller: Caller,
+        keeper: Arc<Mutex<Option<Arc<Keeper>>>>,
+        timeout: Duration,
+    ) -> Lease {
         caller.note_timeout(timeout);
-        Lease { caller, timeout }
+        Lease {
+            caller,
+            keeper,
+            timeout,
+        }
     }
 
     /// A handle whose calls have this deadline instead of the client's request timeout,
     /// as [`Kv::with_timeout`](crate::Kv::with_timeout).
     pub fn with_timeout(&self, timeout: Duration) -> Lease {
-        Lease::new(self.caller.clone(), timeout)
+        Lease::new(self.caller.clone(), self.keeper.clone(), timeout)
+    }
+
+    /// Renews a lease once, over a keepalive stream of its own, tried on other members
+    /// until the request timeout. A lease etcd does not have (expired, revoked, never
+    /// granted) fails with [`ServerCode::LeaseNotFound`](crate::ServerCode::LeaseNotFound).
+    pub fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
+        not_negative_id(id)?;
+        let route = self.caller.stream_route()?;
+        let deadline = time::deadline(self.timeout);
+        let open: &Opener<rpc::LeaseKeepAliveRequest, rpc::LeaseKeepAliveResponse> =
+            &|s, opt| s.lease.lease_keep_alive_opt(opt);
+        let request = rpc::LeaseKeepAliveRequest {
+            ID: id,
+            ..Default::default()
+        };
+        loop {
+            let sent = Instant::now();
+            let attempt = open_stream(&route, deadline, open).and_then(|mut stream| {
+                send(&mut stream, request.clone(), deadline)?;
+                let answer = next(&route, &mut stream, deadline);
+                stream.cancel();
+                match answer {
+                    Some(Next::Message(r)) if r.TTL <= 0 => {
+                        Err(unknown_lease(id, stream.endpoint()))
+                    }
+                    Some(Next::Message(r)) => Ok(LeaseKeepAliveResponse {
+                        header: header_of(r.header.as_ref()),
+                        id: r.ID,
+                        renewal: LeaseRenewal {
+                            ttl: duration(r.TTL),
+                            at: sent,
+                        },
+                    }),
+                    Some(Next::Ended(Some(e)) | Next::Abandoned(e)) => Err(e),
+                    Some(Next::Ended(None)) => Err(Error::Abandoned {
+                        endpoint: stream.endpoint().to_owned(),
+                        reason: "the server ended the keepalive stream".to_owned(),
+                    }),
+                    None => Err(Error::DeadlineExceeded {
+                        endpoint: stream.endpoint().to_owned(),
+                        timeout: self.timeout,
+                    }),
+                }
+            });
+            match attempt {
+                Ok(response) => return Ok(response),
+                // A renewal is safe to repeat: any other failure is tried again elsewhere.
+                Err(e)
+                    if Instant::now() < deadline
+                        && !matches!(e, Error::Closed)
+                        && e.code() != Some(crate::ServerCode::LeaseNotFound) =>
+                {
+                    log::debug!("etcd lease {id:x} renewal failed, trying again: {e}");
+                    crate::park::park_until(
+                        time::deadline(Duration::from_millis(10)).min(deadline),
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Keeps a lease alive until the handle is dropped: renews it once here (so that a
+    /// lease etcd does not have fails at once, with
+    /// [`ServerCode::LeaseNotFound`](crate::ServerCode::LeaseNotFound)), then hands it to
+    /// the client's keepalive thread (`etcd-keepalive`, started with the first keepalive),
+    /// which renews it a third of its TTL after each renewal. See [`KeepAlive`].
+    pub fn keep_alive(&self, id: i64) -> Result<KeepAlive> {
+        let first = self.keep_alive_once(id)?.renewal;
+        let keeper = self.keeper()?;
+        let shared = Arc::new(Shared::new(first));
+        let (renewals, renewals_rx) = crossbeam_channel::bounded(16);
+        let (done, done_rx) = crossbeam_channel::bounded(0);
+        keeper.tell(Command::Keep(Box::new(Registration {
+            id,
+            shared: shared.clone(),
+            renewals,
+            done,
+            first,
+        })))?;
+        Ok(KeepAlive::new(
+            id,
+            keeper,
+            shared,
+            renewals_rx,
+            done_rx,
+            self.clone(),
+        ))
+    }
+
+    /// The endpoint the keepalive stream is on now, if one is open (for tests that fault
+    /// it).
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub fn keepalive_endpoint(&self) -> Option<String> {
+        self.keeper.lock().as_ref().and_then(|k| k.endpoint())
+    }
+
+    /// How many keepalive streams the client has opened (for tests that count reopens).
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub fn keepalive_streams_opened(&self) -> u64 {
+        self.keeper
+            .lock()
+            .as_ref()
+            .map_or(0, |k| k.streams_opened())
+    }
+
+    /// The client's keeper, started with its thread on first use.
+    fn keeper(&self) -> Result<Arc<Keeper>> {
+        let mut slot = self.keeper.lock();
+        if let Some(keeper) = slot.as_ref() {
+            return Ok(keeper.clone());
+        }
+        let route = self.caller.stream_route()?;
+        let keeper = Keeper::new();
+        let (stopper, runner) = (keeper.clone(), keeper.clone());
+        let thread = self.caller.spawn_thread(
+            "etcd-keepalive",
+            move || stopper.stop(),
+            move || keeper::run(&runner, &route),
+        )?;
+        keeper.set_thread(thread);
+        *slot = Some(keeper.clone());
+        Ok(keeper)
     }
 
     /// Grants a lease of `ttl` (at least a second; etcd raises TTLs below its minimum,
@@ -171,6 +309,36 @@ impl LeaseGrantResponse {
     /// The TTL the server granted, in whole seconds.
     pub fn ttl(&self) -> Duration {
         self.ttl
+    }
+}
+
+/// What one renewal answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseKeepAliveResponse {
+    header: ResponseHeader,
+    id: i64,
+    renewal: LeaseRenewal,
+}
+
+impl LeaseKeepAliveResponse {
+    /// Who answered.
+    pub fn header(&self) -> &ResponseHeader {
+        &self.header
+    }
+
+    /// The lease's ID.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// The TTL granted, in whole seconds.
+    pub fn ttl(&self) -> Duration {
+        self.renewal.ttl()
+    }
+
+    /// The renewal: the TTL from when it was sent.
+    pub fn renewal(&self) -> LeaseRenewal {
+        self.renewal
     }
 }
 

@@ -1,0 +1,411 @@
+//! The keeper: one thread (`etcd-keepalive`) that renews every kept lease of a client over
+//! one bidirectional keepalive stream, on a healthy member chosen by the balancer.
+//!
+//! Each lease is renewed a third of its TTL after its last renewal (the Go client's rule),
+//! and at once on a new stream. When the stream ends (etcd ends the whole stream on any
+//! renew error but "not found", such as a deposed leader's "not a primary lessor"), when
+//! its member turns unhealthy, or when a renewal goes unanswered for the answer time (the
+//! member hung), the thread opens a stream on another member and renews every lease
+//! there at once. A lease ends only as etcd says (TTL 0 in a renewal: expired), as its
+//! handle says (stopped, revoked), or when no renewal has landed before the TTL the last
+//! one granted ran out: lost, with the last error. The thread never waits on a handle:
+//! renewals go to a bounded channel that drops what a slow reader leaves.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+
+use super::keepalive::{KeepAliveStatus as Status, LeaseRenewal as Renewal, Shared};
+use crate::call::{open_stream, DuplexStream, Next, Opener, Route};
+use crate::error::Error;
+use crate::park;
+use crate::proto::rpc::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
+use crate::time;
+
+/// How long one attempt to open a stream waits for a healthy endpoint.
+const OPEN_WAIT: Duration = Duration::from_millis(500);
+
+/// The longest pause between two failed attempts to open a stream.
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How often the thread looks around when nothing is due.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// The shortest answer time for a renewal, whatever the probe timeout.
+const MIN_ANSWER: Duration = Duration::from_millis(25);
+
+/// A lease to keep: its ID, what its handle reads, and where renewals go.
+pub(crate) struct Registration {
+    pub(crate) id: i64,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) renewals: Sender<Renewal>,
+    /// Dropped when the lease ends, so that receivers of `done` disconnect.
+    pub(crate) done: Sender<()>,
+    /// The renewal that `keep_alive` made before handing the lease over.
+    pub(crate) first: Renewal,
+}
+
+/// What a handle asks of the keeper.
+pub(crate) enum Command {
+    Keep(Box<Registration>),
+    /// Stop renewing; the handle sets its own end.
+    Forget(i64),
+}
+
+/// The keeper of one client; shared by its handles and its thread.
+pub(crate) struct Keeper {
+    inbox: Mutex<Vec<Command>>,
+    thread: Mutex<Option<Thread>>,
+    stopping: AtomicBool,
+    /// The endpoint of the current stream, for tests that fault it.
+    endpoint: Mutex<Option<String>>,
+    opened: AtomicU64,
+    /// The thread's state; only the thread locks it. Kept here so that a restart after a
+    /// panic goes on with every lease.
+    state: Mutex<State>,
+}
+
+impl Keeper {
+    pub(crate) fn new() -> Arc<Keeper> {
+        Arc::new(Keeper {
+            inbox: Mutex::new(Vec::new()),
+            thread: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            endpoint: Mutex::new(None),
+            opened: AtomicU64::new(0),
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    pub(crate) fn set_thread(&self, thread: Thread) {
+        *self.thread.lock() = Some(thread);
+    }
+
+    /// The endpoint the stream is on, if one is open.
+    pub(crate) fn endpoint(&self) -> Option<String> {
+        self.endpoint.lock().clone()
+    }
+
+    /// How many streams have been opened so far.
+    pub(crate) fn streams_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// Hands the thread a command; refused once the client is closed.
+    pub(crate) fn tell(&self, command: Command) -> Result<(), Error> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.inbox.lock().push(command);
+        self.wake();
+        Ok(())
+    }
+
+    /// Makes the thread end every kept lease (their handles say the client closed) and
+    /// return.
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if let Some(thread) = self.thread.lock().as_ref() {
+            thread.unpark();
+        }
+    }
+}
+
+impl std::fmt::Debug for Keeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keeper")
+            .field("stopping", &self.stopping.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// One kept lease as the thread keeps it.
+struct Kept {
+    registration: Box<Registration>,
+    /// The TTL the last renewal granted.
+    ttl: Duration,
+    /// When the next renewal is due.
+    due: Instant,
+    /// When the renewal on its way was sent.
+    sent: Option<Instant>,
+    /// When the lease runs out unless renewed: the last renewal's send time plus its TTL.
+    expires: Instant,
+}
+
+impl Kept {
+    fn new(registration: Box<Registration>) -> Kept {
+        let first = registration.first;
+        Kept {
+            ttl: first.ttl,
+            due: first.at + first.ttl / 3,
+            sent: None,
+            expires: first.at + first.ttl,
+            registration,
+        }
+    }
+
+    /// Ends the lease with `status`: its handle reads it, its `done` receivers disconnect.
+    fn end(self, status: Status) {
+        let registration = *self.registration;
+        registration.shared.end(status);
+        drop(registration.done);
+    }
+}
+
+type Stream = DuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>;
+
+#[derive(Default)]
+struct State {
+    leases: BTreeMap<i64, Kept>,
+    stream: Option<Stream>,
+    outbox: VecDeque<LeaseKeepAliveRequest>,
+    /// When the current stream last sent anything.
+    heard: Option<Instant>,
+    /// Why the last stream failed, for a lease lost afterwards.
+    last_error: Option<Arc<Error>>,
+    failures: u32,
+}
+
+enum Wake {
+    Look,
+    Next(Next<LeaseKeepAliveResponse>),
+    Broken(Error),
+}
+
+/// The thread's body: runs until the keeper is stopped.
+pub(crate) fn run(keeper: &Keeper, route: &Route) {
+    let open: &Opener<LeaseKeepAliveRequest, LeaseKeepAliveResponse> =
+        &|s, opt| s.lease.lease_keep_alive_opt(opt);
+    let mut state = keeper.state.lock();
+    let state = &mut *state;
+    loop {
+        if keeper.stopping.load(Ordering::Acquire) {
+            for (_, kept) in std::mem::take(&mut state.leases) {
+                kept.end(Status::Lost(Arc::new(Error::Closed)));
+            }
+            state.detach(keeper, "the client is closing");
+            return;
+        }
+        for command in std::mem::take(&mut *keeper.inbox.lock()) {
+            state.apply(command);
+        }
+        let now = Instant::now();
+        state.lose_expired(now);
+        if state.stream.is_none() && !state.leases.is_empty() {
+            match open_stream(route, time::deadline(OPEN_WAIT), open) {
+                Ok(stream) => {
+                    *keeper.endpoint.lock() = Some(stream.endpoint().to_owned());
+                    keeper.opened.fetch_add(1, Ordering::Relaxed);
+                    state.attach(stream);
+                }
+                Err(Error::Closed) => continue,
+                Err(e) => {
+                    log::debug!("etcd keepalive stream not opened: {e}");
+                    state.last_error = Some(Arc::new(e));
+                    state.failures += 1;
+                    let pause = Duration::from_millis(5)
+                        .saturating_mul(1 << state.failures.min(8))
+                        .min(MAX_BACKOFF);
+                    park::park_until(time::deadline(pause).min(state.next_expiry(now)));
+                    continue;
+                }
+            }
+        }
+        let answer = (route.balancer.stall() / 2).max(MIN_ANSWER);
+        let now = Instant::now();
+        if state.silent(answer, now) {
+            let reason = format!(
+                "its keepalive stream answered no renewal for {} ms",
+                answer.as_millis()
+            );
+            if let Some(stream) = state.stream.as_ref() {
+                stream.report_silent(route, &reason);
+            }
+            state.last_error = Some(Arc::new(Error::Abandoned {
+                endpoint: keeper.endpoint().unwrap_or_default(),
+                reason: reason.clone(),
+            }));
+            state.detach(keeper, &reason);
+            continue;
+        }
+        let wake_by = state.send_due(now, answer).min(time::deadline(IDLE));
+        let news = route.balancer.news();
+        let woke = park::wait(Some(news), wake_by, |cx| {
+            if keeper.stopping.load(Ordering::Acquire) || !keeper.inbox.lock().is_empty() {
+                return Poll::Ready(Wake::Look);
+            }
+            let Some(stream) = state.stream.as_mut() else {
+                return Poll::Pending;
+            };
+            if let Err(e) = stream.poll_send(cx, &mut state.outbox) {
+                return Poll::Ready(Wake::Broken(e));
+            }
+            stream.poll_next(cx).map(Wake::Next)
+        });
+        match woke {
+            None | Some(Wake::Look) => {}
+            Some(Wake::Next(Next::Message(response))) => state.renewed(&response),
+            Some(Wake::Next(Next::Ended(error))) => {
+                let error = error.unwrap_or_else(|| Error::Abandoned {
+                    endpoint: keeper.endpoint().unwrap_or_default(),
+                    reason: "the server ended the keepalive stream".to_owned(),
+                });
+                let why = error.to_string();
+                state.last_error = Some(Arc::new(error));
+                state.detach(keeper, &why);
+            }
+            Some(Wake::Next(Next::Abandoned(error))) | Some(Wake::Broken(error)) => {
+                let why = error.to_string();
+                state.last_error = Some(Arc::new(error));
+                state.detach(keeper, &why);
+            }
+        }
+    }
+}
+
+impl State {
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::Keep(registration) => {
+                let id = registration.id;
+                if let Some(old) = self.leases.insert(id, Kept::new(registration)) {
+                    // Kept twice: the older handle stops hearing of it.
+                    old.end(Status::Stopped);
+                }
+            }
+            Command::Forget(id) => {
+                self.leases.remove(&id);
+            }
+        }
+    }
+
+    /// A new stream: every lease is renewed on it at once.
+    fn attach(&mut self, stream: Stream) {
+        self.failures = 0;
+        self.outbox.clear();
+        let now = Instant::now();
+        for kept in self.leases.values_mut() {
+            kept.sent = None;
+            kept.due = now;
+        }
+        self.heard = None;
+        self.stream = Some(stream);
+    }
+
+    fn detach(&mut self, keeper: &Keeper, why: &str) {
+        *keeper.endpoint.lock() = None;
+        if let Some(mut stream) = self.stream.take() {
+            log::info!(
+                "etcd keepalive stream on {} given up: {why}",
+                stream.endpoint()
+            );
+            stream.cancel();
+        }
+        self.outbox.clear();
+        for kept in self.leases.values_mut() {
+            kept.sent = None;
+        }
+    }
+
+    /// Leases whose TTL ran out with no renewal landed: lost.
+    fn lose_expired(&mut self, now: Instant) {
+        let lost: Vec<i64> = self
+            .leases
+            .iter()
+            .filter(|(_, k)| k.expires <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in lost {
+            if let Some(kept) = self.leases.remove(&id) {
+                let why = self.last_error.clone().unwrap_or_else(|| {
+                    Arc::new(Error::DeadlineExceeded {
+                        endpoint: String::new(),
+                        timeout: kept.ttl,
+                    })
+                });
+                log::warn!("etcd lease {id:x} lost: no renewal landed within its TTL: {why}");
+                kept.end(Status::Lost(why));
+            }
+        }
+    }
+
+    /// The earliest moment a lease runs out.
+    fn next_expiry(&self, now: Instant) -> Instant {
+        self.leases
+            .values()
+            .map(|k| k.expires)
+            .min()
+            .unwrap_or_else(|| now + IDLE)
+    }
+
+    /// True when a renewal has waited `answer` on the stream with nothing heard since.
+    fn silent(&self, answer: Duration, now: Instant) -> bool {
+        if self.stream.is_none() {
+            return false;
+        }
+        self.leases
+            .values()
+            .filter_map(|k| k.sent)
+            .any(|sent| now >= sent + answer && self.heard.is_none_or(|heard| heard < sent))
+    }
+
+    /// Queues the renewals that are due; returns when the thread must look again.
+    fn send_due(&mut self, now: Instant, answer: Duration) -> Instant {
+        let mut next = self.next_expiry(now);
+        if self.stream.is_none() {
+            return next;
+        }
+        for (&id, kept) in &mut self.leases {
+            if kept.sent.is_none() && kept.due <= now {
+                self.outbox.push_back(LeaseKeepAliveRequest {
+                    ID: id,
+                    ..Default::default()
+                });
+                kept.sent = Some(now);
+            }
+            next = match kept.sent {
+                Some(sent) => next.min(sent + answer),
+                None => next.min(kept.due),
+            };
+        }
+        next
+    }
+
+    /// A renewal's answer: the lease lives on for its TTL from when the renewal was sent,
+    /// or etcd says it is gone.
+    fn renewed(&mut self, response: &LeaseKeepAliveResponse) {
+        let now = Instant::now();
+        self.heard = Some(now);
+        let id = response.ID;
+        if response.TTL <= 0 {
+            if let Some(kept) = self.leases.remove(&id) {
+                kept.end(Status::Expired);
+            }
+            return;
+        }
+        let Some(kept) = self.leases.get_mut(&id) else {
+            return;
+        };
+        let sent = kept.sent.take().unwrap_or(now);
+        kept.ttl = Duration::from_secs(u64::try_from(response.TTL).unwrap_or(0));
+        kept.expires = sent + kept.ttl;
+        kept.due = sent + kept.ttl / 3;
+        let renewal = Renewal {
+            ttl: kept.ttl,
+            at: sent,
+        };
+        kept.registration.shared.renewed(renewal);
+        // Bounded: a reader that falls behind misses renewals, the keeper never waits.
+        let _ = kept.registration.renewals.try_send(renewal);
+    }
+}

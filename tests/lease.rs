@@ -1,0 +1,300 @@
+//! Lease renewals and keepalives against real etcd clusters: a kept lease outlives its TTL,
+//! through every fault of the member serving its keepalive stream, and is reported lost,
+//! never silently dropped, when no member with quorum is left.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{all_healthy, client, cluster};
+use etcd_blocking::testing::{Cluster, Proxy};
+use etcd_blocking::{
+    Client, Error, EventKind, KeepAlive, KeepAliveStatus, PutOptions, ServerCode, WatchOptions,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The TTL of the kept leases: the least etcd grants with the launcher's flags is 1 s;
+/// 2 s is the figure.
+const TTL: Duration = Duration::from_secs(2);
+
+fn lease_not_found(result: Result<impl std::fmt::Debug, Error>) -> bool {
+    matches!(result, Err(ref e) if e.code() == Some(ServerCode::LeaseNotFound))
+}
+
+#[test]
+fn bad_input_and_unknown_leases_are_typed_errors() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let lease = client.lease();
+    assert!(matches!(
+        lease.grant(Duration::ZERO),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        lease.keep_alive_once(-1),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        lease.keep_alive(-1),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(lease_not_found(lease.keep_alive_once(0x7ead)));
+    assert!(lease_not_found(lease.keep_alive(0x7ead)));
+    let granted = lease.grant(Duration::from_secs(30)).expect("grant");
+    let once = lease.keep_alive_once(granted.id()).expect("renew");
+    assert_eq!(once.id(), granted.id());
+    assert_eq!(once.ttl(), Duration::from_secs(30));
+    lease.revoke(granted.id()).expect("revoke");
+    assert!(lease_not_found(lease.keep_alive_once(granted.id())));
+    assert!(lease_not_found(lease.keep_alive(granted.id())));
+}
+
+#[test]
+fn a_kept_lease_outlives_its_ttl_renewed_every_third_of_it() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let lease = client.lease();
+    let id = lease.grant(TTL).expect("grant").id();
+    client
+        .kv()
+        .put_with("kept", "v", PutOptions::new().lease(id))
+        .expect("put");
+    let kept = lease.keep_alive(id).expect("keep alive");
+    let started = Instant::now();
+    let mut renewals = 0;
+    // Three TTLs: without renewals the lease and its key are gone after one.
+    while started.elapsed() < 3 * TTL {
+        let renewal = kept
+            .renewals()
+            .recv_timeout(TTL)
+            .expect("a renewal within the TTL");
+        assert_eq!(renewal.ttl(), TTL);
+        renewals += 1;
+    }
+    assert!(renewals >= 6, "renewed {renewals} times in three TTLs");
+    assert!(kept.status().is_alive(), "{:?}", kept.status());
+    assert_eq!(client.kv().get("kept").expect("get").kvs().len(), 1);
+    let left = lease.time_to_live(id).expect("ttl").ttl().expect("alive");
+    assert!(left > Duration::ZERO, "{left:?}");
+    // Revoked through the handle: gone at once, and the handle says so.
+    let done = kept.done();
+    kept.revoke().expect("revoke");
+    assert!(done.recv_timeout(WAIT).is_err(), "done disconnected");
+    assert_eq!(client.kv().get("kept").expect("get").kvs().len(), 0);
+}
+
+#[test]
+fn a_lease_revoked_elsewhere_ends_its_keepalive_expired() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let lease = client.lease();
+    let id = lease.grant(TTL).expect("grant").id();
+    let kept = lease.keep_alive(id).expect("keep alive");
+    // Another lease on the same stream goes on.
+    let other = lease
+        .keep_alive(lease.grant(TTL).expect("grant").id())
+        .expect("keep alive");
+    lease.revoke(id).expect("revoke");
+    let end = kept.wait(WAIT).expect("ended");
+    assert!(matches!(end, KeepAliveStatus::Expired), "{end:?}");
+    let renewal = other.renewals().recv_timeout(WAIT).expect("renewed");
+    assert!(renewal.sent_at() > Instant::now() - TTL);
+    assert!(other.status().is_alive());
+}
+
+#[test]
+fn dropping_the_handle_stops_renewing_and_revoke_on_drop_revokes() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let lease = client.lease();
+    let revoked = lease.grant(TTL).expect("grant").id();
+    drop(
+        lease
+            .keep_alive(revoked)
+            .expect("keep alive")
+            .revoke_on_drop(true),
+    );
+    assert!(lease.time_to_live(revoked).expect("ttl").ttl().is_none());
+    let stopped = lease.grant(TTL).expect("grant").id();
+    drop(lease.keep_alive(stopped).expect("keep alive"));
+    cluster
+        .wait_until(2 * WAIT, "the lease to run out", || {
+            lease.time_to_live(stopped).is_ok_and(|r| r.ttl().is_none())
+        })
+        .expect("expired");
+}
+
+/// A lease kept alive by a client of every member (through `endpoints`), with a key on
+/// it, through `fault` of the member serving its keepalive stream held for two TTLs, and
+/// `heal`: another client's watch of the key sees no delete, and the keepalive never
+/// stops.
+fn kept_through(
+    cluster: &Cluster,
+    client: &Client,
+    endpoints: &[String],
+    fault: impl FnOnce(usize),
+    heal: impl FnOnce(usize),
+) {
+    let lease = client.lease();
+    let id = lease.grant(TTL).expect("grant").id();
+    client
+        .kv()
+        .put_with("through", "v", PutOptions::new().lease(id))
+        .expect("put");
+    let observer = cluster.client().expect("observer");
+    let watcher = observer
+        .watch()
+        .watch_with("through", WatchOptions::new().buffer(usize::MAX))
+        .expect("watch");
+    watcher.created_revision().expect("created");
+    let kept: KeepAlive = lease.keep_alive(id).expect("keep alive");
+    kept.renewals()
+        .recv_timeout(WAIT)
+        .expect("renewed on the stream");
+    let serving = lease
+        .keepalive_endpoint()
+        .and_then(|e| endpoints.iter().position(|x| *x == e))
+        .expect("a keepalive stream");
+    fault(serving);
+    let faulted = Instant::now();
+    let mut elsewhere = false;
+    // Two TTLs of fault: a lease not renewed meanwhile would be gone.
+    while faulted.elapsed() < 2 * TTL {
+        match kept.renewals().recv_timeout(TTL) {
+            Ok(_) => {
+                elsewhere |= lease
+                    .keepalive_endpoint()
+                    .is_some_and(|e| e != endpoints[serving]);
+            }
+            Err(_) => panic!("no renewal for a TTL after the fault: {:?}", kept.status()),
+        }
+    }
+    assert!(elsewhere, "renewed on another member");
+    heal(serving);
+    assert!(kept.status().is_alive(), "{:?}", kept.status());
+    assert_eq!(
+        observer.kv().get("through").expect("get").kvs().len(),
+        1,
+        "the key is still there"
+    );
+    while let Some(response) = watcher.try_recv().expect("watching") {
+        assert!(
+            response
+                .events()
+                .iter()
+                .all(|e| e.kind() != EventKind::Delete),
+            "the key was deleted: {response:?}"
+        );
+    }
+}
+
+fn on_three_members(fault: impl FnOnce(&Cluster, usize), heal: impl FnOnce(&Cluster, usize)) {
+    let cluster = cluster(3);
+    let client = client(&cluster);
+    all_healthy(&cluster, &client);
+    kept_through(
+        &cluster,
+        &client,
+        &cluster.endpoints(),
+        |i| fault(&cluster, i),
+        |i| heal(&cluster, i),
+    );
+}
+
+#[test]
+fn a_lease_outlives_a_kill_of_the_member_serving_its_keepalives() {
+    on_three_members(
+        |c, i| c.kill(i).expect("kill"),
+        |c, i| c.restart(i).expect("restart"),
+    );
+}
+
+#[test]
+fn a_lease_outlives_a_hang_of_the_member_serving_its_keepalives() {
+    on_three_members(
+        |c, i| c.pause(i).expect("pause"),
+        |c, i| c.resume(i).expect("resume"),
+    );
+}
+
+#[test]
+fn a_lease_outlives_its_keepalive_member_cut_off_from_its_peers() {
+    let cluster = common::cluster_with_peer_proxies(3);
+    let client = client(&cluster);
+    all_healthy(&cluster, &client);
+    kept_through(
+        &cluster,
+        &client,
+        &cluster.endpoints(),
+        |i| cluster.isolate(i).expect("isolate"),
+        |_| cluster.heal().expect("heal"),
+    );
+}
+
+#[test]
+fn a_lease_outlives_a_blackhole_of_its_keepalive_member() {
+    let cluster = cluster(3);
+    let proxies: Vec<Proxy> = (0..3)
+        .map(|i| Proxy::start(0, cluster.client_port(i)).expect("proxy"))
+        .collect();
+    let endpoints: Vec<String> = proxies.iter().map(|p| p.endpoint()).collect();
+    let client = Client::connect(endpoints.clone()).expect("connect");
+    all_healthy(&cluster, &client);
+    kept_through(
+        &cluster,
+        &client,
+        &endpoints,
+        |i| proxies[i].blackhole(),
+        |i| proxies[i].pass(),
+    );
+}
+
+#[test]
+fn a_lease_without_quorum_past_its_ttl_is_reported_lost() {
+    let cluster = cluster(3);
+    let client = client(&cluster);
+    all_healthy(&cluster, &client);
+    let lease = client.lease();
+    let kept = lease
+        .keep_alive(lease.grant(TTL).expect("grant").id())
+        .expect("keep alive");
+    let done = kept.done();
+    kept.renewals().recv_timeout(WAIT).expect("renewed");
+    let last = kept.last_renewal();
+    // Two members hung: no quorum anywhere.
+    cluster.pause(0).expect("pause");
+    cluster.pause(1).expect("pause");
+    let paused = Instant::now();
+    let end = kept.wait(TTL + WAIT).expect("ended");
+    let took = paused.elapsed();
+    cluster.resume(0).expect("resume");
+    cluster.resume(1).expect("resume");
+    assert!(matches!(end, KeepAliveStatus::Lost(_)), "{end:?}");
+    assert!(done.recv_timeout(WAIT).is_err(), "done disconnected");
+    // Lost once the last renewal's TTL ran out: never later than a TTL after the fault
+    // (plus the thread's wake-up), and not before the lease could have run out.
+    assert!(
+        took <= TTL + Duration::from_millis(500),
+        "lost after {took:?}"
+    );
+    assert!(
+        Instant::now() >= last.expires_by(),
+        "lost before it could expire"
+    );
+}
+
+#[test]
+fn a_lease_outlives_a_rolling_restart() {
+    on_three_members(
+        // Every member in turn, the way an operator upgrades; the serving one last.
+        |c, i| {
+            for m in [(i + 1) % 3, (i + 2) % 3, i] {
+                c.terminate(m).expect("terminate");
+                c.restart(m).expect("restart");
+                c.wait_healthy().expect("healthy");
+            }
+        },
+        |_, _| {},
+    );
+}
