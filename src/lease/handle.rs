@@ -109,17 +109,23 @@ impl Lease {
         }
     }
 
-    /// Keeps a lease alive until the handle is dropped: renews it once here (so that a
-    /// lease etcd does not have fails at once, with
-    /// [`ServerCode::LeaseNotFound`](crate::ServerCode::LeaseNotFound)), then hands it to
-    /// the client's keepalive thread (`etcd-keepalive`, started with the first keepalive),
-    /// which renews it a third of its TTL after each renewal. See [`KeepAlive`].
+    /// Keeps a lease alive until the handle is dropped. Hands the lease to the client's
+    /// keepalive thread (`etcd-keepalive`, started with the first keepalive), which renews
+    /// it at once and then a third of its TTL after each renewal, and waits (up to the
+    /// request timeout) for that first renewal: a lease etcd does not have fails here,
+    /// with [`ServerCode::LeaseNotFound`](crate::ServerCode::LeaseNotFound). Many
+    /// keepalives started at once share the thread's stream: no round trip of their own
+    /// but the renewal. See [`KeepAlive`].
     pub fn keep_alive(&self, id: i64) -> Result<KeepAlive> {
-        let first = self.keep_alive_once(id)?.renewal;
+        not_negative_id(id)?;
         let keeper = self.keeper()?;
-        let shared = Arc::new(Shared::new(first));
+        let shared = Arc::new(Shared::new(LeaseRenewal {
+            ttl: Duration::ZERO,
+            at: Instant::now(),
+        }));
         let (renewals, renewals_rx) = crossbeam_channel::bounded(16);
         let (done, done_rx) = crossbeam_channel::bounded(0);
+        let (first, first_rx) = crossbeam_channel::bounded(1);
         keeper.tell(Command::Keep(Box::new(Registration {
             id,
             shared: shared.clone(),
@@ -127,6 +133,24 @@ impl Lease {
             done,
             first,
         })))?;
+        let given_up = |e: Error| {
+            let _ = keeper.tell(Command::Forget(id));
+            Err(e)
+        };
+        match first_rx.recv_timeout(time::clamp(self.timeout)) {
+            Ok(Ok(renewal)) => shared.renewed(renewal),
+            Ok(Err(e)) => return given_up(e),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                return given_up(Error::DeadlineExceeded {
+                    endpoint: keeper.endpoint().unwrap_or_default(),
+                    timeout: self.timeout,
+                })
+            }
+            // The keeper ended it: the client closed.
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                return given_up(Error::Closed)
+            }
+        }
         Ok(KeepAlive::new(
             id,
             keeper,

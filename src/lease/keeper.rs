@@ -11,7 +11,7 @@
 //! one granted ran out: lost, with the last error. The thread never waits on a handle:
 //! renewals go to a bounded channel that drops what a slow reader leaves.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
-use super::keepalive::{KeepAliveStatus as Status, LeaseRenewal as Renewal, Shared};
+use super::keepalive::{unknown_lease, KeepAliveStatus as Status, LeaseRenewal as Renewal, Shared};
 use crate::call::{open_stream, DuplexStream, Next, Opener, Route};
 use crate::error::Error;
 use crate::park;
@@ -47,8 +47,8 @@ pub(crate) struct Registration {
     pub(crate) renewals: Sender<Renewal>,
     /// Dropped when the lease ends, so that receivers of `done` disconnect.
     pub(crate) done: Sender<()>,
-    /// The renewal that `keep_alive` made before handing the lease over.
-    pub(crate) first: Renewal,
+    /// Takes the answer to the first renewal, which `keep_alive` waits for.
+    pub(crate) first: Sender<Result<Renewal, Error>>,
 }
 
 /// What a handle asks of the keeper.
@@ -134,26 +134,19 @@ struct Kept {
     registration: Box<Registration>,
     /// The TTL the last renewal granted.
     ttl: Duration,
-    /// When the next renewal is due.
-    due: Instant,
+    /// When the next renewal is due (its key in `State::due`), while none is on its way.
+    due: Option<Instant>,
     /// When the renewal on its way was sent.
     sent: Option<Instant>,
-    /// When the lease runs out unless renewed: the last renewal's send time plus its TTL.
+    /// When the lease runs out unless renewed: the last renewal's send time plus its TTL
+    /// (its key in `State::expiry`); before the first renewal, never (`keep_alive` waits
+    /// for that one, and gives up the lease at its own deadline).
     expires: Instant,
+    /// Waits for the first renewal's answer.
+    first: Option<Sender<Result<Renewal, Error>>>,
 }
 
 impl Kept {
-    fn new(registration: Box<Registration>) -> Kept {
-        let first = registration.first;
-        Kept {
-            ttl: first.ttl,
-            due: first.at + first.ttl / 3,
-            sent: None,
-            expires: first.at + first.ttl,
-            registration,
-        }
-    }
-
     /// Ends the lease with `status`: its handle reads it, its `done` receivers disconnect.
     fn end(self, status: Status) {
         let registration = *self.registration;
@@ -164,9 +157,15 @@ impl Kept {
 
 type Stream = DuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>;
 
+/// The keeper's leases and timers. Every step costs a logarithm of the leases, not their
+/// number: renewals due and expiries are kept in order, and renewals on their way in the
+/// order they were sent (etcd answers a stream's renewals in that order).
 #[derive(Default)]
 struct State {
-    leases: BTreeMap<i64, Kept>,
+    leases: HashMap<i64, Kept>,
+    due: BTreeSet<(Instant, i64)>,
+    expiry: BTreeSet<(Instant, i64)>,
+    in_flight: VecDeque<(Instant, i64)>,
     stream: Option<Stream>,
     outbox: VecDeque<LeaseKeepAliveRequest>,
     /// When the current stream last sent anything.
@@ -190,6 +189,8 @@ pub(crate) fn run(keeper: &Keeper, route: &Route) {
     let state = &mut *state;
     loop {
         if keeper.stopping.load(Ordering::Acquire) {
+            state.due.clear();
+            state.expiry.clear();
             for (_, kept) in std::mem::take(&mut state.leases) {
                 kept.end(Status::Lost(Arc::new(Error::Closed)));
             }
@@ -278,25 +279,56 @@ impl State {
         match command {
             Command::Keep(registration) => {
                 let id = registration.id;
-                if let Some(old) = self.leases.insert(id, Kept::new(registration)) {
+                if let Some(old) = self.remove(id) {
                     // Kept twice: the older handle stops hearing of it.
                     old.end(Status::Stopped);
                 }
+                let now = Instant::now();
+                let kept = Kept {
+                    ttl: Duration::ZERO,
+                    due: Some(now),
+                    sent: None,
+                    expires: time::deadline(time::LONGEST),
+                    first: Some(registration.first.clone()),
+                    registration,
+                };
+                self.insert(id, kept);
             }
             Command::Forget(id) => {
-                self.leases.remove(&id);
+                self.remove(id);
             }
         }
+    }
+
+    fn insert(&mut self, id: i64, kept: Kept) {
+        if let Some(due) = kept.due {
+            self.due.insert((due, id));
+        }
+        self.expiry.insert((kept.expires, id));
+        self.leases.insert(id, kept);
+    }
+
+    /// Takes a lease out with its timers (a renewal on its way is ignored when answered).
+    fn remove(&mut self, id: i64) -> Option<Kept> {
+        let kept = self.leases.remove(&id)?;
+        if let Some(due) = kept.due {
+            self.due.remove(&(due, id));
+        }
+        self.expiry.remove(&(kept.expires, id));
+        Some(kept)
     }
 
     /// A new stream: every lease is renewed on it at once.
     fn attach(&mut self, stream: Stream) {
         self.failures = 0;
         self.outbox.clear();
+        self.in_flight.clear();
+        self.due.clear();
         let now = Instant::now();
-        for kept in self.leases.values_mut() {
+        for (&id, kept) in &mut self.leases {
             kept.sent = None;
-            kept.due = now;
+            kept.due = Some(now);
+            self.due.insert((now, id));
         }
         self.heard = None;
         self.stream = Some(stream);
@@ -312,51 +344,44 @@ impl State {
             stream.cancel();
         }
         self.outbox.clear();
-        for kept in self.leases.values_mut() {
-            kept.sent = None;
-        }
+        self.in_flight.clear();
     }
 
     /// Leases whose TTL ran out with no renewal landed: lost.
     fn lose_expired(&mut self, now: Instant) {
-        let lost: Vec<i64> = self
-            .leases
-            .iter()
-            .filter(|(_, k)| k.expires <= now)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in lost {
-            if let Some(kept) = self.leases.remove(&id) {
-                let why = self.last_error.clone().unwrap_or_else(|| {
-                    Arc::new(Error::DeadlineExceeded {
-                        endpoint: String::new(),
-                        timeout: kept.ttl,
-                    })
-                });
-                log::warn!("etcd lease {id:x} lost: no renewal landed within its TTL: {why}");
-                kept.end(Status::Lost(why));
+        while let Some(&(expires, id)) = self.expiry.first() {
+            if expires > now {
+                break;
             }
+            let Some(kept) = self.remove(id) else {
+                self.expiry.remove(&(expires, id));
+                continue;
+            };
+            let why = self.last_error.clone().unwrap_or_else(|| {
+                Arc::new(Error::DeadlineExceeded {
+                    endpoint: String::new(),
+                    timeout: kept.ttl,
+                })
+            });
+            log::warn!("etcd lease {id:x} lost: no renewal landed within its TTL: {why}");
+            kept.end(Status::Lost(why));
         }
     }
 
     /// The earliest moment a lease runs out.
     fn next_expiry(&self, now: Instant) -> Instant {
-        self.leases
-            .values()
-            .map(|k| k.expires)
-            .min()
-            .unwrap_or_else(|| now + IDLE)
+        self.expiry
+            .first()
+            .map_or_else(|| now + IDLE, |&(expires, _)| expires)
     }
 
-    /// True when a renewal has waited `answer` on the stream with nothing heard since.
+    /// True when the oldest renewal on its way has waited `answer` with nothing heard
+    /// since it was sent.
     fn silent(&self, answer: Duration, now: Instant) -> bool {
-        if self.stream.is_none() {
-            return false;
-        }
-        self.leases
-            .values()
-            .filter_map(|k| k.sent)
-            .any(|sent| now >= sent + answer && self.heard.is_none_or(|heard| heard < sent))
+        self.stream.is_some()
+            && self.in_flight.front().is_some_and(|&(sent, _)| {
+                now >= sent + answer && self.heard.is_none_or(|heard| heard < sent)
+            })
     }
 
     /// Queues the renewals that are due; returns when the thread must look again.
@@ -365,18 +390,25 @@ impl State {
         if self.stream.is_none() {
             return next;
         }
-        for (&id, kept) in &mut self.leases {
-            if kept.sent.is_none() && kept.due <= now {
-                self.outbox.push_back(LeaseKeepAliveRequest {
-                    ID: id,
-                    ..Default::default()
-                });
-                kept.sent = Some(now);
+        while let Some(&(due, id)) = self.due.first() {
+            if due > now {
+                next = next.min(due);
+                break;
             }
-            next = match kept.sent {
-                Some(sent) => next.min(sent + answer),
-                None => next.min(kept.due),
+            self.due.remove(&(due, id));
+            let Some(kept) = self.leases.get_mut(&id) else {
+                continue;
             };
+            kept.due = None;
+            kept.sent = Some(now);
+            self.in_flight.push_back((now, id));
+            self.outbox.push_back(LeaseKeepAliveRequest {
+                ID: id,
+                ..Default::default()
+            });
+        }
+        if let Some(&(sent, _)) = self.in_flight.front() {
+            next = next.min(sent + answer);
         }
         next
     }
@@ -387,25 +419,41 @@ impl State {
         let now = Instant::now();
         self.heard = Some(now);
         let id = response.ID;
+        // Answers come in the order renewals went out: what is ahead of this one was
+        // answered already or belongs to a lease forgotten since.
+        while let Some(&(_, first)) = self.in_flight.front() {
+            self.in_flight.pop_front();
+            if first == id {
+                break;
+            }
+        }
         if response.TTL <= 0 {
-            if let Some(kept) = self.leases.remove(&id) {
+            if let Some(mut kept) = self.remove(id) {
+                if let Some(first) = kept.first.take() {
+                    let endpoint = self.stream.as_ref().map_or("", |s| s.endpoint());
+                    let _ = first.try_send(Err(unknown_lease(id, endpoint)));
+                }
                 kept.end(Status::Expired);
             }
             return;
         }
-        let Some(kept) = self.leases.get_mut(&id) else {
+        let Some(mut kept) = self.remove(id) else {
             return;
         };
         let sent = kept.sent.take().unwrap_or(now);
         kept.ttl = Duration::from_secs(u64::try_from(response.TTL).unwrap_or(0));
         kept.expires = sent + kept.ttl;
-        kept.due = sent + kept.ttl / 3;
+        kept.due = Some(sent + kept.ttl / 3);
         let renewal = Renewal {
             ttl: kept.ttl,
             at: sent,
         };
         kept.registration.shared.renewed(renewal);
+        if let Some(first) = kept.first.take() {
+            let _ = first.try_send(Ok(renewal));
+        }
         // Bounded: a reader that falls behind misses renewals, the keeper never waits.
         let _ = kept.registration.renewals.try_send(renewal);
+        self.insert(id, kept);
     }
 }
