@@ -153,6 +153,32 @@
 //! the last error: the keepalive never stops silently. Renewals go to each handle's
 //! bounded channel without waiting; a slow reader misses some.
 //!
+//! # Locks and sessions
+//!
+//! ```no_run
+//! # let client = etcd_blocking::Client::connect(["127.0.0.1:2379"])?;
+//! use std::time::Duration;
+//! use etcd_blocking::concurrency::{Mutex, Session};
+//! use etcd_blocking::{Txn, TxnOp};
+//!
+//! let session = Session::new(&client, Duration::from_secs(10))?;
+//! let guard = Mutex::new(&session, "jobs/lock")?.lock(Duration::from_secs(30))?;
+//! // Only if this session still holds the lock:
+//! let fenced = Txn::new().when([guard.fence()]).and_then([TxnOp::put("jobs/last", "me")]);
+//! let wrote = client.kv().txn(fenced)?.succeeded();
+//! guard.unlock()?;
+//! # Ok::<(), etcd_blocking::Error>(())
+//! ```
+//!
+//! [`concurrency::Session`] is a lease and its keepalive; [`concurrency::Mutex`] queues
+//! each lock attempt as a key with the session's lease, in create-revision order, as the
+//! Go client's `concurrency` package does (and interoperates with it); a waiter watches
+//! the key just before its own, so a release wakes one waiter. A lock waited for past its
+//! deadline ends with [`Error::WaitTimeout`], a session lost meanwhile with
+//! [`Error::SessionLost`]. A holder that may have lost its session (a partition longer
+//! than the TTL) can no longer be sure it holds the lock: it writes through
+//! [`concurrency::MutexGuard::fence`], which etcd checks when it applies the write.
+//!
 //! # Architecture
 //!
 //! The modules, one line each; each layer imports only the layers below it:
@@ -161,6 +187,7 @@
 //! |---|---|
 //! | `client` | [`Client`] and [`ClientBuilder`]: settings become the layers' configs, and the layers are put together |
 //! | `kv`, `lease`, `watch` | the API handles ([`Kv`], [`Lease`] with its [`KeepAlive`]s and their keeper thread, [`Watch`] with its [`Watcher`]s and their hub thread), their options and responses; they depend on `call` alone (`watch` borrows the key-range setters of `kv`) |
+//! | `concurrency` | the recipes ([`concurrency::Session`], [`concurrency::Mutex`]) on the public API of the handles below |
 //! | `call` | the path of every call: pick, send, wait, retry or give up (`unary.rs`); the stream primitive (`stream.rs`: open a bidirectional stream on a healthy endpoint, wait on it, give it up with its endpoint, reopen it elsewhere), on which the watch and keepalive threads build; the retry policy (`retry.rs`); the revision floor (`floor.rs`); and the `Caller` that owns everything below |
 //! | `balancer` | the endpoint table, each endpoint's health, the leader and its epoch, and the probing worker thread |
 //! | `transport` | endpoint strings, grpcio channels (built in one place), the service stubs of each endpoint, call metadata |
@@ -264,6 +291,7 @@
 mod balancer;
 mod call;
 mod client;
+pub mod concurrency;
 mod error;
 mod kv;
 mod lease;

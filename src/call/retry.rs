@@ -57,7 +57,9 @@ pub(crate) fn decide(kind: CallKind, error: &Error) -> Decision {
         | Error::WriteOutcomeUnknown { .. }
         | Error::WatchCompacted { .. }
         | Error::WatchLagged { .. }
-        | Error::WatchCanceled { .. } => Fail,
+        | Error::WatchCanceled { .. }
+        | Error::WaitTimeout { .. }
+        | Error::SessionLost { .. } => Fail,
     }
 }
 

@@ -210,6 +210,26 @@ pub enum Error {
         reason: String,
     },
 
+    /// A recipe gave up waiting at its deadline: a lock another session holds, an
+    /// election another candidate leads.
+    #[error("gave up waiting for {what} after {}", Human(*.timeout))]
+    WaitTimeout {
+        /// What it waited for.
+        what: String,
+        /// How long it waited.
+        timeout: Duration,
+    },
+
+    /// The session's lease is gone (expired, revoked, or lost with no quorum in reach):
+    /// nothing it held is held any more.
+    #[error("the session's lease {lease:x} is gone: {reason}")]
+    SessionLost {
+        /// The session's lease.
+        lease: i64,
+        /// How it went.
+        reason: String,
+    },
+
     /// The client was closed.
     #[error("the client is closed")]
     Closed,

@@ -1,0 +1,117 @@
+//! A session: a lease and its keepalive, shared by what it holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+
+use crate::error::{Error, Result};
+use crate::lease::{KeepAlive, KeepAliveStatus};
+use crate::Client;
+
+/// A lease kept alive by the client's keepalive thread, for the locks and elections that
+/// hang on it: cheap to clone (clones share the lease). When the lease is lost (no
+/// renewal could land before its TTL ran out), [`done`](Session::done) disconnects, and
+/// what the session held must be taken as lost: its keys expire with the lease.
+///
+/// [`close`](Session::close) revokes the lease, which releases at once every lock and
+/// leadership that hangs on it; so does dropping the last clone (best effort, logged on
+/// failure, bounded by the client's request timeout).
+#[derive(Debug, Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: Client,
+    keep: KeepAlive,
+    ttl: Duration,
+}
+
+impl Session {
+    /// Grants a lease of `ttl` (a second at least) and keeps it alive.
+    pub fn new(client: &Client, ttl: Duration) -> Result<Session> {
+        let lease = client.lease();
+        let id = lease.grant(ttl)?.id();
+        let keep = match lease.keep_alive(id) {
+            Ok(keep) => keep.revoke_on_drop(true),
+            Err(e) => {
+                let _ = lease.revoke(id);
+                return Err(e);
+            }
+        };
+        Ok(Session {
+            inner: Arc::new(Inner {
+                client: client.clone(),
+                keep,
+                ttl,
+            }),
+        })
+    }
+
+    /// A session on an existing lease, kept alive from now on (it is not revoked by this
+    /// session's end unless `revoke` says so).
+    pub fn from_lease(client: &Client, id: i64, revoke: bool) -> Result<Session> {
+        let keep = client.lease().keep_alive(id)?.revoke_on_drop(revoke);
+        let ttl = keep.ttl();
+        Ok(Session {
+            inner: Arc::new(Inner {
+                client: client.clone(),
+                keep,
+                ttl,
+            }),
+        })
+    }
+
+    /// The lease's ID.
+    pub fn lease_id(&self) -> i64 {
+        self.inner.keep.id()
+    }
+
+    /// The TTL asked for.
+    pub fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    /// The client the session works through.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// Where the lease stands.
+    pub fn status(&self) -> KeepAliveStatus {
+        self.inner.keep.status()
+    }
+
+    /// True while the lease is kept alive.
+    pub fn is_alive(&self) -> bool {
+        self.status().is_alive()
+    }
+
+    /// A receiver that gets nothing and disconnects when the session ends (its lease is
+    /// lost, expired or revoked), for `crossbeam_channel::select!`.
+    pub fn done(&self) -> Receiver<()> {
+        self.inner.keep.done()
+    }
+
+    /// The error for what the session held, once it has ended.
+    pub(crate) fn lost(&self) -> Error {
+        Error::SessionLost {
+            lease: self.lease_id(),
+            reason: format!("{:?}", self.status()),
+        }
+    }
+
+    /// Revokes the lease now, releasing what the session holds, for every clone. Waits at
+    /// most the TTL: by then the lease is gone anyway.
+    pub fn close(self) -> Result<()> {
+        let lease = self.inner.client.lease().with_timeout(self.inner.ttl);
+        let id = self.lease_id();
+        match lease.revoke(id) {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(crate::ServerCode::LeaseNotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

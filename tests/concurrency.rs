@@ -1,0 +1,251 @@
+//! The concurrency recipes against real etcd clusters: sessions, and a mutex that keeps
+//! its holders apart through member faults and fences out a holder that lost its session.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{all_healthy, client, cluster};
+use etcd_blocking::concurrency::{Mutex, MutexGuard, Session};
+use etcd_blocking::{Client, Compare, Error, GetOptions, Txn, TxnOp};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn bad_input_is_refused_with_a_typed_error() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    assert!(matches!(
+        Session::new(&client, Duration::ZERO),
+        Err(Error::InvalidArgument { .. })
+    ));
+    let session = Session::new(&client, Duration::from_secs(5)).expect("session");
+    assert!(matches!(
+        Mutex::new(&session, ""),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
+fn queued(client: &Client, prefix: &str) -> i64 {
+    client
+        .kv()
+        .get_with(prefix, GetOptions::new().prefix().count_only())
+        .expect("count")
+        .count()
+}
+
+#[test]
+fn try_lock_says_none_while_held_and_lock_waits_its_turn() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let a = Session::new(&client, Duration::from_secs(5)).expect("session");
+    let b = Session::new(&client, Duration::from_secs(5)).expect("session");
+    let held = Mutex::new(&a, "m")
+        .expect("mutex")
+        .lock(WAIT)
+        .expect("lock");
+    let other = Mutex::new(&b, "m").expect("mutex");
+    assert!(other.try_lock().expect("try").is_none(), "held by a");
+    assert_eq!(queued(&client, "m/"), 1, "a failed try leaves no key");
+    // Waiting past the deadline: a typed error, and the waiter's key gone.
+    assert!(matches!(
+        other.lock(Duration::from_millis(300)),
+        Err(Error::WaitTimeout { .. })
+    ));
+    assert_eq!(queued(&client, "m/"), 1);
+    // Waiting its turn: taken once the holder lets go.
+    let waiter = thread::spawn(move || other.lock(WAIT).map(|g| g.revision()));
+    cluster
+        .wait_until(WAIT, "the waiter to queue", || queued(&client, "m/") == 2)
+        .expect("queued");
+    let first = held.revision();
+    held.unlock().expect("unlock");
+    let second = waiter.join().expect("waiter").expect("locked");
+    assert!(second > first, "{second} after {first}");
+}
+
+#[test]
+fn a_holder_whose_session_is_lost_is_fenced_out() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let a = Session::new(&client, Duration::from_secs(5)).expect("session");
+    let b = Session::new(&client, Duration::from_secs(5)).expect("session");
+    let stale = Mutex::new(&a, "f")
+        .expect("mutex")
+        .lock(WAIT)
+        .expect("lock");
+    // a's lease goes (as it would with a partition longer than its TTL).
+    let done = a.done();
+    client.lease().revoke(a.lease_id()).expect("revoke");
+    assert!(done.recv_timeout(WAIT).is_err(), "a's session ended");
+    let fresh = Mutex::new(&b, "f")
+        .expect("mutex")
+        .lock(WAIT)
+        .expect("lock");
+    let write = |guard: &MutexGuard, value: &str| {
+        client
+            .kv()
+            .txn(
+                Txn::new()
+                    .when([guard.fence()])
+                    .and_then([TxnOp::put("f-data", value)]),
+            )
+            .expect("txn")
+            .succeeded()
+    };
+    assert!(!write(&stale, "from a"), "the stale holder is fenced out");
+    assert!(write(&fresh, "from b"), "the holder writes");
+    drop(stale);
+    fresh.unlock().expect("unlock");
+}
+
+#[test]
+fn a_session_ends_when_no_quorum_is_in_reach_past_its_ttl() {
+    let cluster = cluster(3);
+    let client = client(&cluster);
+    all_healthy(&cluster, &client);
+    let session = Session::new(&client, Duration::from_secs(2)).expect("session");
+    let done = session.done();
+    cluster.pause(0).expect("pause");
+    cluster.pause(1).expect("pause");
+    let ended = done.recv_timeout(Duration::from_secs(2) + WAIT).is_err();
+    cluster.resume(0).expect("resume");
+    cluster.resume(1).expect("resume");
+    assert!(ended, "done disconnected");
+    assert!(!session.is_alive());
+}
+
+/// Increments the counter under `guard`: a write fenced to the holder and guarded by the
+/// value read, resent while its outcome is unknown (a late copy finds the value changed).
+fn increment(client: &Client, guard: &MutexGuard) {
+    let kv = client.kv();
+    let read = loop {
+        match kv.get("counter") {
+            Ok(r) => break r,
+            Err(e) => assert!(e.is_unavailable() || e.is_deadline_exceeded(), "{e}"),
+        }
+    };
+    let old: u64 = read.first().map_or(0, |kv| {
+        String::from_utf8_lossy(kv.value())
+            .parse()
+            .expect("a number")
+    });
+    let same = match read.first() {
+        Some(kv) => Compare::mod_revision("counter").eq(kv.mod_revision()),
+        None => Compare::create_revision("counter").eq(0),
+    };
+    loop {
+        let txn = Txn::new()
+            .when([guard.fence(), same.clone()])
+            .and_then([TxnOp::put("counter", (old + 1).to_string())]);
+        match kv.txn(txn) {
+            Ok(r) if r.succeeded() => return,
+            Ok(_) => {
+                // An earlier copy landed, or the lock is lost: the value tells.
+                let now = kv.get("counter").expect("read back");
+                let value: u64 = now.first().map_or(0, |kv| {
+                    String::from_utf8_lossy(kv.value())
+                        .parse()
+                        .expect("a number")
+                });
+                assert_eq!(value, old + 1, "the increment landed, and nothing else");
+                return;
+            }
+            Err(e) => assert!(
+                matches!(e, Error::WriteOutcomeUnknown { .. })
+                    || e.is_unavailable()
+                    || e.is_deadline_exceeded(),
+                "{e}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn holders_never_overlap_and_every_increment_counts_through_member_faults() {
+    const ROUNDS: usize = 12;
+    let cluster = cluster(3);
+    let clients: Vec<Client> = (0..2).map(|_| client(&cluster)).collect();
+    for c in &clients {
+        all_healthy(&cluster, c);
+    }
+    let holds: Arc<StdMutex<Vec<(i64, Instant, Instant)>>> = Arc::default();
+    let stop_faults = Arc::new(AtomicBool::new(false));
+    let faults = {
+        let (stop, holds, cluster) = (stop_faults.clone(), holds.clone(), &cluster);
+        move || {
+            // A member killed and brought back, then another paused and resumed, each step
+            // once the holders have made some progress since the last.
+            let after = |count: usize| {
+                let _ = cluster.wait_until(Duration::from_secs(60), "holders to go on", || {
+                    stop.load(Ordering::Acquire) || holds.lock().expect("holds").len() >= count
+                });
+            };
+            after(4);
+            cluster.kill(0).expect("kill");
+            after(12);
+            cluster.restart(0).expect("restart");
+            cluster.wait_healthy().expect("healthy");
+            after(20);
+            cluster.pause(1).expect("pause");
+            after(32);
+            cluster.resume(1).expect("resume");
+            // How many holds there were by then: the faults must have come while the
+            // holders went on.
+            holds.lock().expect("holds").len()
+        }
+    };
+    thread::scope(|s| {
+        let fault_thread = s.spawn(faults);
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let client = clients[w % 2].clone();
+                let holds = holds.clone();
+                s.spawn(move || {
+                    let session = Session::new(&client, Duration::from_secs(5)).expect("session");
+                    let mutex = Mutex::new(&session, "counter-lock").expect("mutex");
+                    for _ in 0..ROUNDS {
+                        let guard = mutex.lock(Duration::from_secs(60)).expect("lock");
+                        let start = Instant::now();
+                        increment(&client, &guard);
+                        let end = Instant::now();
+                        holds
+                            .lock()
+                            .expect("holds")
+                            .push((guard.revision(), start, end));
+                        guard.unlock().expect("unlock");
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("worker");
+        }
+        stop_faults.store(true, Ordering::Release);
+        let by_the_last_fault = fault_thread.join().expect("faults");
+        assert!(
+            by_the_last_fault < 4 * ROUNDS,
+            "the faults came after the holders were done"
+        );
+    });
+    let total = clients[0].kv().get("counter").expect("get");
+    assert_eq!(
+        total.first().map(|kv| kv.value().to_vec()),
+        Some((4 * ROUNDS).to_string().into_bytes()),
+        "every increment counted once"
+    );
+    let mut holds = holds.lock().expect("holds").clone();
+    holds.sort_by_key(|h| h.0);
+    for pair in holds.windows(2) {
+        assert!(pair[0].0 < pair[1].0, "one revision per hold");
+        assert!(
+            pair[0].2 <= pair[1].1,
+            "holds overlap: {:?} and {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+}
