@@ -178,6 +178,11 @@
 //! [`Error::SessionLost`]. A holder that may have lost its session (a partition longer
 //! than the TTL) can no longer be sure it holds the lock: it writes through
 //! [`concurrency::MutexGuard::fence`], which etcd checks when it applies the write.
+//! [`concurrency::Election`] stands candidates in the same kind of queue:
+//! [`concurrency::Election::campaign`] waits to lead (with a deadline),
+//! [`concurrency::Leadership::proclaim`] is fenced to the leader (a leader whose session
+//! went gets [`Error::NotLeader`]), and [`concurrency::Election::observe`] follows every
+//! leader and value in order through one watch, on the caller's thread.
 //!
 //! # Architecture
 //!
@@ -187,7 +192,7 @@
 //! |---|---|
 //! | `client` | [`Client`] and [`ClientBuilder`]: settings become the layers' configs, and the layers are put together |
 //! | `kv`, `lease`, `watch` | the API handles ([`Kv`], [`Lease`] with its [`KeepAlive`]s and their keeper thread, [`Watch`] with its [`Watcher`]s and their hub thread), their options and responses; they depend on `call` alone (`watch` borrows the key-range setters of `kv`) |
-//! | `concurrency` | the recipes ([`concurrency::Session`], [`concurrency::Mutex`]) on the public API of the handles below |
+//! | `concurrency` | the recipes ([`concurrency::Session`], [`concurrency::Mutex`], [`concurrency::Election`]; locks and elections share one queue of keys, `queue.rs`) on the public API of the handles below |
 //! | `call` | the path of every call: pick, send, wait, retry or give up (`unary.rs`); the stream primitive (`stream.rs`: open a bidirectional stream on a healthy endpoint, wait on it, give it up with its endpoint, reopen it elsewhere), on which the watch and keepalive threads build; the retry policy (`retry.rs`); the revision floor (`floor.rs`); and the `Caller` that owns everything below |
 //! | `balancer` | the endpoint table, each endpoint's health, the leader and its epoch, and the probing worker thread |
 //! | `transport` | endpoint strings, grpcio channels (built in one place), the service stubs of each endpoint, call metadata |

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{all_healthy, client, cluster};
-use etcd_blocking::concurrency::{Mutex, MutexGuard, Session};
+use etcd_blocking::concurrency::{Election, Mutex, MutexGuard, Session};
 use etcd_blocking::{Client, Compare, Error, GetOptions, Txn, TxnOp};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -248,4 +248,74 @@ fn holders_never_overlap_and_every_increment_counts_through_member_faults() {
             pair[1]
         );
     }
+}
+
+#[test]
+fn observe_sees_every_leader_in_order_and_a_lost_leader_is_replaced() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let session = |ttl: u64| Session::new(&client, Duration::from_secs(ttl)).expect("session");
+    let watcher_session = session(5);
+    assert!(matches!(
+        Election::new(&watcher_session, ""),
+        Err(Error::InvalidArgument { .. })
+    ));
+    let election = |s: &Session| Election::new(s, "e").expect("election");
+    let mut observer = election(&watcher_session).observe().expect("observe");
+    assert!(election(&watcher_session)
+        .leader()
+        .expect("leader")
+        .is_none());
+    let (a, b, c) = (session(5), session(5), session(5));
+    let leader_a = election(&a).campaign("a", WAIT).expect("a leads");
+    // b and c stand behind a, in that order.
+    let (eb, ec) = (election(&b), election(&c));
+    let b_wins = thread::spawn(move || eb.campaign("b", 3 * WAIT));
+    cluster
+        .wait_until(WAIT, "b to stand", || queued(&client, "e/") == 2)
+        .expect("b stands");
+    let c_wins = thread::spawn(move || ec.campaign("c", 3 * WAIT));
+    cluster
+        .wait_until(WAIT, "c to stand", || queued(&client, "e/") == 3)
+        .expect("c stands");
+    // Not b's turn yet: a campaign with a short deadline gives up, typed.
+    assert!(matches!(
+        election(&session(5)).campaign("d", Duration::from_millis(300)),
+        Err(Error::WaitTimeout { .. })
+    ));
+    leader_a.proclaim("a2").expect("proclaim");
+    leader_a.resign().expect("resign");
+    let leader_b = b_wins.join().expect("b").expect("b leads");
+    // b's session is lost (its lease goes): c takes over, and b is leader no more.
+    client.lease().revoke(b.lease_id()).expect("revoke");
+    let leader_c = c_wins.join().expect("c").expect("c leads");
+    assert!(matches!(
+        leader_b.proclaim("b2"),
+        Err(Error::NotLeader { .. })
+    ));
+    assert_eq!(
+        election(&watcher_session)
+            .leader()
+            .expect("leader")
+            .map(|kv| kv.value().to_vec()),
+        Some(b"c".to_vec())
+    );
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let kv = observer
+            .recv_timeout(WAIT)
+            .expect("observing")
+            .expect("a leader in time");
+        seen.push(String::from_utf8_lossy(kv.value()).into_owned());
+    }
+    assert_eq!(
+        seen,
+        ["a", "a2", "b", "c"],
+        "every leader and value, in order"
+    );
+    assert!(observer
+        .recv_timeout(Duration::from_millis(200))
+        .expect("observing")
+        .is_none());
+    leader_c.resign().expect("resign");
 }

@@ -59,7 +59,8 @@ pub(crate) fn decide(kind: CallKind, error: &Error) -> Decision {
         | Error::WatchLagged { .. }
         | Error::WatchCanceled { .. }
         | Error::WaitTimeout { .. }
-        | Error::SessionLost { .. } => Fail,
+        | Error::SessionLost { .. }
+        | Error::NotLeader { .. } => Fail,
     }
 }
 

@@ -220,6 +220,14 @@ pub enum Error {
         timeout: Duration,
     },
 
+    /// An election's leadership is not this candidate's (any more): it resigned, or its
+    /// session's lease went and another candidate leads.
+    #[error("not the leader of the election {election}")]
+    NotLeader {
+        /// The election's name.
+        election: String,
+    },
+
     /// The session's lease is gone (expired, revoked, or lost with no quorum in reach):
     /// nothing it held is held any more.
     #[error("the session's lease {lease:x} is gone: {reason}")]

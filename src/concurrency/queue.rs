@@ -1,0 +1,173 @@
+//! A queue of keys under a prefix, ordered by create revision, each with a session's
+//! lease: what locks and elections are made of (as in the Go client's `concurrency`
+//! package). The key first by create revision is at the head; the others wait, each for
+//! the deletion of every key created before its own, watching the newest of them so that
+//! one deletion wakes one waiter.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::select;
+
+use super::session::Session;
+use crate::error::{Error, Result};
+use crate::kv::{Compare, GetOptions, SortOrder, SortTarget, Txn, TxnOp};
+use crate::watch::WatchOptions;
+use crate::{EventKind, PutOptions};
+
+/// Where a key stands in its queue.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Standing {
+    /// The key's create revision.
+    pub(super) revision: i64,
+    /// The create revision of the key at the head.
+    pub(super) head: i64,
+    /// The key was put now (not there before).
+    pub(super) new: bool,
+}
+
+/// One place in a queue: a session's key under the queue's prefix.
+#[derive(Debug, Clone)]
+pub(super) struct Queue {
+    pub(super) session: Session,
+    pub(super) prefix: Vec<u8>,
+    pub(super) key: Vec<u8>,
+}
+
+impl Queue {
+    /// Puts the key with `value` if it is not there: where it stands.
+    pub(super) fn enqueue(&self, value: &[u8]) -> Result<Standing> {
+        retried(&self.session, || self.try_enqueue(value))
+    }
+
+    fn try_enqueue(&self, value: &[u8]) -> Result<Standing> {
+        let kv = self.session.client().kv();
+        let first = GetOptions::new()
+            .prefix()
+            .sort(SortTarget::CreateRevision, SortOrder::Ascend)
+            .limit(1);
+        let response = kv.txn(
+            Txn::new()
+                .when([Compare::create_revision(self.key.clone()).eq(0)])
+                .and_then([
+                    TxnOp::put_with(
+                        self.key.clone(),
+                        value.to_vec(),
+                        PutOptions::new().lease(self.session.lease_id()),
+                    ),
+                    TxnOp::get_with(self.prefix.clone(), first.clone()),
+                ])
+                .or_else([
+                    TxnOp::get(self.key.clone()),
+                    TxnOp::get_with(self.prefix.clone(), first),
+                ]),
+        )?;
+        let responses = response.responses();
+        let revision = if response.succeeded() {
+            response.header().revision()
+        } else {
+            responses
+                .first()
+                .and_then(|r| r.as_get())
+                .and_then(|g| g.first())
+                .map_or(0, |kv| kv.create_revision())
+        };
+        let head = responses
+            .get(1)
+            .and_then(|r| r.as_get())
+            .and_then(|g| g.first())
+            .map_or(revision, |kv| kv.create_revision());
+        Ok(Standing {
+            revision,
+            head,
+            new: response.succeeded(),
+        })
+    }
+
+    /// Deletes the key.
+    pub(super) fn dequeue(&self) -> Result<()> {
+        let kv = self.session.client().kv();
+        retried(&self.session, || kv.delete(self.key.clone()).map(drop))
+    }
+
+    /// Waits until no key under the prefix was created before `revision`: for each, the
+    /// newest first, its deletion. `what` names the wait in a timeout.
+    pub(super) fn wait_turn(
+        &self,
+        revision: i64,
+        deadline: Instant,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<()> {
+        let client = self.session.client();
+        let kv = client.kv();
+        let done = self.session.done();
+        loop {
+            let before = kv.get_with(
+                self.prefix.clone(),
+                GetOptions::new()
+                    .prefix()
+                    .max_create_revision(revision - 1)
+                    .sort(SortTarget::CreateRevision, SortOrder::Descend)
+                    .limit(1),
+            )?;
+            let Some(predecessor) = before.first() else {
+                return Ok(());
+            };
+            let watcher = client.watch().watch_with(
+                predecessor.key().to_vec(),
+                WatchOptions::new().start_revision(before.header().revision() + 1),
+            )?;
+            let responses = watcher.receiver().clone();
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                select! {
+                    recv(responses) -> response => match response {
+                        Ok(r) if r.events().iter().any(|e| e.kind() == EventKind::Delete) => break,
+                        Ok(_) => {}
+                        // The watch ended: say why.
+                        Err(_) => return Err(watcher.recv().err().unwrap_or(Error::Closed)),
+                    },
+                    recv(done) -> _ => return Err(self.session.lost()),
+                    default(left) => {
+                        return Err(Error::WaitTimeout {
+                            what: what.to_owned(),
+                            timeout,
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    /// True while the key is there with create revision `revision`: the lease has not gone.
+    pub(super) fn holds(&self, revision: i64) -> Result<bool> {
+        let mine = self.session.client().kv().get(self.key.clone())?;
+        Ok(mine
+            .first()
+            .is_some_and(|kv| kv.create_revision() == revision))
+    }
+
+    /// A compare that holds only while the key is the one created at `revision`.
+    pub(super) fn fence(&self, revision: i64) -> Compare {
+        Compare::create_revision(self.key.clone()).eq(revision)
+    }
+}
+
+/// Runs `step` (a request that is safe to repeat: it puts a key only if it is absent, or
+/// deletes one) again while its outcome is unknown or no member could take it, for at most
+/// the session's TTL (after which the lease decides anyway).
+fn retried<T>(session: &Session, mut step: impl FnMut() -> Result<T>) -> Result<T> {
+    let deadline = crate::time::deadline(session.ttl());
+    loop {
+        match step() {
+            Err(e)
+                if (matches!(e, Error::WriteOutcomeUnknown { .. }) || e.is_unavailable())
+                    && Instant::now() < deadline =>
+            {
+                log::debug!("etcd lock step failed, trying again: {e}");
+                crate::park::park_until(crate::time::deadline(Duration::from_millis(10)));
+            }
+            other => return other,
+        }
+    }
+}
