@@ -122,8 +122,8 @@
 //! stays behind for 25 ms, or the leader changes, or a call on the stream's member stalls
 //! while it leads, the hub asks the member for progress. A member answers that from its
 //! own store, with no raft round trip. If the member sends nothing for a quarter of the
-//! probe timeout (100 ms by default), the hub reports the endpoint suspect and moves the
-//! stream. A wrong guess costs one move and loses nothing. A watch whose member is hung
+//! probe timeout (100 ms by default; 25 ms when a call has stalled on it), the hub
+//! reports the endpoint suspect and moves the stream. A wrong guess costs one move and loses nothing. A watch whose member is hung
 //! while the client makes no calls at all is moved by the probes.
 //!
 //! # Leases

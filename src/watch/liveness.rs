@@ -131,6 +131,13 @@ impl Liveness {
             check.at_once |= new_leader || doubt;
             check.doubt |= doubt;
         }
+        // A member a call has already stalled on gets the quiet time to answer, not the
+        // full answer time: a live member answers a progress request in a millisecond.
+        let answer = if check.doubt {
+            answer.min(QUIET)
+        } else {
+            answer
+        };
         match check.asked {
             None if check.at_once || now >= check.since + QUIET => {
                 check.asked = Some(now);
@@ -229,9 +236,10 @@ mod tests {
         let t1 = t0 + ms(1);
         assert_eq!(live.look(5, 2, false, ANSWER, t1), Pace::Ask(t1 + ANSWER));
         live.heard(5, t1);
-        // The balancer doubts the member: ask now; once answered, not again in this doubt.
+        // The balancer doubts the member: ask now, with the quiet time to answer; once
+        // answered, not again in this doubt.
         let t3 = t1 + ms(2);
-        assert_eq!(live.look(5, 2, true, ANSWER, t3), Pace::Ask(t3 + ANSWER));
+        assert_eq!(live.look(5, 2, true, ANSWER, t3), Pace::Ask(t3 + QUIET));
         live.heard(5, t3);
         for i in 1..10 {
             let now = t3 + ms(i);
@@ -246,13 +254,13 @@ mod tests {
             live.look(5, 2, false, ANSWER, t5),
             Pace::Fine(Some(t5 + QUIET))
         );
-        assert_eq!(live.look(5, 2, true, ANSWER, t5), Pace::Ask(t5 + ANSWER));
+        assert_eq!(live.look(5, 2, true, ANSWER, t5), Pace::Ask(t5 + QUIET));
         assert_eq!(live.look(5, 3, true, ANSWER, t5 + ms(10)), Pace::Silent);
         // A new doubt asks again.
         let t4 = t3 + ms(50);
         live.reset();
         live.look(5, 3, false, ANSWER, t4);
-        assert_eq!(live.look(5, 3, true, ANSWER, t4), Pace::Ask(t4 + ANSWER));
+        assert_eq!(live.look(5, 3, true, ANSWER, t4), Pace::Ask(t4 + QUIET));
     }
 
     #[test]
