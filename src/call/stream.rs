@@ -73,8 +73,9 @@ pub(crate) fn open_stream<Req, Resp>(
         });
     };
     // A stream lives as long as it is needed: its deadline is the longest there is.
-    let (sink, receiver) = open(endpoint.stubs(), call_options(LONGEST, true))
+    let (mut sink, receiver) = open(endpoint.stubs(), call_options(LONGEST, true))
         .map_err(|e| Error::from_grpc(e, endpoint.target(), LONGEST))?;
+    sink.enhance_batch(true);
     Ok(DuplexStream {
         sink,
         receiver,

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 )
 
 type result struct {
@@ -74,6 +75,8 @@ func main() {
 	trace := flag.Bool("trace", false, "print every request: R <start unix us> <took us> <ok>")
 	watchers := flag.Int("watchers", 1, "watches to create (workload watch)")
 	puts := flag.Int("puts", 300, "sequential puts to time (workload watch)")
+	leases := flag.Int("leases", 10000, "leases to keep alive (workload keepalive)")
+	ttlS := flag.Int("ttl-s", 10, "their TTL in seconds (workload keepalive)")
 	flag.Parse()
 
 	cli, err := clientv3.New(clientv3.Config{
@@ -91,6 +94,12 @@ func main() {
 		return
 	case "watch-fault":
 		watchFault(cli, time.Duration(*durationMs)*time.Millisecond)
+		return
+	case "keepalive":
+		keepAliveBench(cli, *leases, *ttlS)
+		return
+	case "lock":
+		lockBench(cli, *callers, *ops)
 		return
 	}
 	value := strings.Repeat("v", *valueSize)
@@ -340,4 +349,117 @@ func watchFault(cli *clientv3.Client, duration time.Duration) {
 			return
 		}
 	}
+}
+
+type keepAliveResult struct {
+	Client     string  `json:"client"`
+	Workload   string  `json:"workload"`
+	Leases     int     `json:"leases"`
+	SetupMs    float64 `json:"setup_ms"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	Seconds    float64 `json:"seconds"`
+	RSSKiB     int     `json:"rss_kib"`
+	Threads    int     `json:"threads"`
+}
+
+// keepAliveBench grants `leases` leases of `ttlS` seconds from 8 goroutines and keeps
+// each alive with cli.KeepAlive (one keepalive stream for all, clientv3's own renewal
+// loop), then measures the process's CPU over three TTLs. Each KeepAlive channel is
+// drained, as clientv3 asks of its users.
+func keepAliveBench(cli *clientv3.Client, leases, ttlS int) {
+	ctx := context.Background()
+	started := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < leases; i += 8 {
+				grant, err := cli.Grant(ctx, int64(ttlS))
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "grant:", err)
+					os.Exit(1)
+				}
+				ch, err := cli.KeepAlive(ctx, grant.ID)
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "keepalive:", err)
+					os.Exit(1)
+				}
+				go func() {
+					for range ch {
+					}
+				}()
+			}
+		}(w)
+	}
+	wg.Wait()
+	setupMs := float64(time.Since(started).Microseconds()) / 1000.0
+	cpuBefore := cpuSeconds()
+	window := time.Now()
+	time.Sleep(3 * time.Duration(ttlS) * time.Second)
+	out, _ := json.Marshal(keepAliveResult{
+		Client:     "go-clientv3",
+		Workload:   "keepalive",
+		Leases:     leases,
+		SetupMs:    setupMs,
+		CPUSeconds: cpuSeconds() - cpuBefore,
+		Seconds:    time.Since(window).Seconds(),
+		RSSKiB:     status("VmRSS"),
+		Threads:    status("Threads"),
+	})
+	fmt.Println(string(out))
+}
+
+// lockBench: `callers` goroutines, each with a session of its own (TTL 10 s) and the
+// mutex /bench-lock, share `ops` lock + unlock pairs; the latency is of the pair.
+func lockBench(cli *clientv3.Client, callers, ops int) {
+	latencies := make([][]time.Duration, callers)
+	var wg sync.WaitGroup
+	cpuBefore := cpuSeconds()
+	started := time.Now()
+	for c := 0; c < callers; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			session, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "session:", err)
+				os.Exit(1)
+			}
+			defer session.Close()
+			mutex := concurrency.NewMutex(session, "/bench-lock")
+			for n := c; n < ops; n += callers {
+				t := time.Now()
+				if err := mutex.Lock(context.Background()); err != nil {
+					fmt.Fprintln(os.Stderr, "lock:", err)
+					os.Exit(1)
+				}
+				if err := mutex.Unlock(context.Background()); err != nil {
+					fmt.Fprintln(os.Stderr, "unlock:", err)
+					os.Exit(1)
+				}
+				latencies[c] = append(latencies[c], time.Since(t))
+			}
+		}(c)
+	}
+	wg.Wait()
+	elapsed := time.Since(started)
+	var all []time.Duration
+	for _, l := range latencies {
+		all = append(all, l...)
+	}
+	out, _ := json.Marshal(result{
+		Client:     "go-clientv3",
+		Workload:   "lock",
+		Callers:    callers,
+		Ops:        len(all),
+		Seconds:    elapsed.Seconds(),
+		P50Us:      percentile(all, 0.50),
+		P99Us:      percentile(all, 0.99),
+		P999Us:     percentile(all, 0.999),
+		CPUSeconds: cpuSeconds() - cpuBefore,
+		PeakRSSKiB: status("VmHWM"),
+		Threads:    status("Threads"),
+	})
+	fmt.Println(string(out))
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, WatchOptions};
+use etcd_client::{
+    Client, Compare, CompareOp, GetOptions, LockOptions, Txn, TxnOp, WatchOptions,
+};
 use tokio::sync::Notify;
 
 const KEYS: usize = 1000;
@@ -61,6 +63,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             return watch_bench(client, watchers, puts).await;
         }
         "watch-fault" => return watch_fault(client, Duration::from_millis(duration_ms)).await,
+        "keepalive" => {
+            let leases: usize = flag(&args, "leases", "10000").parse()?;
+            let ttl: i64 = flag(&args, "ttl-s", "10").parse()?;
+            return keep_alive_bench(client, leases, ttl).await;
+        }
+        "lock" => return lock_bench(client, callers, ops).await,
         _ => {}
     }
     let value = vec![b'v'; value_size];
@@ -300,5 +308,114 @@ async fn watch_fault(client: Client, duration: Duration) -> Result<(), Box<dyn s
             }
         }
     }
+    Ok(())
+}
+
+/// Grants `leases` leases of `ttl` seconds from 8 tasks and keeps each alive the way
+/// etcd-client's users must: `keep_alive` opens a stream per lease and renews once per
+/// call, so a task per lease renews every third of the TTL, starting as soon as the lease
+/// is granted. Reports the CPU over three TTLs.
+async fn keep_alive_bench(
+    client: Client,
+    leases: usize,
+    ttl: i64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let period = Duration::from_millis(u64::try_from(ttl).unwrap_or(1) * 1000 / 3);
+    let mut granting = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let mut lease = client.lease_client();
+        granting.spawn(async move {
+            for _ in (w..leases).step_by(8) {
+                let id = lease.grant(ttl, None).await?.id();
+                let (mut keeper, mut stream) = lease.keep_alive(id).await?;
+                // keep_alive took the first renewal's answer: renew, then read each answer.
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(period).await;
+                        if let Err(e) = keeper.keep_alive().await {
+                            eprintln!("lease {id:x}: {e}");
+                            return;
+                        }
+                        if let Err(e) = stream.message().await {
+                            eprintln!("lease {id:x}: {e}");
+                            return;
+                        }
+                    }
+                });
+            }
+            Ok::<_, etcd_client::Error>(())
+        });
+    }
+    while let Some(granted) = granting.join_next().await {
+        granted??;
+    }
+    let setup_ms = started.elapsed().as_secs_f64() * 1e3;
+    let cpu_before = cpu_seconds();
+    let window = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3 * u64::try_from(ttl).unwrap_or(1))).await;
+    println!(
+        "{{\"client\":\"etcd-client\",\"workload\":\"keepalive\",\"leases\":{leases},\
+         \"setup_ms\":{setup_ms},\"cpu_seconds\":{},\"seconds\":{},\"rss_kib\":{},\
+         \"threads\":{}}}",
+        cpu_seconds() - cpu_before,
+        window.elapsed().as_secs_f64(),
+        status("VmRSS"),
+        status("Threads"),
+    );
+    Ok(())
+}
+
+/// `callers` tasks, each with a lease of its own (60 s, longer than the run), share `ops`
+/// lock + unlock pairs on the lock `bench-lock` (etcd's lock service).
+async fn lock_bench(
+    client: Client,
+    callers: usize,
+    ops: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..callers {
+        let mut client = client.clone();
+        tasks.spawn(async move {
+            let lease = client.lease_grant(60, None).await?.id();
+            let mut latencies = Vec::new();
+            for _ in (c..ops).step_by(callers) {
+                let t = Instant::now();
+                let held = client
+                    .lock("bench-lock", Some(LockOptions::new().with_lease(lease)))
+                    .await?;
+                client.unlock(held.key().to_vec()).await?;
+                latencies.push(t.elapsed());
+            }
+            let _ = client.lease_revoke(lease).await;
+            Ok::<_, etcd_client::Error>(latencies)
+        });
+    }
+    let mut all = Vec::with_capacity(ops);
+    while let Some(done) = tasks.join_next().await {
+        all.extend(done??);
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let us = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    println!(
+        "{{\"client\":\"etcd-client\",\"workload\":\"lock\",\"callers\":{callers},\
+         \"value_size\":0,\"ops\":{},\"errors\":0,\"seconds\":{},\"p50_us\":{},\
+         \"p99_us\":{},\"p999_us\":{},\"cpu_seconds\":{},\"peak_rss_kib\":{},\
+         \"threads\":{}}}",
+        all.len(),
+        elapsed.as_secs_f64(),
+        us(0.50),
+        us(0.99),
+        us(0.999),
+        cpu_seconds() - cpu_before,
+        status("VmHWM"),
+        status("Threads"),
+    );
     Ok(())
 }

@@ -6,6 +6,10 @@ package etcdbench;
 import io.etcd.jetcd.ByteSequence;
 import io.etcd.jetcd.Client;
 import io.etcd.jetcd.KV;
+import io.etcd.jetcd.Lease;
+import io.etcd.jetcd.Lock;
+import io.etcd.jetcd.lease.LeaseKeepAliveResponse;
+import io.grpc.stub.StreamObserver;
 import io.etcd.jetcd.Watch;
 import io.etcd.jetcd.options.WatchOption;
 import io.etcd.jetcd.watch.WatchEvent;
@@ -81,7 +85,8 @@ public final class Driver {
         int ops = Integer.parseInt(flags.getOrDefault("ops", "2000"));
         long durationMs = Long.parseLong(flags.getOrDefault("duration-ms", "0"));
         boolean trace = flags.containsKey("trace");
-        if (!List.of("put", "get", "get-serializable", "txn", "watch", "watch-fault").contains(workload)) {
+        if (!List.of("put", "get", "get-serializable", "txn", "watch", "watch-fault", "keepalive", "lock")
+                .contains(workload)) {
             fail("unknown workload " + workload);
         }
 
@@ -97,6 +102,15 @@ public final class Driver {
         }
         if (workload.equals("watch-fault")) {
             watchFault(client, durationMs);
+            Runtime.getRuntime().halt(0);
+        }
+        if (workload.equals("keepalive")) {
+            keepAliveBench(client, Integer.parseInt(flags.getOrDefault("leases", "10000")),
+                    Integer.parseInt(flags.getOrDefault("ttl-s", "10")));
+            Runtime.getRuntime().halt(0);
+        }
+        if (workload.equals("lock")) {
+            lockBench(client, callers, ops);
             Runtime.getRuntime().halt(0);
         }
         KV kv = client.getKVClient();
@@ -319,6 +333,101 @@ public final class Driver {
             System.out.flush();
         }
         Thread.sleep(durationMs);
+    }
+
+    /**
+     * Grants `leases` leases of `ttlS` seconds from 8 threads and keeps each alive with
+     * jetcd's keepAlive (its own renewal loop, one stream for all), then measures the
+     * process's CPU over three TTLs.
+     */
+    private static void keepAliveBench(Client client, int leases, int ttlS) throws Exception {
+        Lease lease = client.getLeaseClient();
+        long started = System.nanoTime();
+        Thread[] granters = new Thread[8];
+        for (int w = 0; w < 8; w++) {
+            final int worker = w;
+            granters[w] = new Thread(() -> {
+                for (int i = worker; i < leases; i += 8) {
+                    try {
+                        long id = lease.grant(ttlS).get().getID();
+                        lease.keepAlive(id, new StreamObserver<LeaseKeepAliveResponse>() {
+                            public void onNext(LeaseKeepAliveResponse r) {}
+                            public void onError(Throwable t) {}
+                            public void onCompleted() {}
+                        });
+                    } catch (Exception e) {
+                        fail("grant: " + e);
+                    }
+                }
+            });
+            granters[w].start();
+        }
+        for (Thread t : granters) {
+            t.join();
+        }
+        double setupMs = (System.nanoTime() - started) / 1e6;
+        double cpuBefore = cpuSeconds();
+        long window = System.nanoTime();
+        Thread.sleep(3L * ttlS * 1000);
+        System.out.println(String.format(java.util.Locale.ROOT,
+                "{\"client\":\"jetcd\",\"workload\":\"keepalive\",\"leases\":%d,\"setup_ms\":%.3f,"
+                        + "\"cpu_seconds\":%.3f,\"seconds\":%.3f,\"rss_kib\":%d,\"threads\":%d}",
+                leases, setupMs, cpuSeconds() - cpuBefore, (System.nanoTime() - window) / 1e9,
+                status("VmRSS"), status("Threads")));
+        System.out.flush();
+    }
+
+    /**
+     * `callers` threads, each with a lease of its own (60 s, longer than the run), share
+     * `ops` lock + unlock pairs on the lock bench-lock (etcd's lock service), after 200
+     * pairs untimed for the JIT.
+     */
+    private static void lockBench(Client client, int callers, int ops) throws Exception {
+        Lock lock = client.getLockClient();
+        ByteSequence name = ByteSequence.from("bench-lock", StandardCharsets.UTF_8);
+        long[][] latencies = new long[callers][];
+        double[] cpu = new double[1];
+        double[] seconds = new double[1];
+        for (int round = 0; round < 2; round++) {
+            final int total = round == 0 ? Math.min(200, ops) : ops;
+            Thread[] workers = new Thread[callers];
+            double cpuBefore = cpuSeconds();
+            long started = System.nanoTime();
+            for (int c = 0; c < callers; c++) {
+                final int caller = c;
+                workers[c] = new Thread(() -> {
+                    try {
+                        long leaseId = client.getLeaseClient().grant(60).get().getID();
+                        int mine = 0;
+                        long[] own = new long[total / callers + 1];
+                        for (int n = caller; n < total; n += callers) {
+                            long t = System.nanoTime();
+                            ByteSequence key = lock.lock(name, leaseId).get().getKey();
+                            lock.unlock(key).get();
+                            own[mine++] = System.nanoTime() - t;
+                        }
+                        latencies[caller] = Arrays.copyOf(own, mine);
+                        client.getLeaseClient().revoke(leaseId).get();
+                    } catch (Exception e) {
+                        fail("lock: " + e);
+                    }
+                });
+                workers[c].start();
+            }
+            for (Thread t : workers) {
+                t.join();
+            }
+            seconds[0] = (System.nanoTime() - started) / 1e9;
+            cpu[0] = cpuSeconds() - cpuBefore;
+        }
+        long[] all = Arrays.stream(latencies).flatMapToLong(Arrays::stream).sorted().toArray();
+        System.out.println(String.format(java.util.Locale.ROOT,
+                "{\"client\":\"jetcd\",\"workload\":\"lock\",\"callers\":%d,\"value_size\":0,"
+                        + "\"ops\":%d,\"errors\":0,\"seconds\":%.6f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+                        + "\"p999_us\":%.1f,\"cpu_seconds\":%.3f,\"peak_rss_kib\":%d,\"threads\":%d}",
+                callers, all.length, seconds[0], pct(all, 0.50), pct(all, 0.99), pct(all, 0.999),
+                cpu[0], status("VmHWM"), status("Threads")));
+        System.out.flush();
     }
 
     private static double pct(long[] sorted, double p) {

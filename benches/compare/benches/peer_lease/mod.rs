@@ -1,0 +1,358 @@
+//! Leases and locks side by side (`COMPARE_MODE=lease`), and this client's drivers for them.
+//!
+//! - **Keepalives** (`--workload=keepalive --leases=N --ttl-s=T`), on a 1-member cluster:
+//!   the driver grants N leases from 8 callers and keeps every one alive the way its
+//!   client's users do, then reports its CPU over three TTLs, its RSS and threads. After
+//!   the driver exits, this process counts the leases still alive (a lease not renewed
+//!   would have run out during the three TTLs) and revokes them.
+//! - **Locks** (`--workload=lock --callers=C --ops=N`): C callers, each with a lease or
+//!   session of its own, share N lock + unlock pairs on one lock; the latency is of the
+//!   pair.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use etcd_blocking::concurrency::{Mutex, Session};
+use etcd_blocking::testing::Cluster;
+use etcd_blocking::{Client, KeepAlive};
+
+use crate::{cpu_seconds, flag, json_number, status, Peer, Run};
+
+/// The keepalive cell: leases and their TTL in seconds.
+const LEASES: usize = 10_000;
+const TTL_S: u64 = 5;
+
+/// The lock cells: callers and lock + unlock pairs.
+const LOCK_CELLS: [(usize, usize); 2] = [(1, 500), (8, 1000)];
+
+// ---------------------------------------------------------------------------------------
+// This client's drivers.
+
+/// Runs this client's side of `keepalive` or `lock`.
+pub fn drive(args: &[String], client: &Client) -> Result<(), Box<dyn std::error::Error>> {
+    match flag(args, "workload").as_deref() {
+        Some("keepalive") => {
+            let leases: usize = flag(args, "leases").map_or(Ok(LEASES), |v| v.parse())?;
+            let ttl: u64 = flag(args, "ttl-s").map_or(Ok(TTL_S), |v| v.parse())?;
+            keep_alive(client, leases, Duration::from_secs(ttl.max(1)))
+        }
+        _ => {
+            let callers: usize = flag(args, "callers").map_or(Ok(1), |v| v.parse())?;
+            let ops: usize = flag(args, "ops").map_or(Ok(500), |v| v.parse())?;
+            lock(client, callers.max(1), ops)
+        }
+    }
+}
+
+fn keep_alive(
+    client: &Client,
+    leases: usize,
+    ttl: Duration,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let kept: Vec<KeepAlive> = thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|w| {
+                let lease = client.lease();
+                s.spawn(move || {
+                    (w..leases)
+                        .step_by(8)
+                        .map(|_| lease.keep_alive(lease.grant(ttl)?.id()))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|_| Ok(Vec::new())))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|all| all.into_iter().flatten().collect())
+    })?;
+    let setup_ms = started.elapsed().as_secs_f64() * 1e3;
+    let cpu = cpu_seconds();
+    let window = Instant::now();
+    // The renewals run on the keeper's thread; this one only waits.
+    let until = window + 3 * ttl;
+    while Instant::now() < until {
+        thread::park_timeout(until.saturating_duration_since(Instant::now()));
+    }
+    println!(
+        "{{\"client\":\"{}\",\"workload\":\"keepalive\",\"leases\":{leases},\
+         \"setup_ms\":{setup_ms},\"cpu_seconds\":{},\"seconds\":{},\"rss_kib\":{},\
+         \"threads\":{}}}",
+        crate::OURS,
+        cpu_seconds() - cpu,
+        window.elapsed().as_secs_f64(),
+        status("VmRSS"),
+        status("Threads"),
+    );
+    // Leave them to run out: the orchestrator counts and revokes them.
+    for k in kept {
+        k.stop();
+    }
+    Ok(())
+}
+
+fn lock(client: &Client, callers: usize, ops: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let latencies: Vec<Duration> = thread::scope(|s| {
+        let workers: Vec<_> = (0..callers)
+            .map(|c| {
+                s.spawn(move || -> Result<Vec<Duration>, etcd_blocking::Error> {
+                    let session = Session::new(client, Duration::from_secs(10))?;
+                    let mutex = Mutex::new(&session, "bench-lock")?;
+                    let mut mine = Vec::new();
+                    for _ in (c..ops).step_by(callers) {
+                        let t = Instant::now();
+                        mutex.lock(Duration::from_secs(30))?.unlock()?;
+                        mine.push(t.elapsed());
+                    }
+                    session.close()?;
+                    Ok(mine)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|_| Ok(Vec::new())))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|all| all.into_iter().flatten().collect())
+    })?;
+    let elapsed = started.elapsed();
+    let mut latencies = latencies;
+    latencies.sort();
+    let us = |p: f64| crate::common::percentile(&latencies, p).as_secs_f64() * 1e6;
+    println!(
+        "{{\"client\":\"{}\",\"workload\":\"lock\",\"callers\":{callers},\"value_size\":0,\
+         \"ops\":{},\"errors\":0,\"seconds\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\
+         \"cpu_seconds\":{},\"peak_rss_kib\":{},\"threads\":{}}}",
+        crate::OURS,
+        latencies.len(),
+        elapsed.as_secs_f64(),
+        us(0.50),
+        us(0.99),
+        us(0.999),
+        cpu_seconds() - cpu,
+        status("VmHWM"),
+        status("Threads"),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The orchestrator.
+
+/// One keepalive run: the driver's figures and the leases found alive after it.
+#[derive(Debug, Clone, Default)]
+struct Kept {
+    setup_ms: f64,
+    cpu_per_second: f64,
+    rss: f64,
+    threads: f64,
+    alive: f64,
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Runs both parts for the peers that have them, `COMPARE_LEASE_ROUNDS` rounds (default
+/// 3, the order rotating), and writes `lease-compare.md`.
+pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
+    let out = std::env::var("COMPARE_OUT").unwrap_or_else(|_| "results".to_owned());
+    let rounds: usize = std::env::var("COMPARE_LEASE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let peers: Vec<&Peer> = peers
+        .iter()
+        .filter(|p| p.name != crate::FLOOR && p.name != "python-etcd3")
+        .collect();
+    let cluster = Cluster::start(1)?;
+    let endpoints = cluster.endpoints().join(",");
+    let admin = cluster.client()?;
+    let mut kept: Vec<Vec<Kept>> = peers.iter().map(|_| Vec::new()).collect();
+    let mut locks: Vec<Vec<Vec<Run>>> = peers
+        .iter()
+        .map(|_| LOCK_CELLS.iter().map(|_| Vec::new()).collect())
+        .collect();
+    let mut lost = Vec::new();
+    for round in 0..rounds {
+        let mut order: Vec<usize> = (0..peers.len()).collect();
+        order.rotate_left(round % peers.len().max(1));
+        for &i in &order {
+            match run_keepalive(peers[i], &endpoints, &admin) {
+                Ok(k) => {
+                    eprintln!(
+                        "keepalive {:<15} {:.1}% of a core, {} alive",
+                        peers[i].name,
+                        k.cpu_per_second * 100.0,
+                        k.alive
+                    );
+                    kept[i].push(k);
+                }
+                Err(e) => lost.push(format!("- keepalive, {}: {e}", peers[i].name)),
+            }
+            for (cell, &(callers, ops)) in LOCK_CELLS.iter().enumerate() {
+                match run_lock(peers[i], &endpoints, callers, ops) {
+                    Ok(run) => {
+                        eprintln!(
+                            "lock {callers} caller(s) {:<15} p50 {:.0} us",
+                            peers[i].name, run.p50
+                        );
+                        locks[i][cell].push(run);
+                    }
+                    Err(e) => lost.push(format!("- lock {callers}, {}: {e}", peers[i].name)),
+                }
+            }
+        }
+    }
+    let mut table = format!(
+        "# Leases and locks side by side\n\n\
+         Made by `scripts/compare` (`COMPARE_MODE=lease`, \
+         `benches/compare/benches/peer_lease/mod.rs`): every client its own process on one \
+         1-member cluster, {rounds} alternating round(s), medians.\n\n\
+         ## {LEASES} leases kept alive by one client\n\n\
+         TTL {TTL_S} s (a renewal every {:.1} s: {:.0} renewals/s). CPU is the client \
+         process's user + system time over three TTLs, per second; RSS and threads are the \
+         process's; \"alive\" counts the leases the server still had after the driver's \
+         three TTLs.\n\n\
+         | client | grant + keep all, s | CPU, % of a core | RSS MiB | threads | alive |\n\
+         |---|---|---|---|---|---|\n",
+        TTL_S as f64 / 3.0,
+        LEASES as f64 * 3.0 / TTL_S as f64
+    );
+    for (peer, runs) in peers.iter().zip(&kept) {
+        if runs.is_empty() {
+            continue;
+        }
+        let pick = |f: &dyn Fn(&Kept) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+        table.push_str(&format!(
+            "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} |\n",
+            peer.name,
+            pick(&|k| k.setup_ms) / 1e3,
+            pick(&|k| k.cpu_per_second) * 100.0,
+            pick(&|k| k.rss) / 1024.0,
+            pick(&|k| k.threads),
+            pick(&|k| k.alive),
+        ));
+    }
+    table.push_str(
+        "\n## Lock acquire + release\n\n\
+         Each caller has a session (etcd-blocking, clientv3) or a lease (etcd-client, jetcd, \
+         through etcd's lock service) of its own; the latency is of one lock + unlock pair.\n\n\
+         | callers | client | pairs/s | p50 ms | p99 ms | CPU ms / pair |\n|---|---|---|---|---|---|\n",
+    );
+    for (cell, &(callers, _)) in LOCK_CELLS.iter().enumerate() {
+        for (i, peer) in peers.iter().enumerate() {
+            let runs = &locks[i][cell];
+            if runs.is_empty() {
+                continue;
+            }
+            let pick = |f: &dyn Fn(&Run) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+            table.push_str(&format!(
+                "| {callers} | {} | {:.0} | {:.2} | {:.2} | {:.3} |\n",
+                peer.name,
+                pick(&|r| r.rate()),
+                pick(&|r| r.p50) / 1e3,
+                pick(&|r| r.p99) / 1e3,
+                pick(&|r| r.cpu / r.ops.max(1.0)) * 1e3,
+            ));
+        }
+    }
+    if !lost.is_empty() {
+        table.push_str(&format!("\nRuns that gave no result:\n\n{}\n", lost.join("\n")));
+    }
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(format!("{out}/lease-compare.md"), &table)?;
+    println!("{table}");
+    Ok(())
+}
+
+fn run_keepalive(
+    peer: &Peer,
+    endpoints: &str,
+    admin: &Client,
+) -> Result<Kept, Box<dyn std::error::Error>> {
+    let output = Command::new(&peer.command[0])
+        .args(&peer.command[1..])
+        .arg(format!("--endpoints={endpoints}"))
+        .arg("--workload=keepalive")
+        .arg(format!("--leases={LEASES}"))
+        .arg(format!("--ttl-s={TTL_S}"))
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"keepalive\""))
+        .ok_or_else(|| {
+            format!(
+                "{} gave no result ({}): {}",
+                peer.name,
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+            )
+        })?;
+    let number = |name: &str| json_number(line, name).unwrap_or(0.0);
+    // Alive now means renewed within the last TTL; then clear them for the next run.
+    let ids = admin.lease().leases()?.ids().to_vec();
+    revoke_all(admin, &ids);
+    Ok(Kept {
+        setup_ms: number("setup_ms"),
+        cpu_per_second: number("cpu_seconds") / number("seconds").max(1e-9),
+        rss: number("rss_kib"),
+        threads: number("threads"),
+        alive: ids.len() as f64,
+    })
+}
+
+fn revoke_all(admin: &Client, ids: &[i64]) {
+    let ids = Arc::new(ids.to_vec());
+    thread::scope(|s| {
+        for w in 0..8 {
+            let (ids, lease) = (ids.clone(), admin.lease());
+            s.spawn(move || {
+                for id in ids.iter().skip(w).step_by(8) {
+                    let _ = lease.revoke(*id);
+                }
+            });
+        }
+    });
+}
+
+fn run_lock(
+    peer: &Peer,
+    endpoints: &str,
+    callers: usize,
+    ops: usize,
+) -> Result<Run, Box<dyn std::error::Error>> {
+    let output = Command::new(&peer.command[0])
+        .args(&peer.command[1..])
+        .arg(format!("--endpoints={endpoints}"))
+        .arg("--workload=lock")
+        .arg(format!("--callers={callers}"))
+        .arg(format!("--ops={ops}"))
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout.lines().rev().find_map(Run::parse).ok_or_else(|| {
+        format!(
+            "{} gave no result ({}): {}",
+            peer.name,
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
+        )
+        .into()
+    })
+}
