@@ -341,6 +341,16 @@ impl Client {
         )
     }
 
+    /// etcd's lock service (`v3lock`): the server takes and releases locks for the client.
+    pub fn lock_service(&self) -> crate::LockService {
+        crate::LockService::new(self.caller.clone(), self.request_timeout)
+    }
+
+    /// etcd's election service (`v3election`): the server runs campaigns for the client.
+    pub fn election_service(&self) -> crate::ElectionService {
+        crate::ElectionService::new(self.caller.clone(), self.request_timeout)
+    }
+
     /// Every endpoint's health as the balancer sees it now (empty once closed).
     pub fn endpoint_health(&self) -> Vec<EndpointHealth> {
         self.caller

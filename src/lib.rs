@@ -192,6 +192,7 @@
 //! |---|---|
 //! | `client` | [`Client`] and [`ClientBuilder`]: settings become the layers' configs, and the layers are put together |
 //! | `kv`, `lease`, `watch` | the API handles ([`Kv`], [`Lease`] with its [`KeepAlive`]s and their keeper thread, [`Watch`] with its [`Watcher`]s and their hub thread), their options and responses; they depend on `call` alone (`watch` borrows the key-range setters of `kv`) |
+//! | `services` | thin handles of etcd's lock and election services ([`LockService`], [`ElectionService`]) |
 //! | `concurrency` | the recipes ([`concurrency::Session`], [`concurrency::Mutex`], [`concurrency::Election`]; locks and elections share one queue of keys, `queue.rs`) on the public API of the handles below |
 //! | `call` | the path of every call: pick, send, wait, retry or give up (`unary.rs`); the stream primitive (`stream.rs`: open a bidirectional stream on a healthy endpoint, wait on it, give it up with its endpoint, reopen it elsewhere), on which the watch and keepalive threads build; the retry policy (`retry.rs`); the revision floor (`floor.rs`); and the `Caller` that owns everything below |
 //! | `balancer` | the endpoint table, each endpoint's health, the leader and its epoch, and the probing worker thread |
@@ -302,6 +303,7 @@ mod kv;
 mod lease;
 mod park;
 mod proto;
+mod services;
 mod threads;
 mod time;
 mod transport;
@@ -320,6 +322,7 @@ pub use lease::{
     KeepAlive, KeepAliveStatus, Lease, LeaseGrantResponse, LeaseKeepAliveResponse,
     LeaseLeasesResponse, LeaseRenewal, LeaseRevokeResponse, LeaseTimeToLiveResponse,
 };
+pub use services::{ElectionService, LockService, ServiceLeader, ServiceLock};
 pub use types::{KeyValue, ResponseHeader};
 pub use watch::{Event, EventKind, Watch, WatchOptions, WatchResponse, Watcher};
 

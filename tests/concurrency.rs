@@ -319,3 +319,49 @@ fn observe_sees_every_leader_in_order_and_a_lost_leader_is_replaced() {
         .is_none());
     leader_c.resign().expect("resign");
 }
+
+#[test]
+fn the_servers_lock_and_election_services_through_their_thin_handles() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let lease = || {
+        client
+            .lease()
+            .grant(Duration::from_secs(30))
+            .expect("grant")
+            .id()
+    };
+    let locks = client.lock_service();
+    assert!(matches!(
+        locks.lock("", lease()),
+        Err(Error::InvalidArgument { .. })
+    ));
+    let (a, b) = (lease(), lease());
+    let held = locks.lock("svc-lock", a).expect("lock");
+    assert!(held.key().starts_with(b"svc-lock/"), "{held:?}");
+    locks.unlock(&held).expect("unlock");
+    let next = locks.lock("svc-lock", b).expect("lock after the unlock");
+    locks.unlock(&next).expect("unlock");
+
+    let elections = client.election_service();
+    assert!(elections.leader("svc-e").expect("leader").is_none());
+    let leader_lease = lease();
+    let leader = elections
+        .campaign("svc-e", leader_lease, "a")
+        .expect("campaign");
+    assert_eq!(leader.lease(), leader_lease);
+    elections.proclaim(&leader, "a2").expect("proclaim");
+    assert_eq!(
+        elections
+            .leader("svc-e")
+            .expect("leader")
+            .map(|kv| kv.value().to_vec()),
+        Some(b"a2".to_vec())
+    );
+    client.lease().revoke(leader_lease).expect("revoke");
+    assert!(matches!(
+        elections.proclaim(&leader, "a3"),
+        Err(Error::NotLeader { .. })
+    ));
+    assert!(elections.leader("svc-e").expect("leader").is_none());
+}

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::proto::rpc;
+use crate::proto::{rpc, v3election, v3lock};
 
 /// The highest revision any response has carried.
 #[derive(Debug, Default)]
@@ -49,6 +49,12 @@ revisioned!(
     rpc::LeaseRevokeResponse,
     rpc::LeaseTimeToLiveResponse,
     rpc::LeaseLeasesResponse,
+    v3lock::LockResponse,
+    v3lock::UnlockResponse,
+    v3election::CampaignResponse,
+    v3election::ProclaimResponse,
+    v3election::LeaderResponse,
+    v3election::ResignResponse,
 );
 
 #[cfg(test)]

@@ -113,10 +113,21 @@ impl Queue {
             let Some(predecessor) = before.first() else {
                 return Ok(());
             };
-            let watcher = client.watch().watch_with(
-                predecessor.key().to_vec(),
-                WatchOptions::new().start_revision(before.header().revision() + 1),
-            )?;
+            // A watch from now, which etcd serves at once (one from a past revision waits
+            // for the server's next sync round, up to 100 ms); then a look, after its
+            // creation, at whether the key is still there: if it is, its delete comes later
+            // than the watch's start and reaches it.
+            let watcher = client
+                .watch()
+                .watch_with(predecessor.key().to_vec(), WatchOptions::new())?;
+            watcher.created_revision()?;
+            let still = kv.get(predecessor.key().to_vec())?;
+            if still
+                .first()
+                .is_none_or(|kv| kv.create_revision() != predecessor.create_revision())
+            {
+                continue;
+            }
             let responses = watcher.receiver().clone();
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());

@@ -18,7 +18,11 @@ macro_rules! server_codes {
         impl ServerCode {
             /// The code for an etcd status message, if it is one etcd sends.
             pub(crate) fn from_message(message: &str) -> Option<ServerCode> {
-                let text = message.strip_prefix(ETCD_PREFIX)?;
+                // The election service sends its two errors bare (status UNKNOWN), not as
+                // etcd's own prefixed ones.
+                let text = message
+                    .strip_prefix(ETCD_PREFIX)
+                    .or_else(|| message.strip_prefix("election: ").map(|_| message))?;
                 match text {
                     $($message => Some(ServerCode::$name),)*
                     _ => None,
@@ -117,6 +121,11 @@ server_codes! {
     NoLeader => "no leader",
     /// The member is not the leader.
     NotLeader => "not leader",
+    /// An election has no leader (the election service's `Leader`).
+    ElectionNoLeader => "election: no leader",
+    /// The leader key given is not the election's leader (the election service's
+    /// `Proclaim`).
+    ElectionNotLeader => "election: not leader",
     /// The leader changed while the request was in flight.
     LeaderChanged => "leader changed",
     /// The cluster cannot serve this request yet (version mismatch).

@@ -14,6 +14,8 @@ use crate::proto::rpc::StatusRequest;
 use crate::proto::rpc_grpc::{
     ClusterClient, KvClient, LeaseClient, MaintenanceClient, WatchClient,
 };
+use crate::proto::v3election_grpc::ElectionClient;
+use crate::proto::v3lock_grpc::LockClient;
 use crate::time::{self, Human};
 
 /// The stub of every etcd service, on one channel. A new service is a new field here and
@@ -25,6 +27,8 @@ pub(crate) struct Stubs {
     pub(crate) cluster: ClusterClient,
     pub(crate) maintenance: MaintenanceClient,
     pub(crate) watch: WatchClient,
+    pub(crate) lock: LockClient,
+    pub(crate) election: ElectionClient,
 }
 
 impl Stubs {
@@ -35,6 +39,8 @@ impl Stubs {
             cluster: ClusterClient::new(channel.clone()),
             maintenance: MaintenanceClient::new(channel.clone()),
             watch: WatchClient::new(channel.clone()),
+            lock: LockClient::new(channel.clone()),
+            election: ElectionClient::new(channel.clone()),
         }
     }
 }

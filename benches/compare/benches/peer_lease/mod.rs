@@ -254,7 +254,8 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
             if runs.is_empty() {
                 continue;
             }
-            let pick = |f: &dyn Fn(&Run) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+            let pick =
+                |f: &dyn Fn(&Run) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
             table.push_str(&format!(
                 "| {callers} | {} | {:.0} | {:.2} | {:.2} | {:.3} |\n",
                 peer.name,
@@ -266,7 +267,10 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     if !lost.is_empty() {
-        table.push_str(&format!("\nRuns that gave no result:\n\n{}\n", lost.join("\n")));
+        table.push_str(&format!(
+            "\nRuns that gave no result:\n\n{}\n",
+            lost.join("\n")
+        ));
     }
     std::fs::create_dir_all(&out)?;
     std::fs::write(format!("{out}/lease-compare.md"), &table)?;
