@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::keepalive::{unknown_lease, KeepAlive, LeaseRenewal, Shared};
+use super::keepalive::KeepAlive;
 use super::keeper::{self, Command, Keeper, Registration};
+use super::status::{unknown_lease, LeaseRenewal, Shared};
 use crate::call::{next, open_stream, send, Caller, Next, Opener, Spec};
 use crate::error::{Error, Result};
 use crate::proto::rpc;
@@ -151,13 +152,20 @@ impl Lease {
                 return given_up(Error::Closed)
             }
         }
+        let lease = self.clone();
+        let revoke = Box::new(move || match lease.revoke(id) {
+            Ok(_) => Ok(()),
+            // Gone already: what a revoke wants.
+            Err(e) if e.code() == Some(crate::ServerCode::LeaseNotFound) => Ok(()),
+            Err(e) => Err(e),
+        });
         Ok(KeepAlive::new(
             id,
             keeper,
             shared,
             renewals_rx,
             done_rx,
-            self.clone(),
+            revoke,
         ))
     }
 

@@ -1,104 +1,19 @@
 //! A kept lease's handle: what the keeper thread says of it, and how to stop it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use parking_lot::Mutex;
 
-use super::handle::Lease;
 use super::keeper::{Command, Keeper};
-use crate::error::{Error, Result};
+use super::status::{KeepAliveStatus, LeaseRenewal, Shared};
+use crate::error::Result;
 use crate::time;
 
-/// One renewal of a lease: the TTL it granted, from when it was sent. The lease lives at
-/// least until [`expires_by`](LeaseRenewal::expires_by), whatever happens to the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LeaseRenewal {
-    pub(crate) ttl: Duration,
-    pub(crate) at: Instant,
-}
+/// Revokes the kept lease: a lease handle's revoke, bounded by its timeout.
+pub(crate) type Revoke = Box<dyn Fn() -> Result<()> + Send + Sync>;
 
-impl LeaseRenewal {
-    /// The TTL granted, in whole seconds.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
-    /// When the renewal was sent: the server started the TTL after that.
-    pub fn sent_at(&self) -> Instant {
-        self.at
-    }
-
-    /// Until when the lease lives for sure: the send time plus the TTL.
-    pub fn expires_by(&self) -> Instant {
-        self.at + self.ttl
-    }
-}
-
-/// Where a kept lease stands.
-#[derive(Debug, Clone)]
-pub enum KeepAliveStatus {
-    /// Renewed, and renewing.
-    Alive,
-    /// etcd said the lease is gone (a renewal answered TTL 0): it expired, or somebody
-    /// revoked it.
-    Expired,
-    /// Revoked through this handle ([`KeepAlive::revoke`], or on drop).
-    Revoked,
-    /// Renewals stopped through the handle, or another [`Lease::keep_alive`] of the same
-    /// lease took it over.
-    Stopped,
-    /// No renewal landed before the TTL of the last one ran out (every member hung, cut
-    /// off or without quorum, or the client closed): the error is the last the keeper met.
-    /// The lease may still exist on the server (a new leader extends every lease), but
-    /// nothing that depends on it may be trusted any more.
-    Lost(Arc<Error>),
-}
-
-impl KeepAliveStatus {
-    /// True while the lease is renewed.
-    pub fn is_alive(&self) -> bool {
-        matches!(self, KeepAliveStatus::Alive)
-    }
-}
-
-/// What a handle and the keeper share.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    inner: Mutex<(LeaseRenewal, Option<KeepAliveStatus>)>,
-}
-
-impl Shared {
-    pub(crate) fn new(first: LeaseRenewal) -> Shared {
-        Shared {
-            inner: Mutex::new((first, None)),
-        }
-    }
-
-    pub(crate) fn renewed(&self, renewal: LeaseRenewal) {
-        self.inner.lock().0 = renewal;
-    }
-
-    /// Ends the keepalive with `status`, unless it has ended already.
-    pub(crate) fn end(&self, status: KeepAliveStatus) {
-        self.inner.lock().1.get_or_insert(status);
-    }
-
-    fn status(&self) -> KeepAliveStatus {
-        self.inner
-            .lock()
-            .1
-            .clone()
-            .unwrap_or(KeepAliveStatus::Alive)
-    }
-
-    fn last(&self) -> LeaseRenewal {
-        self.inner.lock().0
-    }
-}
-
-/// A lease kept alive by the client's keepalive thread, from [`Lease::keep_alive`].
+/// A lease kept alive by the client's keepalive thread, from [`Lease::keep_alive`](crate::Lease::keep_alive).
 ///
 /// The thread renews the lease a third of its TTL after each renewal, over one stream
 /// that carries every kept lease of the client, and moves that stream to another member
@@ -112,15 +27,24 @@ impl Shared {
 ///
 /// Dropping the handle stops the renewals (the lease then runs out by its TTL); with
 /// [`revoke_on_drop`](KeepAlive::revoke_on_drop) it also revokes the lease.
-#[derive(Debug)]
 pub struct KeepAlive {
     id: i64,
     keeper: Arc<Keeper>,
     shared: Arc<Shared>,
     renewals: Receiver<LeaseRenewal>,
     done: Receiver<()>,
-    lease: Lease,
+    revoke: Revoke,
     revoke_on_drop: bool,
+}
+
+impl std::fmt::Debug for KeepAlive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeepAlive")
+            .field("id", &self.id)
+            .field("status", &self.status())
+            .field("revoke_on_drop", &self.revoke_on_drop)
+            .finish_non_exhaustive()
+    }
 }
 
 impl KeepAlive {
@@ -130,7 +54,7 @@ impl KeepAlive {
         shared: Arc<Shared>,
         renewals: Receiver<LeaseRenewal>,
         done: Receiver<()>,
-        lease: Lease,
+        revoke: Revoke,
     ) -> KeepAlive {
         KeepAlive {
             id,
@@ -138,7 +62,7 @@ impl KeepAlive {
             shared,
             renewals,
             done,
-            lease,
+            revoke,
             revoke_on_drop: false,
         }
     }
@@ -153,7 +77,7 @@ impl KeepAlive {
         self.shared.status()
     }
 
-    /// The last renewal that landed (at first, the one [`Lease::keep_alive`] made).
+    /// The last renewal that landed (at first, the one [`Lease::keep_alive`](crate::Lease::keep_alive) made).
     pub fn last_renewal(&self) -> LeaseRenewal {
         self.shared.last()
     }
@@ -194,12 +118,7 @@ impl KeepAlive {
     pub fn revoke(mut self) -> Result<()> {
         self.revoke_on_drop = false;
         self.forget(KeepAliveStatus::Revoked);
-        match self.lease.revoke(self.id) {
-            Ok(_) => Ok(()),
-            // Gone already: what a revoke wants.
-            Err(e) if e.code() == Some(crate::ServerCode::LeaseNotFound) => Ok(()),
-            Err(e) => Err(e),
-        }
+        (self.revoke)()
     }
 
     /// Stops renewing; the lease runs out by its TTL.
@@ -216,23 +135,11 @@ impl Drop for KeepAlive {
     fn drop(&mut self) {
         if self.revoke_on_drop {
             self.forget(KeepAliveStatus::Revoked);
-            if let Err(e) = self.lease.revoke(self.id) {
-                if e.code() != Some(crate::ServerCode::LeaseNotFound) {
-                    log::warn!("etcd lease {:x} not revoked on drop: {e}", self.id);
-                }
+            if let Err(e) = (self.revoke)() {
+                log::warn!("etcd lease {:x} not revoked on drop: {e}", self.id);
             }
         } else {
             self.forget(KeepAliveStatus::Stopped);
         }
     }
-}
-
-/// The error of a renewal that answered TTL 0: etcd has no such lease.
-pub(crate) fn unknown_lease(id: i64, endpoint: &str) -> Error {
-    Error::Server(Box::new(crate::error::ServerError {
-        code: crate::ServerCode::LeaseNotFound,
-        status: crate::StatusCode::NotFound,
-        message: format!("requested lease not found (lease {id:x}: a renewal answered TTL 0)"),
-        endpoint: endpoint.to_owned(),
-    }))
 }

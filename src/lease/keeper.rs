@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
-use super::keepalive::{unknown_lease, KeepAliveStatus as Status, LeaseRenewal as Renewal, Shared};
+use super::status::{unknown_lease, KeepAliveStatus as Status, LeaseRenewal as Renewal, Shared};
 use crate::call::{open_stream, DuplexStream, Next, Opener, Route};
 use crate::error::Error;
 use crate::park;

@@ -6,10 +6,12 @@
 mod handle;
 mod keepalive;
 mod keeper;
+mod status;
 
 pub use handle::{
     Lease, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeResponse,
     LeaseTimeToLiveResponse,
 };
-pub use keepalive::{KeepAlive, KeepAliveStatus, LeaseRenewal};
+pub use keepalive::KeepAlive;
 pub(crate) use keeper::Keeper;
+pub use status::{KeepAliveStatus, LeaseRenewal};

@@ -8,7 +8,7 @@
 //! which is all that a watch created at that revision promises. Watchers with a start
 //! revision get a server watch of their own: their history is their own.
 
-use super::hub::{End, Registration};
+use super::registration::{End, Registration};
 use super::responses::{Event, WatchResponse};
 use crate::proto::kv;
 use crate::proto::rpc::{self, WatchCreateRequest, WatchRequest};

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::hub::{self, Command, Hub, Registration, Shared};
+use super::hub::{self, Command, Hub};
 use super::options::WatchOptions;
+use super::registration::{Registration, Shared};
 use super::watcher::Watcher;
 use crate::call::Caller;
 use crate::error::Result;

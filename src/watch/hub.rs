@@ -21,18 +21,16 @@ use std::task::Poll;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
 use super::group::{shape, Group};
 use super::liveness::{Liveness, Pace, QUIET};
+use super::registration::{End, Registration};
 use super::responses::WatchResponse;
 use crate::call::{open_stream, DuplexStream, Next, Opener, Route};
 use crate::error::Error;
 use crate::park;
-use crate::proto::rpc::{
-    self, WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest,
-};
+use crate::proto::rpc::{self, WatchCancelRequest, WatchProgressRequest, WatchRequest};
 use crate::time;
 
 /// How long one attempt to open a stream waits for a healthy endpoint.
@@ -43,52 +41,6 @@ const MAX_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How often the thread looks around when nothing wakes it.
 const IDLE: Duration = Duration::from_secs(1);
-
-/// Why a watch ended; the watcher turns it into its error.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum End {
-    Compacted(i64),
-    Lagged { resume_from: i64, buffer: usize },
-    Canceled(String),
-    Closed,
-}
-
-impl End {
-    pub(crate) fn error(&self) -> Error {
-        match self {
-            End::Compacted(compact_revision) => Error::WatchCompacted {
-                compact_revision: *compact_revision,
-            },
-            End::Lagged {
-                resume_from,
-                buffer,
-            } => Error::WatchLagged {
-                resume_from: *resume_from,
-                buffer: *buffer,
-            },
-            End::Canceled(reason) => Error::WatchCanceled {
-                reason: reason.clone(),
-            },
-            End::Closed => Error::Closed,
-        }
-    }
-}
-
-/// What a watcher and the hub share: why the watch ended, once it has.
-#[derive(Debug, Default)]
-pub(crate) struct Shared {
-    pub(crate) end: Mutex<Option<End>>,
-}
-
-/// A watch to start: its request (with its ID), and where its responses go.
-pub(crate) struct Registration {
-    pub(crate) request: WatchCreateRequest,
-    pub(crate) sender: Sender<WatchResponse>,
-    /// Takes the revision the watch was created at, once.
-    pub(crate) created: Sender<i64>,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) buffer: usize,
-}
 
 /// What a watcher asks of the hub.
 pub(crate) enum Command {

@@ -8,6 +8,7 @@ mod handle;
 mod hub;
 mod liveness;
 mod options;
+mod registration;
 mod responses;
 mod watcher;
 

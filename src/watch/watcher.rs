@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
-use super::hub::{Command, Hub, Shared};
+use super::hub::{Command, Hub};
+use super::registration::Shared;
 use super::responses::WatchResponse;
 use crate::error::{Error, Result};
 use crate::time;
