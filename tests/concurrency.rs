@@ -208,7 +208,25 @@ fn holders_never_overlap_and_every_increment_counts_through_member_faults() {
                     let session = Session::new(&client, Duration::from_secs(5)).expect("session");
                     let mutex = Mutex::new(&session, "counter-lock").expect("mutex");
                     for _ in 0..ROUNDS {
-                        let guard = mutex.lock(Duration::from_secs(60)).expect("lock");
+                        let guard = mutex.lock(Duration::from_secs(60)).unwrap_or_else(|e| {
+                            // What the queue held, for the report.
+                            let queue = client
+                                .kv()
+                                .get_with("counter-lock/", GetOptions::new().prefix())
+                                .map(|r| {
+                                    r.kvs()
+                                        .iter()
+                                        .map(|kv| {
+                                            (
+                                                String::from_utf8_lossy(kv.key()).into_owned(),
+                                                kv.create_revision(),
+                                                kv.lease(),
+                                            )
+                                        })
+                                        .collect::<Vec<_>>()
+                                });
+                            panic!("lock: {e}; the queue: {queue:?}")
+                        });
                         let start = Instant::now();
                         increment(&client, &guard);
                         let end = Instant::now();

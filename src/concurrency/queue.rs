@@ -14,6 +14,9 @@ use crate::kv::{Compare, GetOptions, SortOrder, SortTarget, Txn, TxnOp};
 use crate::watch::WatchOptions;
 use crate::{EventKind, PutOptions};
 
+/// How often a waiter looks again at the key it waits on, besides watching it.
+const RECHECK: Duration = Duration::from_secs(1);
+
 /// Where a key stands in its queue.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Standing {
@@ -139,11 +142,27 @@ impl Queue {
                         Err(_) => return Err(watcher.recv().err().unwrap_or(Error::Closed)),
                     },
                     recv(done) -> _ => return Err(self.session.lost()),
-                    default(left) => {
-                        return Err(Error::WaitTimeout {
-                            what: what.to_owned(),
-                            timeout,
-                        })
+                    default(left.min(RECHECK)) => {
+                        if Instant::now() >= deadline {
+                            return Err(Error::WaitTimeout {
+                                what: what.to_owned(),
+                                timeout,
+                            });
+                        }
+                        // A look now and then, so that a delete the watch did not bring
+                        // (which it should) costs a second, not the whole wait.
+                        let now = kv.get(predecessor.key().to_vec())?;
+                        if now
+                            .first()
+                            .is_none_or(|kv| kv.create_revision() != predecessor.create_revision())
+                        {
+                            log::warn!(
+                                "etcd queue {}: the key before this one went without its delete \
+                                 reaching the watch",
+                                String::from_utf8_lossy(&self.prefix)
+                            );
+                            break;
+                        }
                     }
                 }
             }
