@@ -12,7 +12,6 @@
 //! renewals go to a bounded channel that drops what a slow reader leaves.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::thread::Thread;
@@ -22,7 +21,7 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
 use super::status::{unknown_lease, KeepAliveStatus as Status, LeaseRenewal as Renewal, Shared};
-use crate::call::{open_stream, DuplexStream, Next, Opener, Route};
+use crate::call::{open_stream, DuplexStream, Mailbox, Next, Opener, Route};
 use crate::error::Error;
 use crate::park;
 use crate::proto::rpc::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
@@ -60,12 +59,7 @@ pub(crate) enum Command {
 
 /// The keeper of one client; shared by its handles and its thread.
 pub(crate) struct Keeper {
-    inbox: Mutex<Vec<Command>>,
-    thread: Mutex<Option<Thread>>,
-    stopping: AtomicBool,
-    /// The endpoint of the current stream, for tests that fault it.
-    endpoint: Mutex<Option<String>>,
-    opened: AtomicU64,
+    mailbox: Mailbox<Command>,
     /// The thread's state; only the thread locks it. Kept here so that a restart after a
     /// panic goes on with every lease.
     state: Mutex<State>,
@@ -74,57 +68,41 @@ pub(crate) struct Keeper {
 impl Keeper {
     pub(crate) fn new() -> Arc<Keeper> {
         Arc::new(Keeper {
-            inbox: Mutex::new(Vec::new()),
-            thread: Mutex::new(None),
-            stopping: AtomicBool::new(false),
-            endpoint: Mutex::new(None),
-            opened: AtomicU64::new(0),
+            mailbox: Mailbox::default(),
             state: Mutex::new(State::default()),
         })
     }
 
     pub(crate) fn set_thread(&self, thread: Thread) {
-        *self.thread.lock() = Some(thread);
+        self.mailbox.set_thread(thread);
     }
 
     /// The endpoint the stream is on, if one is open.
     pub(crate) fn endpoint(&self) -> Option<String> {
-        self.endpoint.lock().clone()
+        self.mailbox.endpoint()
     }
 
     /// How many streams have been opened so far.
     pub(crate) fn streams_opened(&self) -> u64 {
-        self.opened.load(Ordering::Relaxed)
+        self.mailbox.streams_opened()
     }
 
     /// Hands the thread a command; refused once the client is closed.
     pub(crate) fn tell(&self, command: Command) -> Result<(), Error> {
-        if self.stopping.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        self.inbox.lock().push(command);
-        self.wake();
-        Ok(())
+        self.mailbox.tell(command)
     }
 
     /// Makes the thread end every kept lease (their handles say the client closed) and
     /// return.
     pub(crate) fn stop(&self) {
-        self.stopping.store(true, Ordering::Release);
-        self.wake();
-    }
-
-    fn wake(&self) {
-        if let Some(thread) = self.thread.lock().as_ref() {
-            thread.unpark();
-        }
+        self.mailbox.stop();
     }
 }
 
 impl std::fmt::Debug for Keeper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keeper")
-            .field("stopping", &self.stopping.load(Ordering::Relaxed))
+            .field("stopping", &self.mailbox.stopping())
             .finish_non_exhaustive()
     }
 }
@@ -188,7 +166,7 @@ pub(crate) fn run(keeper: &Keeper, route: &Route) {
     let mut state = keeper.state.lock();
     let state = &mut *state;
     loop {
-        if keeper.stopping.load(Ordering::Acquire) {
+        if keeper.mailbox.stopping() {
             state.due.clear();
             state.expiry.clear();
             for (_, kept) in std::mem::take(&mut state.leases) {
@@ -197,7 +175,7 @@ pub(crate) fn run(keeper: &Keeper, route: &Route) {
             state.detach(keeper, "the client is closing");
             return;
         }
-        for command in std::mem::take(&mut *keeper.inbox.lock()) {
+        for command in keeper.mailbox.take() {
             state.apply(command);
         }
         let now = Instant::now();
@@ -205,8 +183,7 @@ pub(crate) fn run(keeper: &Keeper, route: &Route) {
         if state.stream.is_none() && !state.leases.is_empty() {
             match open_stream(route, time::deadline(OPEN_WAIT), open) {
                 Ok(stream) => {
-                    *keeper.endpoint.lock() = Some(stream.endpoint().to_owned());
-                    keeper.opened.fetch_add(1, Ordering::Relaxed);
+                    keeper.mailbox.set_endpoint(Some(stream.endpoint()));
                     state.attach(stream);
                 }
                 Err(Error::Closed) => continue,
@@ -242,7 +219,7 @@ pub(crate) fn run(keeper: &Keeper, route: &Route) {
         let wake_by = state.send_due(now, answer).min(time::deadline(IDLE));
         let news = route.balancer.news();
         let woke = park::wait(Some(news), wake_by, |cx| {
-            if keeper.stopping.load(Ordering::Acquire) || !keeper.inbox.lock().is_empty() {
+            if keeper.mailbox.stopping() || keeper.mailbox.has_mail() {
                 return Poll::Ready(Wake::Look);
             }
             let Some(stream) = state.stream.as_mut() else {
@@ -335,7 +312,7 @@ impl State {
     }
 
     fn detach(&mut self, keeper: &Keeper, why: &str) {
-        *keeper.endpoint.lock() = None;
+        keeper.mailbox.set_endpoint(None);
         if let Some(mut stream) = self.stream.take() {
             log::info!(
                 "etcd keepalive stream on {} given up: {why}",

@@ -15,7 +15,7 @@
 //! watch on every stream it moves to. Create replies come back in request order.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::thread::Thread;
@@ -27,7 +27,7 @@ use super::group::{shape, Group};
 use super::liveness::{Liveness, Pace, QUIET};
 use super::registration::{End, Registration};
 use super::responses::WatchResponse;
-use crate::call::{open_stream, DuplexStream, Next, Opener, Route};
+use crate::call::{open_stream, DuplexStream, Mailbox, Next, Opener, Route};
 use crate::error::Error;
 use crate::park;
 use crate::proto::rpc::{self, WatchCancelRequest, WatchProgressRequest, WatchRequest};
@@ -51,14 +51,8 @@ pub(crate) enum Command {
 
 /// The hub of one client; shared by its watchers and its thread.
 pub(crate) struct Hub {
-    inbox: Mutex<Vec<Command>>,
-    thread: Mutex<Option<Thread>>,
-    stopping: AtomicBool,
+    mailbox: Mailbox<Command>,
     next_id: AtomicI64,
-    /// The endpoint of the current stream, for tests that fault it.
-    endpoint: Mutex<Option<String>>,
-    /// How many streams have been opened, for tests.
-    opened: AtomicU64,
     /// The thread's state; only the thread locks it. Kept here so that a restart after a
     /// panic goes on with every watch.
     state: Mutex<State>,
@@ -67,19 +61,15 @@ pub(crate) struct Hub {
 impl Hub {
     pub(crate) fn new() -> Arc<Hub> {
         Arc::new(Hub {
-            inbox: Mutex::new(Vec::new()),
-            thread: Mutex::new(None),
-            stopping: AtomicBool::new(false),
+            mailbox: Mailbox::default(),
             next_id: AtomicI64::new(1),
-            endpoint: Mutex::new(None),
-            opened: AtomicU64::new(0),
             state: Mutex::new(State::default()),
         })
     }
 
     /// The thread to wake for a command.
     pub(crate) fn set_thread(&self, thread: Thread) {
-        *self.thread.lock() = Some(thread);
+        self.mailbox.set_thread(thread);
     }
 
     /// A new watch ID, never used before on this client.
@@ -89,47 +79,35 @@ impl Hub {
 
     /// The endpoint the stream is on, if one is open.
     pub(crate) fn endpoint(&self) -> Option<String> {
-        self.endpoint.lock().clone()
+        self.mailbox.endpoint()
     }
 
     /// How many streams have been opened so far.
     pub(crate) fn streams_opened(&self) -> u64 {
-        self.opened.load(Ordering::Relaxed)
+        self.mailbox.streams_opened()
     }
 
     /// Hands the thread a command; refused once the client is closed.
     pub(crate) fn tell(&self, command: Command) -> Result<(), Error> {
-        if self.stopping.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        self.inbox.lock().push(command);
-        self.wake();
-        Ok(())
+        self.mailbox.tell(command)
     }
 
     /// Makes the thread end every watch with [`Error::Closed`] and return.
     pub(crate) fn stop(&self) {
-        self.stopping.store(true, Ordering::Release);
-        self.wake();
+        self.mailbox.stop();
     }
 
     /// Gives the current stream up, and forgets its endpoint.
     fn detach(&self, state: &mut State, why: &str) {
-        *self.endpoint.lock() = None;
+        self.mailbox.set_endpoint(None);
         state.detach(why);
-    }
-
-    fn wake(&self) {
-        if let Some(thread) = self.thread.lock().as_ref() {
-            thread.unpark();
-        }
     }
 }
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub")
-            .field("stopping", &self.stopping.load(Ordering::Relaxed))
+            .field("stopping", &self.mailbox.stopping())
             .finish_non_exhaustive()
     }
 }
@@ -167,19 +145,17 @@ pub(crate) fn run(hub: &Hub, route: &Route) {
     let mut state = hub.state.lock();
     let state = &mut *state;
     loop {
-        if hub.stopping.load(Ordering::Acquire) {
+        if hub.mailbox.stopping() {
             state.end_all(End::Closed);
             return;
         }
-        let commands = std::mem::take(&mut *hub.inbox.lock());
-        for command in commands {
+        for command in hub.mailbox.take() {
             state.apply(command);
         }
         if state.stream.is_none() && !state.watches.is_empty() {
             match open_stream(route, time::deadline(OPEN_WAIT), open) {
                 Ok(stream) => {
-                    *hub.endpoint.lock() = Some(stream.endpoint().to_owned());
-                    hub.opened.fetch_add(1, Ordering::Relaxed);
+                    hub.mailbox.set_endpoint(Some(stream.endpoint()));
                     state.attach(stream);
                 }
                 Err(Error::Closed) => {
@@ -224,7 +200,7 @@ pub(crate) fn run(hub: &Hub, route: &Route) {
         let news = route.balancer.news();
         let wake_by = look.map_or(time::deadline(IDLE), |at| at.min(time::deadline(IDLE)));
         let woke = park::wait(Some(news), wake_by, |cx| {
-            if hub.stopping.load(Ordering::Acquire) || !hub.inbox.lock().is_empty() {
+            if hub.mailbox.stopping() || hub.mailbox.has_mail() {
                 return Poll::Ready(Wake::Look);
             }
             let Some(stream) = state.stream.as_mut() else {
