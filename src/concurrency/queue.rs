@@ -39,6 +39,7 @@ pub(super) struct Queue {
 impl Queue {
     /// Puts the key with `value` if it is not there: where it stands.
     pub(super) fn enqueue(&self, value: &[u8]) -> Result<Standing> {
+        self.session.track(&self.key, true);
         retried(&self.session, || self.try_enqueue(value))
     }
 
@@ -89,7 +90,33 @@ impl Queue {
     /// Deletes the key.
     pub(super) fn dequeue(&self) -> Result<()> {
         let kv = self.session.client().kv();
+        self.session.track(&self.key, false);
         retried(&self.session, || kv.delete(self.key.clone()).map(drop))
+    }
+
+    /// A key of this session's lease that no attempt of it stands with: left by an
+    /// enqueue whose outcome was unknown and that etcd applied late, after the attempt had
+    /// ended (its put-if-absent found the key deleted). Removed if it is still the key
+    /// created at `revision`; true if it was one.
+    fn clear_leftover(&self, key: &[u8], revision: i64, lease: i64) -> Result<bool> {
+        if lease != self.session.lease_id() || self.session.tracks(key) {
+            return Ok(false);
+        }
+        log::warn!(
+            "etcd queue {}: removing {} of this session, left by a write applied late",
+            String::from_utf8_lossy(&self.prefix),
+            String::from_utf8_lossy(key)
+        );
+        let kv = self.session.client().kv();
+        retried(&self.session, || {
+            kv.txn(
+                Txn::new()
+                    .when([Compare::create_revision(key.to_vec()).eq(revision)])
+                    .and_then([TxnOp::delete(key.to_vec())]),
+            )
+            .map(drop)
+        })?;
+        Ok(true)
     }
 
     /// Waits until no key under the prefix was created before `revision`: for each, the
@@ -116,6 +143,13 @@ impl Queue {
             let Some(predecessor) = before.first() else {
                 return Ok(());
             };
+            if self.clear_leftover(
+                predecessor.key(),
+                predecessor.create_revision(),
+                predecessor.lease(),
+            )? {
+                continue;
+            }
             // A watch from now, which etcd serves at once (one from a past revision waits
             // for the server's next sync round, up to 100 ms); then a look, after its
             // creation, at whether the key is still there: if it is, its delete comes later

@@ -27,6 +27,9 @@ struct Inner {
     client: Client,
     keep: KeepAlive,
     ttl: Duration,
+    /// The queue keys this session's lock attempts stand with now: any other key of its
+    /// lease in a lock's queue is a leftover (see `queue.rs`).
+    attempts: parking_lot::Mutex<std::collections::HashSet<Vec<u8>>>,
 }
 
 impl Session {
@@ -46,6 +49,7 @@ impl Session {
                 client: client.clone(),
                 keep,
                 ttl,
+                attempts: Default::default(),
             }),
         })
     }
@@ -60,6 +64,7 @@ impl Session {
                 client: client.clone(),
                 keep,
                 ttl,
+                attempts: Default::default(),
             }),
         })
     }
@@ -93,6 +98,21 @@ impl Session {
     /// lost, expired or revoked), for `crossbeam_channel::select!`.
     pub fn done(&self) -> Receiver<()> {
         self.inner.keep.done()
+    }
+
+    /// Notes that an attempt stands with `key` (true), or no more (false).
+    pub(crate) fn track(&self, key: &[u8], standing: bool) {
+        let mut attempts = self.inner.attempts.lock();
+        if standing {
+            attempts.insert(key.to_vec());
+        } else {
+            attempts.remove(key);
+        }
+    }
+
+    /// True if `key` is one this session's attempts stand with now.
+    pub(crate) fn tracks(&self, key: &[u8]) -> bool {
+        self.inner.attempts.lock().contains(key)
     }
 
     /// The error for what the session held, once it has ended.

@@ -40,7 +40,7 @@ pub enum KeepAliveStatus {
     /// etcd said the lease is gone (a renewal answered TTL 0): it expired, or somebody
     /// revoked it.
     Expired,
-    /// Revoked through this handle ([`KeepAlive::revoke`], or on drop).
+    /// Revoked through this handle ([`KeepAlive::revoke`](crate::KeepAlive::revoke), or on drop).
     Revoked,
     /// Renewals stopped through the handle, or another [`Lease::keep_alive`](crate::Lease::keep_alive) of the same
     /// lease took it over.
