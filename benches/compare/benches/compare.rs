@@ -530,16 +530,32 @@ fn run_driver(
     endpoints: &str,
     cell: &Workload,
 ) -> Result<Run, Box<dyn std::error::Error>> {
+    run_peer(
+        peer,
+        &[
+            format!("--endpoints={endpoints}"),
+            format!("--workload={}", cell.workload),
+            format!("--callers={}", cell.callers),
+            format!("--value-size={}", cell.value_size),
+            format!("--ops={}", ops_for(cell.callers)),
+        ],
+        Run::parse,
+    )
+}
+
+/// Runs `peer`'s driver with `args` to its end, and reads its result: the last line of
+/// its output that `parse` takes; else an error with its exit status and its stderr.
+fn run_peer<T>(
+    peer: &Peer,
+    args: &[String],
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, Box<dyn std::error::Error>> {
     let output = Command::new(&peer.command[0])
         .args(&peer.command[1..])
-        .arg(format!("--endpoints={endpoints}"))
-        .arg(format!("--workload={}", cell.workload))
-        .arg(format!("--callers={}", cell.callers))
-        .arg(format!("--value-size={}", cell.value_size))
-        .arg(format!("--ops={}", ops_for(cell.callers)))
+        .args(args)
         .output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    stdout.lines().rev().find_map(Run::parse).ok_or_else(|| {
+    stdout.lines().rev().find_map(parse).ok_or_else(|| {
         format!(
             "{} gave no result ({}): {}",
             peer.name,

@@ -9,7 +9,6 @@
 //!   session of its own, share N lock + unlock pairs on one lock; the latency is of the
 //!   pair.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -283,30 +282,17 @@ fn run_keepalive(
     endpoints: &str,
     admin: &Client,
 ) -> Result<Kept, Box<dyn std::error::Error>> {
-    let output = Command::new(&peer.command[0])
-        .args(&peer.command[1..])
-        .arg(format!("--endpoints={endpoints}"))
-        .arg("--workload=keepalive")
-        .arg(format!("--leases={LEASES}"))
-        .arg(format!("--ttl-s={TTL_S}"))
-        .output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.contains("\"keepalive\""))
-        .ok_or_else(|| {
-            format!(
-                "{} gave no result ({}): {}",
-                peer.name,
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-            )
-        })?;
-    let number = |name: &str| json_number(line, name).unwrap_or(0.0);
+    let line = crate::run_peer(
+        peer,
+        &[
+            format!("--endpoints={endpoints}"),
+            "--workload=keepalive".to_owned(),
+            format!("--leases={LEASES}"),
+            format!("--ttl-s={TTL_S}"),
+        ],
+        |l| l.contains("\"keepalive\"").then(|| l.to_owned()),
+    )?;
+    let number = |name: &str| json_number(&line, name).unwrap_or(0.0);
     // Alive now means renewed within the last TTL; then clear them for the next run.
     let ids = admin.lease().leases()?.ids().to_vec();
     revoke_all(admin, &ids);
@@ -339,24 +325,14 @@ fn run_lock(
     callers: usize,
     ops: usize,
 ) -> Result<Run, Box<dyn std::error::Error>> {
-    let output = Command::new(&peer.command[0])
-        .args(&peer.command[1..])
-        .arg(format!("--endpoints={endpoints}"))
-        .arg("--workload=lock")
-        .arg(format!("--callers={callers}"))
-        .arg(format!("--ops={ops}"))
-        .output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    stdout.lines().rev().find_map(Run::parse).ok_or_else(|| {
-        format!(
-            "{} gave no result ({}): {}",
-            peer.name,
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .next()
-                .unwrap_or("")
-        )
-        .into()
-    })
+    crate::run_peer(
+        peer,
+        &[
+            format!("--endpoints={endpoints}"),
+            "--workload=lock".to_owned(),
+            format!("--callers={callers}"),
+            format!("--ops={ops}"),
+        ],
+        Run::parse,
+    )
 }

@@ -285,27 +285,16 @@ fn run_latency(
     watchers: usize,
     puts: usize,
 ) -> Result<Latency, Box<dyn std::error::Error>> {
-    let output = Command::new(&peer.command[0])
-        .args(&peer.command[1..])
-        .arg(format!("--endpoints={endpoints}"))
-        .arg("--workload=watch")
-        .arg(format!("--watchers={watchers}"))
-        .arg(format!("--puts={puts}"))
-        .output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    stdout
-        .lines()
-        .rev()
-        .find_map(Latency::parse)
-        .ok_or_else(|| {
-            format!(
-                "{} gave no result ({}): {}",
-                peer.name,
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            )
-            .into()
-        })
+    crate::run_peer(
+        peer,
+        &[
+            format!("--endpoints={endpoints}"),
+            "--workload=watch".to_owned(),
+            format!("--watchers={watchers}"),
+            format!("--puts={puts}"),
+        ],
+        Latency::parse,
+    )
 }
 
 /// etcd's count of watch streams on the member at `endpoint`, from its metrics.
