@@ -194,7 +194,7 @@
 //! | `kv`, `lease`, `watch` | the API handles ([`Kv`], [`Lease`] with its [`KeepAlive`]s and their keeper thread, [`Watch`] with its [`Watcher`]s and their hub thread), their options and responses; they depend on `call` alone (`watch` borrows the key-range setters of `kv`) |
 //! | `services` | thin handles of etcd's lock and election services ([`LockService`], [`ElectionService`]) |
 //! | `concurrency` | the recipes ([`concurrency::Session`], [`concurrency::Mutex`], [`concurrency::Election`]; locks and elections share one queue of keys, `queue.rs`) on the public API of the handles below |
-//! | `call` | the path of every call: pick, send, wait, retry or give up (`unary.rs`); the stream primitive (`stream.rs`: open a bidirectional stream on a healthy endpoint, wait on it, give it up with its endpoint, reopen it elsewhere), on which the watch and keepalive threads build, with the mailbox they share with their handles (`mailbox.rs`); the retry policy (`retry.rs`); the revision floor (`floor.rs`); and the `Caller` that owns everything below |
+//! | `call` | the path of every call: pick, send, wait, retry or give up (`unary.rs`); the stream primitive (`stream.rs`: open a bidirectional stream on a healthy endpoint with its pump on the poll thread, wait on it, give it up with its endpoint, reopen it elsewhere), on which the watch and keepalive threads build, with the mailbox they share with their handles (`mailbox.rs`); the retry policy (`retry.rs`); the revision floor (`floor.rs`); and the `Caller` that owns everything below |
 //! | `balancer` | the endpoint table, each endpoint's health, the leader and its epoch, and the probing worker thread |
 //! | `transport` | endpoint strings, grpcio channels (built in one place), the service stubs of each endpoint, call metadata |
 //! | `threads` | the registry of background threads: named, supervised, stopped and joined by close |
@@ -203,7 +203,11 @@
 //!
 //! **Threads.** A [`Client`] starts two kinds of threads and owns both:
 //! - grpcio's completion-queue threads (`etcd-grpc-0`, ...; one by default,
-//!   [`ClientBuilder::poll_threads`]), which drive every connection of the client;
+//!   [`ClientBuilder::poll_threads`]), which drive every connection of the client, and
+//!   which also run each open stream's pump: a task that hands the C core the messages its
+//!   owner (the hub, the keeper) queued and reads what comes, into a bounded inbox, waking
+//!   the owner once per batch, not once per message. The pump moves messages; the owner
+//!   keeps all the state and makes every decision;
 //! - the balancer's worker (`etcd-balancer`), which keeps the endpoint table true. It is
 //!   registered with the client's thread registry, which restarts it if it panics (up to 5
 //!   times in a row; then every call fails with [`Error::BackgroundThread`]) and which

@@ -1,16 +1,22 @@
 //! The stream primitive: a bidirectional gRPC stream opened on a healthy endpoint through
 //! the balancer, waited on with the one blocking primitive, given up when its endpoint
 //! fails, and reopened elsewhere. Watch and lease keepalive threads build on it.
+//!
+//! Each stream's messages are moved by a pump, a task on the gRPC poll thread of the
+//! stream's channel: the owner queues what to send and takes what came, in batches,
+//! without a thread switch per message (see [`DuplexStream`]).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use futures_core::Stream as _;
 use futures_sink::Sink;
 use grpcio::{CallOption, ClientDuplexReceiver, ClientDuplexSender, WriteFlags};
+use parking_lot::Mutex;
 
 use super::caller::Caller;
 use super::route::Route;
@@ -38,11 +44,188 @@ pub(crate) enum Next<Resp> {
     Abandoned(Error),
 }
 
-/// A bidirectional stream on one endpoint.
+/// A bidirectional stream on one endpoint, whose messages a pump carries.
+///
+/// The pump is a task on gRPC's poll thread, the one that completes the stream's sends
+/// and receives: it hands the C core each message as soon as the last one is taken, and
+/// reads the next as soon as one arrives, with no thread between two messages. The owner
+/// (the watch hub, the lease keeper) hands it messages and takes what came, in batches,
+/// and is woken once per batch rather than once per message.
 pub(crate) struct DuplexStream<Req, Resp> {
+    pipe: Arc<Mutex<Pipe<Req, Resp>>>,
+    endpoint: Arc<Endpoint>,
+}
+
+/// How many received messages the pump holds for its owner before it stops reading (and
+/// HTTP/2 flow control holds the server back).
+const INBOX: usize = 4096;
+
+/// What a stream's owner and its pump hand each other.
+struct Pipe<Req, Resp> {
+    /// To send, in order.
+    outbox: VecDeque<Req>,
+    /// Received, in order.
+    inbox: VecDeque<Resp>,
+    /// True when the pump has sent and flushed all it was given.
+    flushed: bool,
+    /// Why sending failed.
+    send_failed: Option<Error>,
+    /// How the server ended the stream: cleanly (`Some(None)`) or with an error.
+    ended: Option<Option<Error>>,
+    /// The pump stopped reading because the inbox was full.
+    full: bool,
+    cancelled: bool,
+    pump: Option<Waker>,
+    owner: Option<Waker>,
+}
+
+impl<Req, Resp> Pipe<Req, Resp> {
+    fn wake_pump(&mut self) -> Option<Waker> {
+        self.pump.take()
+    }
+
+    /// The oldest message received, and the pump to wake when the inbox has room again.
+    fn pop(&mut self) -> (Option<Resp>, Option<Waker>) {
+        let message = self.inbox.pop_front();
+        let pump = if self.full && self.inbox.len() <= INBOX / 2 {
+            self.full = false;
+            self.wake_pump()
+        } else {
+            None
+        };
+        (message, pump)
+    }
+
+    /// Remembers the owner's waker for the pump's next news.
+    fn wait_owner(&mut self, cx: &Context<'_>) {
+        if !self.owner.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            self.owner = Some(cx.waker().clone());
+        }
+    }
+}
+
+/// The task on gRPC's poll thread that moves one stream's messages.
+struct Pump<Req, Resp> {
     sink: ClientDuplexSender<Req>,
     receiver: ClientDuplexReceiver<Resp>,
-    endpoint: Arc<Endpoint>,
+    pipe: Arc<Mutex<Pipe<Req, Resp>>>,
+    target: String,
+    /// Taken from the outbox, not yet handed to gRPC.
+    sending: VecDeque<Req>,
+    /// False once a send failed.
+    can_send: bool,
+    /// True while what was handed to gRPC may not be flushed.
+    unflushed: bool,
+}
+
+impl<Req, Resp> Pump<Req, Resp> {
+    /// Hands gRPC what it takes now; true once all of it is sent and flushed.
+    fn push(&mut self, cx: &mut Context<'_>) -> grpcio::Result<bool> {
+        while !self.sending.is_empty() {
+            match Pin::new(&mut self.sink).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(false),
+            }
+            let Some(message) = self.sending.pop_front() else {
+                break;
+            };
+            Pin::new(&mut self.sink).start_send((message, WriteFlags::default()))?;
+            self.unflushed = true;
+        }
+        if self.unflushed {
+            match Pin::new(&mut self.sink).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl<Req: Unpin, Resp: Unpin> Future for Pump<Req, Resp> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let room = {
+            let mut pipe = this.pipe.lock();
+            if pipe.cancelled {
+                drop(pipe);
+                this.sink.cancel();
+                return Poll::Ready(());
+            }
+            this.sending.extend(pipe.outbox.drain(..));
+            if !pipe.pump.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                pipe.pump = Some(cx.waker().clone());
+            }
+            INBOX.saturating_sub(pipe.inbox.len())
+        };
+        let mut failed = None;
+        let mut flushed = false;
+        if this.can_send {
+            match this.push(cx) {
+                Ok(done) => flushed = done,
+                Err(e) => {
+                    this.can_send = false;
+                    this.sending.clear();
+                    failed = Some(Error::from_grpc(e, &this.target, LONGEST));
+                }
+            }
+        }
+        let mut received = Vec::new();
+        let mut ended = None;
+        while received.len() < room {
+            match Pin::new(&mut this.receiver).poll_next(cx) {
+                Poll::Ready(Some(Ok(message))) => received.push(message),
+                Poll::Ready(Some(Err(e))) => {
+                    ended = Some(Some(Error::from_grpc(e, &this.target, LONGEST)));
+                    break;
+                }
+                Poll::Ready(None) => {
+                    ended = Some(None);
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        let full = ended.is_none() && received.len() >= room;
+        let done = ended.is_some();
+        let news = !received.is_empty() || failed.is_some() || done;
+        let owner = {
+            let mut pipe = this.pipe.lock();
+            pipe.inbox.extend(received);
+            if failed.is_some() {
+                pipe.send_failed = failed;
+            }
+            if ended.is_some() {
+                pipe.ended = ended;
+            }
+            pipe.full = full;
+            let was_flushed = pipe.flushed;
+            pipe.flushed = flushed && pipe.outbox.is_empty();
+            if news || (pipe.flushed && !was_flushed) {
+                pipe.owner.take()
+            } else {
+                None
+            }
+        };
+        if let Some(owner) = owner {
+            owner.wake();
+        }
+        if done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl<Req, Resp> Drop for DuplexStream<Req, Resp> {
+    fn drop(&mut self) {
+        self.cancel();
+    }
 }
 
 impl Caller {
@@ -60,7 +243,11 @@ pub(crate) fn open_stream<Req, Resp>(
     route: &Route,
     deadline: Instant,
     open: &Opener<Req, Resp>,
-) -> Result<DuplexStream<Req, Resp>> {
+) -> Result<DuplexStream<Req, Resp>>
+where
+    Req: Send + Unpin + 'static,
+    Resp: Send + Unpin + 'static,
+{
     let balancer = &route.balancer;
     let Some(endpoint) = balancer.pick(deadline, false, false) else {
         return Err(if balancer.is_closed() {
@@ -76,11 +263,27 @@ pub(crate) fn open_stream<Req, Resp>(
     let (mut sink, receiver) = open(endpoint.stubs(), call_options(LONGEST, true))
         .map_err(|e| Error::from_grpc(e, endpoint.target(), LONGEST))?;
     sink.enhance_batch(true);
-    Ok(DuplexStream {
+    let pipe = Arc::new(Mutex::new(Pipe {
+        outbox: VecDeque::new(),
+        inbox: VecDeque::new(),
+        flushed: true,
+        send_failed: None,
+        ended: None,
+        full: false,
+        cancelled: false,
+        pump: None,
+        owner: None,
+    }));
+    endpoint.stubs().kv.spawn(Pump {
         sink,
         receiver,
-        endpoint,
-    })
+        pipe: pipe.clone(),
+        target: endpoint.target().to_owned(),
+        sending: VecDeque::new(),
+        can_send: true,
+        unflushed: false,
+    });
+    Ok(DuplexStream { pipe, endpoint })
 }
 
 /// Waits for the stream's next message until `deadline` (`None` after it), woken by the
@@ -123,33 +326,33 @@ impl<Req, Resp> DuplexStream<Req, Resp> {
         self.endpoint.target()
     }
 
-    /// Hands the stream as many messages of `outbox` as it takes now, and flushes them;
-    /// true once the outbox is empty and flushed.
+    /// Hands the stream's pump every message of `outbox`; true once the pump has sent
+    /// and flushed all it was given.
     pub(crate) fn poll_send(
         &mut self,
         cx: &mut Context<'_>,
         outbox: &mut VecDeque<Req>,
     ) -> Result<bool> {
-        let target = self.endpoint.target();
-        let failed = |e: grpcio::Error| Error::from_grpc(e, target, LONGEST);
-        while !outbox.is_empty() {
-            match Pin::new(&mut self.sink).poll_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => return Err(failed(e)),
-                Poll::Pending => return Ok(false),
+        let mut pipe = self.pipe.lock();
+        if let Some(e) = pipe.send_failed.take() {
+            return Err(e);
+        }
+        if outbox.is_empty() {
+            if pipe.flushed {
+                return Ok(true);
             }
-            let Some(message) = outbox.pop_front() else {
-                break;
-            };
-            Pin::new(&mut self.sink)
-                .start_send((message, WriteFlags::default()))
-                .map_err(failed)?;
+            pipe.wait_owner(cx);
+            return Ok(false);
         }
-        match Pin::new(&mut self.sink).poll_flush(cx) {
-            Poll::Ready(Ok(())) => Ok(true),
-            Poll::Ready(Err(e)) => Err(failed(e)),
-            Poll::Pending => Ok(false),
+        pipe.outbox.append(outbox);
+        pipe.flushed = false;
+        pipe.wait_owner(cx);
+        let pump = pipe.wake_pump();
+        drop(pipe);
+        if let Some(pump) = pump {
+            pump.wake();
         }
+        Ok(false)
     }
 
     /// Tells the balancer that the stream's member went silent while it had something to
@@ -167,22 +370,45 @@ impl<Req, Resp> DuplexStream<Req, Resp> {
 
     /// Cancels the stream on the server.
     pub(crate) fn cancel(&mut self) {
-        self.sink.cancel();
+        let pump = {
+            let mut pipe = self.pipe.lock();
+            pipe.cancelled = true;
+            pipe.wake_pump()
+        };
+        if let Some(pump) = pump {
+            pump.wake();
+        }
+    }
+
+    /// A message that has come already, without waiting.
+    pub(crate) fn take_ready(&mut self) -> Option<Resp> {
+        let (message, pump) = self.pipe.lock().pop();
+        if let Some(pump) = pump {
+            pump.wake();
+        }
+        message
     }
 
     /// One look at the stream: a message, its end, a reason to give it up, or nothing yet.
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next<Resp>> {
-        match Pin::new(&mut self.receiver).poll_next(cx) {
-            Poll::Ready(Some(Ok(message))) => return Poll::Ready(Next::Message(message)),
-            Poll::Ready(Some(Err(e))) => {
-                let error = Error::from_grpc(e, self.endpoint.target(), LONGEST);
-                return Poll::Ready(Next::Ended(Some(error)));
+        {
+            // Under one lock: a message the pump brings is seen here, or the pump finds
+            // this waker and wakes it.
+            let mut pipe = self.pipe.lock();
+            if let (Some(message), pump) = pipe.pop() {
+                drop(pipe);
+                if let Some(pump) = pump {
+                    pump.wake();
+                }
+                return Poll::Ready(Next::Message(message));
             }
-            Poll::Ready(None) => return Poll::Ready(Next::Ended(None)),
-            Poll::Pending => {}
+            if let Some(ended) = pipe.ended.take() {
+                return Poll::Ready(Next::Ended(ended));
+            }
+            pipe.wait_owner(cx);
         }
         if self.endpoint.unusable(false) {
-            self.sink.cancel();
+            self.cancel();
             return Poll::Ready(Next::Abandoned(Error::Abandoned {
                 endpoint: self.endpoint.target().to_owned(),
                 reason: format!("it became unhealthy: {}", self.endpoint.detail().reason),

@@ -214,10 +214,15 @@ pub(crate) fn run(hub: &Hub, route: &Route) {
         match woke {
             None | Some(Wake::Look) => {}
             Some(Wake::Next(Next::Message(response))) => {
-                let revision = response.header.as_ref().map_or(0, |h| h.revision);
-                route.floor.saw(revision);
-                state.liveness.heard(revision, Instant::now());
-                state.handle(response);
+                // Messages come in batches: take every one that is here.
+                let mut next = Some(response);
+                while let Some(response) = next {
+                    let revision = response.header.as_ref().map_or(0, |h| h.revision);
+                    route.floor.saw(revision);
+                    state.liveness.heard(revision, Instant::now());
+                    state.handle(response);
+                    next = state.stream.as_mut().and_then(|s| s.take_ready());
+                }
             }
             Some(Wake::Next(Next::Ended(error))) => {
                 let why = error.map_or("the server ended it".to_owned(), |e| e.to_string());
