@@ -184,6 +184,29 @@
 //! went gets [`Error::NotLeader`]), and [`concurrency::Election::observe`] follows every
 //! leader and value in order through one watch, on the caller's thread.
 //!
+//! # Software transactional memory
+//!
+//! ```no_run
+//! # let client = etcd_blocking::Client::connect(["127.0.0.1:2379"])?;
+//! use etcd_blocking::concurrency::Stm;
+//!
+//! Stm::new(&client).run(|tx| {
+//!     let n: u64 = tx.get("counter")?.map_or(0, |v| String::from_utf8_lossy(&v).parse().unwrap_or(0));
+//!     tx.put("counter", (n + 1).to_string());
+//!     Ok::<_, etcd_blocking::Error>(())
+//! })?;
+//! # Ok::<(), etcd_blocking::Error>(())
+//! ```
+//!
+//! [`concurrency::Stm::run`] runs a closure of reads and writes and commits it as one
+//! transaction, guarded as the [`concurrency::Isolation`] level says (the Go client's four),
+//! and runs it again when another writer got there first. Unlike the Go client's, it
+//! resolves a commit of unknown outcome itself: every commit that writes also requires
+//! that a fence key of its own is absent, and writes it; after an unknown outcome the STM
+//! writes that fence itself, if it is still absent. Either it finds the commit's fence (the
+//! commit was applied) or the commit can never be applied, however late it arrives, and the
+//! closure runs again. Nothing is applied twice, at any isolation level.
+//!
 //! # Architecture
 //!
 //! The modules, one line each; each layer imports only the layers below it:
@@ -193,7 +216,7 @@
 //! | `client` | [`Client`] and [`ClientBuilder`]: settings become the layers' configs, and the layers are put together |
 //! | `kv`, `lease`, `watch` | the API handles ([`Kv`], [`Lease`] with its [`KeepAlive`]s and their keeper thread, [`Watch`] with its [`Watcher`]s and their hub thread), their options and responses; they depend on `call` alone (`watch` borrows the key-range setters of `kv`) |
 //! | `services` | thin handles of etcd's lock and election services ([`LockService`], [`ElectionService`]) |
-//! | `concurrency` | the recipes ([`concurrency::Session`], [`concurrency::Mutex`], [`concurrency::Election`]; locks and elections share one queue of keys, `queue.rs`) on the public API of the handles below |
+//! | `concurrency` | the recipes ([`concurrency::Session`], [`concurrency::Mutex`], [`concurrency::Election`], [`concurrency::Stm`]; locks and elections share one queue of keys, `queue.rs`) on the public API of the handles below |
 //! | `call` | the path of every call: pick, send, wait, retry or give up (`unary.rs`); the stream primitive (`stream.rs`: open a bidirectional stream on a healthy endpoint with its pump on the poll thread, wait on it, give it up with its endpoint, reopen it elsewhere), on which the watch and keepalive threads build, with the mailbox they share with their handles (`mailbox.rs`); the retry policy (`retry.rs`); the revision floor (`floor.rs`); and the `Caller` that owns everything below |
 //! | `balancer` | the endpoint table, each endpoint's health, the leader and its epoch, and the probing worker thread |
 //! | `transport` | endpoint strings, grpcio channels (built in one place), the service stubs of each endpoint, call metadata |

@@ -2,13 +2,19 @@
 //! [`Session`], a lease kept alive for as long as it is needed; [`Mutex`], a lock that
 //! holders queue for in order of their keys' create revisions, and whose guard fences
 //! writes to its holder; [`Election`], leadership on the same queue, with
-//! [`Leadership::proclaim`] and an [`Observer`] of every leader in order.
+//! [`Leadership::proclaim`] and an [`Observer`] of every leader in order; [`Stm`], closures
+//! of reads and writes run as transactions, again on conflict, whose unknown outcomes it
+//! resolves itself.
 
 mod election;
 mod mutex;
 mod queue;
 mod session;
+mod stm;
 
 pub use election::{Election, Leadership, Observer};
 pub use mutex::{Mutex, MutexGuard};
 pub use session::Session;
+#[cfg(feature = "testing")]
+pub use stm::CommitFault;
+pub use stm::{Isolation, Stm, StmStats, StmTxn};
