@@ -37,9 +37,11 @@ const MAX_BACKOFF: Duration = Duration::from_millis(100);
 /// How often the thread looks around when nothing is due.
 const IDLE: Duration = Duration::from_secs(1);
 
-/// How much sooner than due a renewal may go out, so that renewals due close together go
-/// out together: one wake of the thread and one write for many leases, not one each.
-const EARLY: Duration = Duration::from_millis(50);
+/// How much sooner than due a renewal may go out (a twelfth of its TTL at most), so that
+/// renewals due close together go out together: one wake of the thread and one write for
+/// many leases, not one each. A batch's leases are due together again a third of their TTL
+/// later, so batches merge and stay merged.
+const EARLY: Duration = Duration::from_millis(250);
 
 /// The shortest answer time for a renewal, whatever the probe timeout.
 const MIN_ANSWER: Duration = Duration::from_millis(25);
@@ -378,15 +380,23 @@ impl State {
         if self.stream.is_none() {
             return next;
         }
-        while let Some(&(due, id)) = self.due.first() {
-            if due > now + EARLY {
-                next = next.min(due);
-                break;
-            }
-            self.due.remove(&(due, id));
+        let horizon = (now + EARLY, i64::MAX);
+        if let Some(&(due, _)) = self.due.range(horizon..).next() {
+            next = next.min(due);
+        }
+        let window: Vec<(Instant, i64)> = self.due.range(..horizon).copied().collect();
+        for (due, id) in window {
             let Some(kept) = self.leases.get_mut(&id) else {
+                self.due.remove(&(due, id));
                 continue;
             };
+            // Early by a twelfth of the TTL at most: never less than a quarter of the TTL
+            // between two renewals of a lease.
+            if due > now + EARLY.min(kept.ttl / 12) {
+                next = next.min(due);
+                continue;
+            }
+            self.due.remove(&(due, id));
             kept.due = None;
             kept.sent = Some(now);
             self.in_flight.push_back((now, id));
