@@ -795,6 +795,57 @@ fn a_requested_progress_report_comes_after_what_was_delivered() {
     }
 }
 
+/// A 1-member cluster that sends watch progress notifications every 100 ms (the flag lost
+/// its `experimental-` prefix in 3.6, and the old name in 3.7).
+fn progress_cluster() -> Cluster {
+    let with = |flag: &str| {
+        Cluster::builder()
+            .members(1)
+            .arg(format!("--{flag}=100ms"))
+            .start()
+    };
+    with("experimental-watch-progress-notify-interval")
+        .or_else(|_| with("watch-progress-notify-interval"))
+        .expect("a cluster with progress notifications")
+}
+
+#[test]
+fn progress_notify_reports_the_revision_to_a_quiet_watcher_that_asked_for_it() {
+    let cluster = progress_cluster();
+    let client = client(&cluster);
+    let watch = client.watch();
+    let notified = watch
+        .watch_with("quiet/a", WatchOptions::new().progress_notify())
+        .expect("watch");
+    let silent = watch.watch("quiet/b").expect("watch");
+    notified.created_revision().expect("created");
+    silent.created_revision().expect("created");
+    let rev = client
+        .kv()
+        .put("elsewhere", "v")
+        .expect("put")
+        .header()
+        .revision();
+    // Nothing happens to either key: only the asking watcher hears how far the store is.
+    let deadline = Instant::now() + WAIT;
+    let report = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let report = notified
+            .recv_timeout(left)
+            .expect("open")
+            .expect("a progress notification before the deadline");
+        assert!(report.is_progress(), "an event on a quiet key: {report:?}");
+        if report.header().revision() >= rev {
+            break report;
+        }
+    };
+    assert!(report.events().is_empty());
+    assert!(
+        silent.try_recv().expect("open").is_none(),
+        "a watcher that did not ask was notified"
+    );
+}
+
 /// A client that pings every 5 s (the least etcd allows by default) and sends nothing
 /// else: no probes for a day, so that only the watch stream's pings cross the connection.
 fn pinging_client(cluster: &Cluster) -> Client {
