@@ -98,7 +98,7 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         client.close()?;
         return Ok(());
     }
-    if workload == "keepalive" || workload == "lock" {
+    if workload == "keepalive" || workload == "lock" || workload == "election" {
         peer_lease::drive(args, &client)?;
         client.close()?;
         return Ok(());

@@ -8,14 +8,17 @@
 //! - **Locks** (`--workload=lock --callers=C --ops=N`): C callers, each with a lease or
 //!   session of its own, share N lock + unlock pairs on one lock; the latency is of the
 //!   pair.
+//! - **Elections** (`--workload=election --ops=N`): N handovers. Candidate a leads,
+//!   candidate b campaigns behind it, a's lease is revoked (its session is lost); the
+//!   latency runs from the revoke sent to b's campaign returning.
 
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use etcd_blocking::concurrency::{Mutex, Session};
+use etcd_blocking::concurrency::{Election, Mutex, Session};
 use etcd_blocking::testing::Cluster;
-use etcd_blocking::{Client, KeepAlive};
+use etcd_blocking::{Client, GetOptions, KeepAlive};
 
 use crate::{cpu_seconds, flag, json_number, status, Peer, Run};
 
@@ -25,6 +28,9 @@ const TTL_S: u64 = 5;
 
 /// The lock cells: callers and lock + unlock pairs.
 const LOCK_CELLS: [(usize, usize); 2] = [(1, 500), (8, 1000)];
+
+/// The election cell: handovers.
+const HANDOVERS: usize = 50;
 
 // ---------------------------------------------------------------------------------------
 // This client's drivers.
@@ -36,6 +42,10 @@ pub fn drive(args: &[String], client: &Client) -> Result<(), Box<dyn std::error:
             let leases: usize = flag(args, "leases").map_or(Ok(LEASES), |v| v.parse())?;
             let ttl: u64 = flag(args, "ttl-s").map_or(Ok(TTL_S), |v| v.parse())?;
             keep_alive(client, leases, Duration::from_secs(ttl.max(1)))
+        }
+        Some("election") => {
+            let ops: usize = flag(args, "ops").map_or(Ok(HANDOVERS), |v| v.parse())?;
+            election(client, ops)
         }
         _ => {
             let callers: usize = flag(args, "callers").map_or(Ok(1), |v| v.parse())?;
@@ -141,6 +151,60 @@ fn lock(client: &Client, callers: usize, ops: usize) -> Result<(), Box<dyn std::
     Ok(())
 }
 
+fn election(client: &Client, ops: usize) -> Result<(), Box<dyn std::error::Error>> {
+    const WAIT: Duration = Duration::from_secs(30);
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(ops);
+    for _ in 0..ops {
+        let (a, b) = (
+            Session::new(client, Duration::from_secs(10))?,
+            Session::new(client, Duration::from_secs(10))?,
+        );
+        let _leading = Election::new(&a, "bench-election")?.campaign("a", WAIT)?;
+        let behind = Election::new(&b, "bench-election")?;
+        let (won, at) = thread::scope(|s| -> Result<_, Box<dyn std::error::Error>> {
+            let candidate = s.spawn(|| {
+                let won = behind.campaign("b", WAIT);
+                (won, Instant::now())
+            });
+            let kv = client.kv();
+            let queued = || {
+                kv.get_with("bench-election/", GetOptions::new().prefix().count_only())
+                    .map(|r| r.count())
+            };
+            while queued()? < 2 {}
+            let t = Instant::now();
+            client.lease().revoke(a.lease_id())?;
+            let (won, at) = candidate.join().map_err(|_| "the candidate panicked")?;
+            Ok((won?, at.saturating_duration_since(t)))
+        })?;
+        latencies.push(at);
+        won.resign()?;
+        // Its lease is gone already: closing it finds nothing to revoke.
+        let _ = a.close();
+        b.close()?;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let us = |p: f64| crate::common::percentile(&latencies, p).as_secs_f64() * 1e6;
+    println!(
+        "{{\"client\":\"{}\",\"workload\":\"election\",\"callers\":1,\"value_size\":0,\
+         \"ops\":{},\"errors\":0,\"seconds\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\
+         \"cpu_seconds\":{},\"peak_rss_kib\":{},\"threads\":{}}}",
+        crate::OURS,
+        latencies.len(),
+        elapsed.as_secs_f64(),
+        us(0.50),
+        us(0.99),
+        us(0.999),
+        cpu_seconds() - cpu,
+        status("VmHWM"),
+        status("Threads"),
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // The orchestrator.
 
@@ -180,6 +244,7 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|_| LOCK_CELLS.iter().map(|_| Vec::new()).collect())
         .collect();
+    let mut elections: Vec<Vec<Run>> = peers.iter().map(|_| Vec::new()).collect();
     let mut lost = Vec::new();
     for round in 0..rounds {
         let mut order: Vec<usize> = (0..peers.len()).collect();
@@ -208,6 +273,13 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
                     }
                     Err(e) => lost.push(format!("- lock {callers}, {}: {e}", peers[i].name)),
                 }
+            }
+            match run_election(peers[i], &endpoints) {
+                Ok(run) => {
+                    eprintln!("election {:<15} p50 {:.0} us", peers[i].name, run.p50);
+                    elections[i].push(run);
+                }
+                Err(e) => lost.push(format!("- election, {}: {e}", peers[i].name)),
             }
         }
     }
@@ -264,6 +336,28 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
                 pick(&|r| r.cpu / r.ops.max(1.0)) * 1e3,
             ));
         }
+    }
+    table.push_str(&format!(
+        "\n## Leader handover\n\n\
+         Candidate a leads, candidate b campaigns behind it, and a's lease is revoked (what \
+         the server does when a lost session's TTL runs out, without the wait); the time runs \
+         from the revoke sent to b's campaign returning, {HANDOVERS} handovers a run. \
+         etcd-blocking and clientv3 use their election recipes, etcd-client and jetcd etcd's \
+         election service.\n\n\
+         | client | p50 ms | p99 ms | CPU ms / handover |\n|---|---|---|---|\n"
+    ));
+    for (peer, runs) in peers.iter().zip(&elections) {
+        if runs.is_empty() {
+            continue;
+        }
+        let pick = |f: &dyn Fn(&Run) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+        table.push_str(&format!(
+            "| {} | {:.2} | {:.2} | {:.3} |\n",
+            peer.name,
+            pick(&|r| r.p50) / 1e3,
+            pick(&|r| r.p99) / 1e3,
+            pick(&|r| r.cpu / r.ops.max(1.0)) * 1e3,
+        ));
     }
     if !lost.is_empty() {
         table.push_str(&format!(
@@ -332,6 +426,18 @@ fn run_lock(
             "--workload=lock".to_owned(),
             format!("--callers={callers}"),
             format!("--ops={ops}"),
+        ],
+        Run::parse,
+    )
+}
+
+fn run_election(peer: &Peer, endpoints: &str) -> Result<Run, Box<dyn std::error::Error>> {
+    crate::run_peer(
+        peer,
+        &[
+            format!("--endpoints={endpoints}"),
+            "--workload=election".to_owned(),
+            format!("--ops={HANDOVERS}"),
         ],
         Run::parse,
     )

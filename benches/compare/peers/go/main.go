@@ -101,6 +101,9 @@ func main() {
 	case "lock":
 		lockBench(cli, *callers, *ops)
 		return
+	case "election":
+		electionBench(cli, *ops)
+		return
 	}
 	value := strings.Repeat("v", *valueSize)
 	const keys = 1000
@@ -452,6 +455,65 @@ func lockBench(cli *clientv3.Client, callers, ops int) {
 		Client:     "go-clientv3",
 		Workload:   "lock",
 		Callers:    callers,
+		Ops:        len(all),
+		Seconds:    elapsed.Seconds(),
+		P50Us:      percentile(all, 0.50),
+		P99Us:      percentile(all, 0.99),
+		P999Us:     percentile(all, 0.999),
+		CPUSeconds: cpuSeconds() - cpuBefore,
+		PeakRSSKiB: status("VmHWM"),
+		Threads:    status("Threads"),
+	})
+	fmt.Println(string(out))
+}
+
+// electionBench: `ops` rounds of a handover. Candidate a leads /bench-election, candidate
+// b campaigns behind it, a's session lease is revoked (the session is lost); the latency
+// runs from the revoke sent to b's Campaign returning. Each candidate has a session of
+// its own (TTL 10 s), new every round.
+func electionBench(cli *clientv3.Client, ops int) {
+	ctx := context.Background()
+	must := func(what string, err error) {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, what+":", err)
+			os.Exit(1)
+		}
+	}
+	var all []time.Duration
+	cpuBefore := cpuSeconds()
+	started := time.Now()
+	for n := 0; n < ops; n++ {
+		a, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
+		must("session", err)
+		b, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
+		must("session", err)
+		must("campaign a", concurrency.NewElection(a, "/bench-election").Campaign(ctx, "a"))
+		eb := concurrency.NewElection(b, "/bench-election")
+		won := make(chan time.Time, 1)
+		go func() {
+			must("campaign b", eb.Campaign(ctx, "b"))
+			won <- time.Now()
+		}()
+		for {
+			resp, err := cli.Get(ctx, "/bench-election/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+			must("count", err)
+			if resp.Count >= 2 {
+				break
+			}
+		}
+		t := time.Now()
+		_, err = cli.Revoke(ctx, a.Lease())
+		must("revoke", err)
+		all = append(all, (<-won).Sub(t))
+		must("resign", eb.Resign(ctx))
+		a.Orphan()
+		must("close", b.Close())
+	}
+	elapsed := time.Since(started)
+	out, _ := json.Marshal(result{
+		Client:     "go-clientv3",
+		Workload:   "election",
+		Callers:    1,
 		Ops:        len(all),
 		Seconds:    elapsed.Seconds(),
 		P50Us:      percentile(all, 0.50),

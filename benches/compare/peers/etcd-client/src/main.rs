@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, LockOptions, Txn, TxnOp, WatchOptions,
+    Client, Compare, CompareOp, GetOptions, LockOptions, ResignOptions, Txn, TxnOp, WatchOptions,
 };
 use tokio::sync::Notify;
 
@@ -69,6 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             return keep_alive_bench(client, leases, ttl).await;
         }
         "lock" => return lock_bench(client, callers, ops).await,
+        "election" => return election_bench(client, ops).await,
         _ => {}
     }
     let value = vec![b'v'; value_size];
@@ -405,6 +406,69 @@ async fn lock_bench(
     };
     println!(
         "{{\"client\":\"etcd-client\",\"workload\":\"lock\",\"callers\":{callers},\
+         \"value_size\":0,\"ops\":{},\"errors\":0,\"seconds\":{},\"p50_us\":{},\
+         \"p99_us\":{},\"p999_us\":{},\"cpu_seconds\":{},\"peak_rss_kib\":{},\
+         \"threads\":{}}}",
+        all.len(),
+        elapsed.as_secs_f64(),
+        us(0.50),
+        us(0.99),
+        us(0.999),
+        cpu_seconds() - cpu_before,
+        status("VmHWM"),
+        status("Threads"),
+    );
+    Ok(())
+}
+
+/// `ops` rounds of a handover through etcd's election service: candidate a leads
+/// `bench-election`, candidate b campaigns behind it, a's lease is revoked; the latency
+/// runs from the revoke sent to b's campaign returning. Each candidate has a lease of its
+/// own (60 s), new every round.
+async fn election_bench(mut client: Client, ops: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let mut all = Vec::with_capacity(ops);
+    for _ in 0..ops {
+        let a = client.lease_grant(60, None).await?.id();
+        let b = client.lease_grant(60, None).await?.id();
+        client.campaign("bench-election", "a", a).await?;
+        let mut candidate = client.clone();
+        let won = tokio::spawn(async move {
+            let mut response = candidate.campaign("bench-election", "b", b).await?;
+            Ok::<_, etcd_client::Error>((Instant::now(), response.take_leader()))
+        });
+        loop {
+            let queued = client
+                .get(
+                    "bench-election/",
+                    Some(GetOptions::new().with_prefix().with_count_only()),
+                )
+                .await?
+                .count();
+            if queued >= 2 {
+                break;
+            }
+        }
+        let t = Instant::now();
+        client.lease_revoke(a).await?;
+        let (at, leader) = won.await??;
+        all.push(at.saturating_duration_since(t));
+        if let Some(leader) = leader {
+            client
+                .resign(Some(ResignOptions::new().with_leader(leader)))
+                .await?;
+        }
+        client.lease_revoke(b).await?;
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let us = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    println!(
+        "{{\"client\":\"etcd-client\",\"workload\":\"election\",\"callers\":1,\
          \"value_size\":0,\"ops\":{},\"errors\":0,\"seconds\":{},\"p50_us\":{},\
          \"p99_us\":{},\"p999_us\":{},\"cpu_seconds\":{},\"peak_rss_kib\":{},\
          \"threads\":{}}}",

@@ -7,7 +7,9 @@ import io.etcd.jetcd.ByteSequence;
 import io.etcd.jetcd.Client;
 import io.etcd.jetcd.KV;
 import io.etcd.jetcd.Lease;
+import io.etcd.jetcd.Election;
 import io.etcd.jetcd.Lock;
+import io.etcd.jetcd.election.LeaderKey;
 import io.etcd.jetcd.lease.LeaseKeepAliveResponse;
 import io.grpc.stub.StreamObserver;
 import io.etcd.jetcd.Watch;
@@ -85,7 +87,7 @@ public final class Driver {
         int ops = Integer.parseInt(flags.getOrDefault("ops", "2000"));
         long durationMs = Long.parseLong(flags.getOrDefault("duration-ms", "0"));
         boolean trace = flags.containsKey("trace");
-        if (!List.of("put", "get", "get-serializable", "txn", "watch", "watch-fault", "keepalive", "lock")
+        if (!List.of("put", "get", "get-serializable", "txn", "watch", "watch-fault", "keepalive", "lock", "election")
                 .contains(workload)) {
             fail("unknown workload " + workload);
         }
@@ -111,6 +113,10 @@ public final class Driver {
         }
         if (workload.equals("lock")) {
             lockBench(client, callers, ops);
+            Runtime.getRuntime().halt(0);
+        }
+        if (workload.equals("election")) {
+            electionBench(client, ops);
             Runtime.getRuntime().halt(0);
         }
         KV kv = client.getKVClient();
@@ -427,6 +433,62 @@ public final class Driver {
                         + "\"p999_us\":%.1f,\"cpu_seconds\":%.3f,\"peak_rss_kib\":%d,\"threads\":%d}",
                 callers, all.length, seconds[0], pct(all, 0.50), pct(all, 0.99), pct(all, 0.999),
                 cpu[0], status("VmHWM"), status("Threads")));
+        System.out.flush();
+    }
+
+    /**
+     * `ops` rounds of a handover through etcd's election service, after 20 untimed for the
+     * JIT: candidate a leads bench-election, candidate b campaigns behind it, a's lease is
+     * revoked; the latency runs from the revoke sent to b's campaign returning. Each
+     * candidate has a lease of its own (60 s), new every round.
+     */
+    private static void electionBench(Client client, int ops) throws Exception {
+        Election election = client.getElectionClient();
+        Lease lease = client.getLeaseClient();
+        KV kv = client.getKVClient();
+        ByteSequence name = ByteSequence.from("bench-election", StandardCharsets.UTF_8);
+        ByteSequence prefix = ByteSequence.from("bench-election/", StandardCharsets.UTF_8);
+        long[] all = new long[0];
+        double cpu = 0;
+        double seconds = 0;
+        for (int round = 0; round < 2; round++) {
+            int total = round == 0 ? Math.min(20, ops) : ops;
+            long[] own = new long[total];
+            double cpuBefore = cpuSeconds();
+            long started = System.nanoTime();
+            for (int n = 0; n < total; n++) {
+                long a = lease.grant(60).get().getID();
+                long b = lease.grant(60).get().getID();
+                election.campaign(name, a, ByteSequence.from("a", StandardCharsets.UTF_8)).get();
+                long[] wonAt = new long[1];
+                java.util.concurrent.CompletableFuture<LeaderKey> won = election
+                        .campaign(name, b, ByteSequence.from("b", StandardCharsets.UTF_8))
+                        .thenApply(r -> {
+                            wonAt[0] = System.nanoTime();
+                            return r.getLeader();
+                        });
+                while (kv.get(prefix, GetOption.builder().isPrefix(true).withCountOnly(true).build())
+                        .get().getCount() < 2) {
+                    // Until b stands behind a.
+                }
+                long t = System.nanoTime();
+                lease.revoke(a).get();
+                LeaderKey leader = won.get();
+                own[n] = wonAt[0] - t;
+                election.resign(leader).get();
+                lease.revoke(b).get();
+            }
+            seconds = (System.nanoTime() - started) / 1e9;
+            cpu = cpuSeconds() - cpuBefore;
+            all = own;
+        }
+        Arrays.sort(all);
+        System.out.println(String.format(java.util.Locale.ROOT,
+                "{\"client\":\"jetcd\",\"workload\":\"election\",\"callers\":1,\"value_size\":0,"
+                        + "\"ops\":%d,\"errors\":0,\"seconds\":%.6f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+                        + "\"p999_us\":%.1f,\"cpu_seconds\":%.3f,\"peak_rss_kib\":%d,\"threads\":%d}",
+                all.length, seconds, pct(all, 0.50), pct(all, 0.99), pct(all, 0.999),
+                cpu, status("VmHWM"), status("Threads")));
         System.out.flush();
     }
 
