@@ -547,9 +547,15 @@ fn status_kib(field: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// This process's OS threads.
-fn threads() -> usize {
-    status_kib("Threads")
+/// The names of this process's OS threads, sorted.
+fn thread_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 #[test]
@@ -577,7 +583,7 @@ fn ten_thousand_watches_alone() {
     // The hub's thread starts with the first watch.
     let first = watch.watch("many/first").expect("watch");
     first.created_revision().expect("created");
-    let before = threads();
+    let before = thread_names();
     let started = Instant::now();
     // Ranges that differ (so none shares a server watch with another) and all hold
     // "many/k": one put, 10,000 events.
@@ -600,7 +606,29 @@ fn ten_thousand_watches_alone() {
         started.elapsed(),
         status_kib("VmRSS") / 1024
     );
-    assert_eq!(threads(), before, "no thread per watch");
+    // gRPC's C core may start a thread of its own on a busy connection (its executor):
+    // not the client's, and not one per watch.
+    let mut new = thread_names();
+    for name in &before {
+        if let Some(at) = new.iter().position(|n| n == name) {
+            new.remove(at);
+        }
+    }
+    eprintln!("threads started meanwhile: {new:?}");
+    assert!(
+        new.len() <= 2
+            && new.iter().all(|n| {
+                [
+                    "default-executo",
+                    "resolver-execut",
+                    "timer_manager",
+                    "grpc_global_tim",
+                    "event_engine",
+                ]
+                .contains(&n.as_str())
+            }),
+        "no thread per watch: new threads {new:?}"
+    );
     let rev = client
         .kv()
         .put("many/k", "v")
