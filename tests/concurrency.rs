@@ -389,3 +389,116 @@ fn the_servers_lock_and_election_services_through_their_thin_handles() {
     ));
     assert!(elections.leader("svc-e").expect("leader").is_none());
 }
+
+/// One round: sessions of a client of one follower each take and release the lock once,
+/// their enqueues sent just after the leader is paused (so that the follower forwards
+/// them to it), then stop locking but stay alive; a blind put through the same follower
+/// shows whether forwarded writes were applied after the leader came back. Returns
+/// whether they were, and the keys left in the lock's queue once they could have been.
+fn late_lock_round(
+    cluster: &etcd_blocking::testing::Cluster,
+    kv: &etcd_blocking::Kv,
+    n: usize,
+) -> (bool, Vec<String>) {
+    const LOCKERS: usize = 12;
+    let leader = cluster.leader().expect("leader");
+    let follower = (leader + 1) % 3;
+    let via = Client::builder()
+        .endpoints([cluster.endpoint(follower)])
+        .request_timeout(Duration::from_secs(2))
+        .connect()
+        .expect("connect to the follower");
+    let name = format!("late-lock-{n}");
+    let sessions: Vec<Session> = (0..LOCKERS)
+        .map(|_| Session::new(&via, Duration::from_secs(30)).expect("session"))
+        .collect();
+    let start = Arc::new(std::sync::Barrier::new(LOCKERS + 1));
+    let lockers: Vec<_> = sessions
+        .iter()
+        .map(|session| {
+            let (mutex, start) = (
+                Mutex::new(session, name.as_str()).expect("mutex"),
+                start.clone(),
+            );
+            thread::spawn(move || {
+                start.wait();
+                // Taken or not, the attempt ends here, its key deleted.
+                if let Ok(Some(guard)) = mutex.try_lock() {
+                    let _ = guard.unlock();
+                }
+            })
+        })
+        .collect();
+    let witness = format!("late-lock-{n}-witness");
+    kv.put(witness.as_str(), "before").expect("put");
+    cluster.pause(leader).expect("pause");
+    let paused = Instant::now();
+    start.wait();
+    let newer = match via.kv().put(witness.as_str(), "late") {
+        Err(e) if e.is_write_outcome_unknown() => {
+            let mut newer = None;
+            cluster
+                .wait_until(WAIT, "a newer value written", || {
+                    newer = kv.put(witness.as_str(), "newer").ok();
+                    newer.is_some()
+                })
+                .expect("written");
+            newer.map(|put| put.header().revision())
+        }
+        _ => None,
+    };
+    for locker in lockers {
+        locker.join().expect("locker");
+    }
+    cluster
+        .wait_until(WAIT, "the pause to last", || {
+            paused.elapsed() >= Duration::from_secs(3)
+        })
+        .expect("paused");
+    cluster.resume(leader).expect("resume");
+    let applied_late = || {
+        newer.is_some_and(|newer| {
+            kv.get_one(witness.as_str())
+                .expect("get")
+                .is_some_and(|got| got.value() == b"late" && got.mod_revision() > newer)
+        })
+    };
+    let _ = cluster.wait_until(WAIT, "late writes to be applied", || {
+        applied_late() && cluster.wait_healthy().is_ok()
+    });
+    let late = applied_late();
+    let left = common::keys(
+        &kv.get_with(format!("{name}/"), GetOptions::new().prefix())
+            .expect("get"),
+    );
+    assert!(
+        sessions.iter().all(Session::is_alive),
+        "the sessions are alive"
+    );
+    drop(sessions);
+    via.close().expect("close");
+    (late, left)
+}
+
+#[test]
+fn a_lock_attempt_of_unknown_outcome_leaves_no_key_when_applied_late() {
+    let cluster = cluster(3);
+    let client = client(&cluster);
+    all_healthy(&cluster, &client);
+    let kv = client.kv();
+    for n in 0..4 {
+        let (late, left) = late_lock_round(&cluster, &kv, n);
+        eprintln!("round {n}: forwarded writes applied late: {late}; keys left: {left:?}");
+        // A key left would hold the lock for a session that no longer locks.
+        assert!(
+            left.is_empty(),
+            "round {n}: keys left in the queue: {left:?}"
+        );
+        if late {
+            return;
+        }
+        cluster.wait_healthy().expect("healthy");
+        all_healthy(&cluster, &client);
+    }
+    panic!("no round saw forwarded writes applied late");
+}

@@ -7,6 +7,7 @@
 //! resolves itself.
 
 mod election;
+mod fence;
 mod mutex;
 mod queue;
 mod session;

@@ -38,20 +38,93 @@ pub(super) struct Queue {
 
 impl Queue {
     /// Puts the key with `value` if it is not there: where it stands.
+    ///
+    /// Each try requires a fence of its own to be absent. A try of unknown outcome is not
+    /// sent again as it is (a copy applied late, after this attempt had ended and deleted
+    /// its key, would put the key back, under a lease still alive, and stall the queue):
+    /// its fence is put (with the session's lease, so that it goes with the session), which
+    /// no copy of the try can get past, and then the key says whether one got there first.
     pub(super) fn enqueue(&self, value: &[u8]) -> Result<Standing> {
         self.session.track(&self.key, true);
-        retried(&self.session, || self.try_enqueue(value))
+        let deadline = crate::time::deadline(self.session.ttl());
+        loop {
+            let fence = super::fence::unique(super::fence::PREFIX);
+            match self.try_enqueue(value, &fence) {
+                Err(e) if e.is_write_outcome_unknown() => {
+                    log::debug!("etcd queue step of unknown outcome, fencing it off: {e}");
+                    retried(&self.session, || self.seal(&fence))?;
+                    if let Some(standing) = self.standing()? {
+                        return Ok(standing);
+                    }
+                }
+                Err(e) if e.is_unavailable() && Instant::now() < deadline => {
+                    log::debug!("etcd queue step failed, trying again: {e}");
+                    crate::park::park_until(crate::time::deadline(Duration::from_millis(10)));
+                }
+                other => return other,
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::WaitTimeout {
+                    what: format!("a place in {}", String::from_utf8_lossy(&self.prefix)),
+                    timeout: self.session.ttl(),
+                });
+            }
+        }
     }
 
-    fn try_enqueue(&self, value: &[u8]) -> Result<Standing> {
+    /// Puts `fence` if it is absent: no try that requires its absence can be applied after.
+    fn seal(&self, fence: &[u8]) -> Result<()> {
+        self.session
+            .client()
+            .kv()
+            .txn(
+                Txn::new()
+                    .when([Compare::create_revision(fence.to_vec()).eq(0)])
+                    .and_then([TxnOp::put_with(
+                        fence.to_vec(),
+                        "sealed",
+                        PutOptions::new().lease(self.session.lease_id()),
+                    )]),
+            )
+            .map(drop)
+    }
+
+    /// Where the key stands, if it is there (put by an earlier try or campaign).
+    fn standing(&self) -> Result<Option<Standing>> {
+        let response = self.session.client().kv().txn(Txn::new().and_then([
+            TxnOp::get(self.key.clone()),
+            TxnOp::get_with(self.prefix.clone(), first_by_creation()),
+        ]))?;
+        let responses = response.responses();
+        let Some(mine) = responses
+            .first()
+            .and_then(|r| r.as_get())
+            .and_then(|g| g.first())
+        else {
+            return Ok(None);
+        };
+        let revision = mine.create_revision();
+        let head = responses
+            .get(1)
+            .and_then(|r| r.as_get())
+            .and_then(|g| g.first())
+            .map_or(revision, |kv| kv.create_revision());
+        Ok(Some(Standing {
+            revision,
+            head,
+            new: false,
+        }))
+    }
+
+    fn try_enqueue(&self, value: &[u8], fence: &[u8]) -> Result<Standing> {
         let kv = self.session.client().kv();
-        let first = GetOptions::new()
-            .prefix()
-            .sort(SortTarget::CreateRevision, SortOrder::Ascend)
-            .limit(1);
+        let first = first_by_creation();
         let response = kv.txn(
             Txn::new()
-                .when([Compare::create_revision(self.key.clone()).eq(0)])
+                .when([
+                    Compare::create_revision(self.key.clone()).eq(0),
+                    Compare::create_revision(fence.to_vec()).eq(0),
+                ])
                 .and_then([
                     TxnOp::put_with(
                         self.key.clone(),
@@ -215,6 +288,14 @@ impl Queue {
     pub(super) fn fence(&self, revision: i64) -> Compare {
         Compare::create_revision(self.key.clone()).eq(revision)
     }
+}
+
+/// A get of the first key under a prefix by create revision: the queue's head.
+fn first_by_creation() -> GetOptions {
+    GetOptions::new()
+        .prefix()
+        .sort(SortTarget::CreateRevision, SortOrder::Ascend)
+        .limit(1)
 }
 
 /// Runs `step` (a request that is safe to repeat: it puts a key only if it is absent, or

@@ -22,7 +22,6 @@
 //! deleted by the next commit of the same [`Stm`], or when the last clone of it is dropped.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -133,7 +132,7 @@ pub struct StmStats {
 
 impl Stm {
     /// An STM on `client`'s key-value API, with [`Isolation::SerializableSnapshot`], each
-    /// run bounded by 30 s, and fences under `__etcd-blocking/stm/`.
+    /// run bounded by 30 s, and fences under `__etcd-blocking/fence/`.
     pub fn new(client: &Client) -> Stm {
         let kv = client.kv();
         Stm {
@@ -141,7 +140,7 @@ impl Stm {
             isolation: Isolation::default(),
             prefetch: Vec::new(),
             timeout: TIMEOUT,
-            fence_prefix: b"__etcd-blocking/stm/".to_vec(),
+            fence_prefix: super::fence::PREFIX.to_vec(),
             shared: Arc::new(Shared {
                 kv,
                 leftovers: Mutex::new(Vec::new()),
@@ -177,7 +176,7 @@ impl Stm {
     }
 
     /// Where fences go: a prefix that nothing else writes under (default
-    /// `__etcd-blocking/stm/`).
+    /// `__etcd-blocking/fence/`).
     pub fn fence_prefix(mut self, prefix: impl Into<Vec<u8>>) -> Stm {
         self.fence_prefix = prefix.into();
         self
@@ -400,26 +399,7 @@ impl Stm {
 
     /// A fence key no other commit anywhere has.
     fn fence(&self) -> Vec<u8> {
-        static PROCESS: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
-        static COMMITS: AtomicU64 = AtomicU64::new(0);
-        let process = *PROCESS.get_or_init(|| {
-            let random = |salt: u64| {
-                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-                h.write_u64(salt);
-                h.write_u32(std::process::id());
-                h.write_u128(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_nanos()),
-                );
-                h.finish()
-            };
-            (u128::from(random(1)) << 64) | u128::from(random(2))
-        });
-        let n = COMMITS.fetch_add(1, Ordering::Relaxed);
-        let mut key = self.fence_prefix.clone();
-        key.extend_from_slice(format!("{process:032x}-{n:x}").as_bytes());
-        key
+        super::fence::unique(&self.fence_prefix)
     }
 
     /// Makes commits of this STM (and its clones) fail as the faults say, in order.
