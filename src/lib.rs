@@ -173,7 +173,10 @@
 //! [`concurrency::Session`] is a lease and its keepalive; [`concurrency::Mutex`] queues
 //! each lock attempt as a key with the session's lease, in create-revision order, as the
 //! Go client's `concurrency` package does (and interoperates with it); a waiter watches
-//! the key just before its own, so a release wakes one waiter. A lock waited for past its
+//! the key just before its own, so a release wakes one waiter. An attempt whose put comes
+//! back of unknown outcome is fenced off rather than sent again (as the STM's commits are,
+//! below), so a copy that etcd applies late can never put back a key its attempt had
+//! deleted, under a lease still alive. A lock waited for past its
 //! deadline ends with [`Error::WaitTimeout`], a session lost meanwhile with
 //! [`Error::SessionLost`]. A holder that may have lost its session (a partition longer
 //! than the TTL) can no longer be sure it holds the lock: it writes through
