@@ -403,11 +403,7 @@ fn late_lock_round(
     const LOCKERS: usize = 12;
     let leader = cluster.leader().expect("leader");
     let follower = (leader + 1) % 3;
-    let via = Client::builder()
-        .endpoints([cluster.endpoint(follower)])
-        .request_timeout(Duration::from_secs(2))
-        .connect()
-        .expect("connect to the follower");
+    let via = common::client_of(cluster, follower);
     let name = format!("late-lock-{n}");
     let sessions: Vec<Session> = (0..LOCKERS)
         .map(|_| Session::new(&via, Duration::from_secs(30)).expect("session"))
@@ -429,24 +425,11 @@ fn late_lock_round(
             })
         })
         .collect();
-    let witness = format!("late-lock-{n}-witness");
-    kv.put(witness.as_str(), "before").expect("put");
+    let mut witness = common::LateWitness::new(kv, format!("late-lock-{n}-witness"));
     cluster.pause(leader).expect("pause");
     let paused = Instant::now();
     start.wait();
-    let newer = match via.kv().put(witness.as_str(), "late") {
-        Err(e) if e.is_write_outcome_unknown() => {
-            let mut newer = None;
-            cluster
-                .wait_until(WAIT, "a newer value written", || {
-                    newer = kv.put(witness.as_str(), "newer").ok();
-                    newer.is_some()
-                })
-                .expect("written");
-            newer.map(|put| put.header().revision())
-        }
-        _ => None,
-    };
+    witness.send(cluster, kv, &via);
     for locker in lockers {
         locker.join().expect("locker");
     }
@@ -456,17 +439,7 @@ fn late_lock_round(
         })
         .expect("paused");
     cluster.resume(leader).expect("resume");
-    let applied_late = || {
-        newer.is_some_and(|newer| {
-            kv.get_one(witness.as_str())
-                .expect("get")
-                .is_some_and(|got| got.value() == b"late" && got.mod_revision() > newer)
-        })
-    };
-    let _ = cluster.wait_until(WAIT, "late writes to be applied", || {
-        applied_late() && cluster.wait_healthy().is_ok()
-    });
-    let late = applied_late();
+    let late = witness.wait(cluster, kv);
     let left = common::keys(
         &kv.get_with(format!("{name}/"), GetOptions::new().prefix())
             .expect("get"),

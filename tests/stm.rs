@@ -223,11 +223,7 @@ fn late_round(cluster: &etcd_blocking::testing::Cluster, kv: &Kv, n: usize) -> (
     const WRITERS: usize = 24;
     let leader = cluster.leader().expect("leader");
     let follower = (leader + 1) % 3;
-    let via = Client::builder()
-        .endpoints([cluster.endpoint(follower)])
-        .request_timeout(Duration::from_secs(2))
-        .connect()
-        .expect("connect to the follower");
+    let via = common::client_of(cluster, follower);
     let stm = Stm::new(&via).isolation(Isolation::ReadCommitted);
     let key = |w: usize| format!("late/{n}/{w}");
     let stop = Arc::new(AtomicBool::new(false));
@@ -268,43 +264,18 @@ fn late_round(cluster: &etcd_blocking::testing::Cluster, kv: &Kv, n: usize) -> (
             })
         })
         .collect();
-    let witness = format!("late/{n}/witness");
-    kv.put(witness.as_str(), "before").expect("put");
+    let mut witness = common::LateWitness::new(kv, format!("late/{n}/witness"));
     cluster.pause(leader).expect("pause");
     let paused = Instant::now();
     paused_now.wait();
-    let blind = via.kv().put(witness.as_str(), "late");
-    let newer = match blind {
-        // A newer value, written once there is a leader again (a copy of unknown outcome
-        // that lands late can only hide a late witness, not fake one).
-        Err(e) if e.is_write_outcome_unknown() => {
-            let mut newer = None;
-            cluster
-                .wait_until(Duration::from_secs(20), "a newer value written", || {
-                    newer = kv.put(witness.as_str(), "newer").ok();
-                    newer.is_some()
-                })
-                .expect("written");
-            newer.map(|put| put.header().revision())
-        }
-        _ => None,
-    };
+    witness.send(cluster, kv, &via);
     cluster
         .wait_until(Duration::from_secs(20), "a commit fenced off", || {
             paused.elapsed() >= HOLD && stm.stats().resolved_aborted > 0
         })
         .ok();
     cluster.resume(leader).expect("resume");
-    let applied_late = || {
-        newer.is_some_and(|newer| {
-            kv.get_one(witness.as_str())
-                .expect("get")
-                .is_some_and(|got| got.value() == b"late" && got.mod_revision() > newer)
-        })
-    };
-    let _ = cluster.wait_until(Duration::from_secs(10), "late writes to be applied", || {
-        applied_late() && cluster.wait_healthy().is_ok()
-    });
+    let late = witness.wait(cluster, kv);
     // Counting goes on after the old leader is back, so that a late commit applied over
     // the counters would show.
     let resumed: Vec<u64> = (0..WRITERS).map(|w| read(kv, &key(w))).collect();
@@ -325,7 +296,7 @@ fn late_round(cluster: &etcd_blocking::testing::Cluster, kv: &Kv, n: usize) -> (
     }
     let fenced = stm.stats().resolved_aborted;
     via.close().expect("close");
-    (applied_late(), fenced)
+    (late, fenced)
 }
 
 #[test]

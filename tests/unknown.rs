@@ -170,11 +170,7 @@ struct Late {
 fn round(cluster: &etcd_blocking::testing::Cluster, kv: &Kv, n: usize) -> Late {
     let leader = cluster.leader().expect("leader");
     let follower = (leader + 1) % 3;
-    let via = Client::builder()
-        .endpoints([cluster.endpoint(follower)])
-        .request_timeout(Duration::from_secs(2))
-        .connect()
-        .expect("connect to the follower");
+    let via = common::client_of(cluster, follower);
     // Writer `w` writes key `w / 2`, blind if `w` is even, guarded if odd.
     let blind = |i: usize| format!("late/{n}/blind/{i}");
     let guarded = |i: usize| format!("late/{n}/guarded/{i}");

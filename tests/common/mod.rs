@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use etcd_blocking::testing::{Cluster, ServerVersion};
-use etcd_blocking::{Client, GetResponse, Health};
+use etcd_blocking::{Client, GetResponse, Health, Kv};
 
 /// A cluster of `members` members, or a panic that carries the launcher's report.
 pub fn cluster(members: usize) -> Cluster {
@@ -70,4 +70,71 @@ pub fn all_healthy(cluster: &Cluster, client: &Client) {
 pub fn old_leader_revokes(version: ServerVersion) -> bool {
     version < ServerVersion::new(3, 4, 31)
         || (ServerVersion::new(3, 5, 0)..ServerVersion::new(3, 5, 11)).contains(&version)
+}
+
+/// A client of one member only, with a 2 s request timeout: while the leader is paused,
+/// what it writes the member forwards to the paused leader, and the write comes back of
+/// unknown outcome.
+pub fn client_of(cluster: &Cluster, member: usize) -> Client {
+    Client::builder()
+        .endpoints([cluster.endpoint(member)])
+        .request_timeout(Duration::from_secs(2))
+        .connect()
+        .unwrap_or_else(|e| panic!("connecting to member {member}: {e}"))
+}
+
+/// A blind put through a follower just after its leader is paused, and a newer value
+/// written once there is a leader again: whether the blind put is applied after the old
+/// leader comes back shows whether forwarded writes were (see tests/unknown.rs).
+pub struct LateWitness {
+    key: String,
+    newer: Option<i64>,
+}
+
+impl LateWitness {
+    /// Puts "before" at `key` through `kv` (a client of every member): before the pause.
+    pub fn new(kv: &Kv, key: String) -> LateWitness {
+        kv.put(key.as_str(), "before").expect("put");
+        LateWitness { key, newer: None }
+    }
+
+    /// The blind put through `via` (a client of a follower), just after the pause; when
+    /// its outcome is unknown, a newer value through `kv`.
+    pub fn send(&mut self, cluster: &Cluster, kv: &Kv, via: &Client) {
+        let Err(e) = via.kv().put(self.key.as_str(), "late") else {
+            return;
+        };
+        if !e.is_write_outcome_unknown() {
+            return;
+        }
+        // A copy of unknown outcome of the newer value that lands late can only hide a
+        // late witness, not fake one.
+        cluster
+            .wait_until(Duration::from_secs(20), "a newer value written", || {
+                self.newer = kv
+                    .put(self.key.as_str(), "newer")
+                    .ok()
+                    .map(|put| put.header().revision());
+                self.newer.is_some()
+            })
+            .expect("written");
+    }
+
+    /// True once the blind put was applied over the newer value.
+    pub fn applied_late(&self, kv: &Kv) -> bool {
+        self.newer.is_some_and(|newer| {
+            kv.get_one(self.key.as_str())
+                .expect("get")
+                .is_some_and(|got| got.value() == b"late" && got.mod_revision() > newer)
+        })
+    }
+
+    /// Waits, at most 10 s, for the blind put to be applied late and the cluster to be
+    /// healthy; whether it was.
+    pub fn wait(&self, cluster: &Cluster, kv: &Kv) -> bool {
+        let _ = cluster.wait_until(Duration::from_secs(10), "late writes to be applied", || {
+            self.applied_late(kv) && cluster.wait_healthy().is_ok()
+        });
+        self.applied_late(kv)
+    }
 }
