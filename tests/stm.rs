@@ -172,33 +172,27 @@ fn an_unknown_outcome_is_resolved_applied_or_not_and_never_applied_twice() {
     let client = client(&cluster);
     let kv = client.kv();
     let stm = Stm::new(&client).fence_prefix("fences/");
+    // One increment with `fault` on its first commit: its value and how often it ran.
+    let increment_with = |fault: CommitFault| {
+        stm.inject([fault]);
+        let mut ran = 0;
+        let value = stm
+            .run(|tx| {
+                ran += 1;
+                let n = number(tx, "c")?;
+                tx.put("c", (n + 1).to_string());
+                Ok::<_, Error>(n + 1)
+            })
+            .expect("run");
+        (value, ran, read(&kv, "c"))
+    };
     // Applied, and the answer lost: the STM finds its fence and returns the closure's
     // value, without running it again.
-    stm.inject([CommitFault::AnswerLost]);
-    let mut ran = 0;
-    let value = stm
-        .run(|tx| {
-            ran += 1;
-            let n = number(tx, "c")?;
-            tx.put("c", (n + 1).to_string());
-            Ok::<_, Error>(n + 1)
-        })
-        .expect("run");
-    assert_eq!((value, ran, read(&kv, "c")), (1, 1, 1));
+    assert_eq!(increment_with(CommitFault::AnswerLost), (1, 1, 1));
     assert_eq!(stm.stats().resolved_committed, 1);
     assert_eq!(fences(&kv, "fences/"), ["committed"]);
     // Never sent: the STM fences the commit off for good and runs the closure again.
-    stm.inject([CommitFault::NotSent]);
-    let mut ran = 0;
-    let value = stm
-        .run(|tx| {
-            ran += 1;
-            let n = number(tx, "c")?;
-            tx.put("c", (n + 1).to_string());
-            Ok::<_, Error>(n + 1)
-        })
-        .expect("run");
-    assert_eq!((value, ran, read(&kv, "c")), (2, 2, 2));
+    assert_eq!(increment_with(CommitFault::NotSent), (2, 2, 2));
     assert_eq!(stm.stats().resolved_aborted, 1);
     // The first commit's fence was deleted by a later commit; the one fenced off stays,
     // beside the fence of the last commit.

@@ -130,25 +130,40 @@ fn lock(client: &Client, callers: usize, ops: usize) -> Result<(), Box<dyn std::
             .collect::<Result<Vec<_>, _>>()
             .map(|all| all.into_iter().flatten().collect())
     })?;
-    let elapsed = started.elapsed();
-    let mut latencies = latencies;
+    report(
+        "lock",
+        callers,
+        latencies,
+        started.elapsed(),
+        cpu_seconds() - cpu,
+    );
+    Ok(())
+}
+
+/// Prints a driver's line in the KV protocol: latencies and what the run cost.
+fn report(
+    workload: &str,
+    callers: usize,
+    mut latencies: Vec<Duration>,
+    elapsed: Duration,
+    cpu: f64,
+) {
     latencies.sort();
     let us = |p: f64| crate::common::percentile(&latencies, p).as_secs_f64() * 1e6;
     println!(
-        "{{\"client\":\"{}\",\"workload\":\"lock\",\"callers\":{callers},\"value_size\":0,\
-         \"ops\":{},\"errors\":0,\"seconds\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\
-         \"cpu_seconds\":{},\"peak_rss_kib\":{},\"threads\":{}}}",
+        "{{\"client\":\"{}\",\"workload\":\"{workload}\",\"callers\":{callers},\
+         \"value_size\":0,\"ops\":{},\"errors\":0,\"seconds\":{},\"p50_us\":{},\
+         \"p99_us\":{},\"p999_us\":{},\"cpu_seconds\":{cpu},\"peak_rss_kib\":{},\
+         \"threads\":{}}}",
         crate::OURS,
         latencies.len(),
         elapsed.as_secs_f64(),
         us(0.50),
         us(0.99),
         us(0.999),
-        cpu_seconds() - cpu,
         status("VmHWM"),
         status("Threads"),
     );
-    Ok(())
 }
 
 fn election(client: &Client, ops: usize) -> Result<(), Box<dyn std::error::Error>> {
@@ -185,22 +200,12 @@ fn election(client: &Client, ops: usize) -> Result<(), Box<dyn std::error::Error
         let _ = a.close();
         b.close()?;
     }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    let us = |p: f64| crate::common::percentile(&latencies, p).as_secs_f64() * 1e6;
-    println!(
-        "{{\"client\":\"{}\",\"workload\":\"election\",\"callers\":1,\"value_size\":0,\
-         \"ops\":{},\"errors\":0,\"seconds\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\
-         \"cpu_seconds\":{},\"peak_rss_kib\":{},\"threads\":{}}}",
-        crate::OURS,
-        latencies.len(),
-        elapsed.as_secs_f64(),
-        us(0.50),
-        us(0.99),
-        us(0.999),
+    report(
+        "election",
+        1,
+        latencies,
+        started.elapsed(),
         cpu_seconds() - cpu,
-        status("VmHWM"),
-        status("Threads"),
     );
     Ok(())
 }

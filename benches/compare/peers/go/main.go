@@ -451,16 +451,21 @@ func lockBench(cli *clientv3.Client, callers, ops int) {
 	for _, l := range latencies {
 		all = append(all, l...)
 	}
+	printRun("lock", callers, all, elapsed, cpuSeconds()-cpuBefore)
+}
+
+// printRun prints a recipe workload's line in the KV protocol.
+func printRun(workload string, callers int, all []time.Duration, elapsed time.Duration, cpu float64) {
 	out, _ := json.Marshal(result{
 		Client:     "go-clientv3",
-		Workload:   "lock",
+		Workload:   workload,
 		Callers:    callers,
 		Ops:        len(all),
 		Seconds:    elapsed.Seconds(),
 		P50Us:      percentile(all, 0.50),
 		P99Us:      percentile(all, 0.99),
 		P999Us:     percentile(all, 0.999),
-		CPUSeconds: cpuSeconds() - cpuBefore,
+		CPUSeconds: cpu,
 		PeakRSSKiB: status("VmHWM"),
 		Threads:    status("Threads"),
 	})
@@ -509,19 +514,5 @@ func electionBench(cli *clientv3.Client, ops int) {
 		a.Orphan()
 		must("close", b.Close())
 	}
-	elapsed := time.Since(started)
-	out, _ := json.Marshal(result{
-		Client:     "go-clientv3",
-		Workload:   "election",
-		Callers:    1,
-		Ops:        len(all),
-		Seconds:    elapsed.Seconds(),
-		P50Us:      percentile(all, 0.50),
-		P99Us:      percentile(all, 0.99),
-		P999Us:     percentile(all, 0.999),
-		CPUSeconds: cpuSeconds() - cpuBefore,
-		PeakRSSKiB: status("VmHWM"),
-		Threads:    status("Threads"),
-	})
-	fmt.Println(string(out))
+	printRun("election", 1, all, time.Since(started), cpuSeconds()-cpuBefore)
 }

@@ -399,25 +399,7 @@ async fn lock_bench(
         all.extend(done??);
     }
     let elapsed = started.elapsed();
-    all.sort();
-    let us = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
-    };
-    println!(
-        "{{\"client\":\"etcd-client\",\"workload\":\"lock\",\"callers\":{callers},\
-         \"value_size\":0,\"ops\":{},\"errors\":0,\"seconds\":{},\"p50_us\":{},\
-         \"p99_us\":{},\"p999_us\":{},\"cpu_seconds\":{},\"peak_rss_kib\":{},\
-         \"threads\":{}}}",
-        all.len(),
-        elapsed.as_secs_f64(),
-        us(0.50),
-        us(0.99),
-        us(0.999),
-        cpu_seconds() - cpu_before,
-        status("VmHWM"),
-        status("Threads"),
-    );
+    print_run("lock", callers, all, elapsed, cpu_seconds() - cpu_before);
     Ok(())
 }
 
@@ -462,24 +444,28 @@ async fn election_bench(mut client: Client, ops: usize) -> Result<(), Box<dyn st
         client.lease_revoke(b).await?;
     }
     let elapsed = started.elapsed();
+    print_run("election", 1, all, elapsed, cpu_seconds() - cpu_before);
+    Ok(())
+}
+
+/// Prints a recipe workload's line in the KV protocol.
+fn print_run(workload: &str, callers: usize, mut all: Vec<Duration>, elapsed: Duration, cpu: f64) {
     all.sort();
     let us = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
             .map_or(0.0, |d| d.as_secs_f64() * 1e6)
     };
     println!(
-        "{{\"client\":\"etcd-client\",\"workload\":\"election\",\"callers\":1,\
+        "{{\"client\":\"etcd-client\",\"workload\":\"{workload}\",\"callers\":{callers},\
          \"value_size\":0,\"ops\":{},\"errors\":0,\"seconds\":{},\"p50_us\":{},\
-         \"p99_us\":{},\"p999_us\":{},\"cpu_seconds\":{},\"peak_rss_kib\":{},\
+         \"p99_us\":{},\"p999_us\":{},\"cpu_seconds\":{cpu},\"peak_rss_kib\":{},\
          \"threads\":{}}}",
         all.len(),
         elapsed.as_secs_f64(),
         us(0.50),
         us(0.99),
         us(0.999),
-        cpu_seconds() - cpu_before,
         status("VmHWM"),
         status("Threads"),
     );
-    Ok(())
 }
