@@ -380,7 +380,8 @@ impl Stm {
                         log::warn!("etcd STM: gave up resolving a commit of unknown outcome: {e}");
                         return Err(unknown);
                     }
-                    std::thread::sleep(RESOLVE_PAUSE);
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    std::thread::sleep(RESOLVE_PAUSE.min(left));
                 }
                 Err(e) => {
                     log::warn!("etcd STM: could not resolve a commit of unknown outcome: {e}");
