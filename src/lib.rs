@@ -143,7 +143,9 @@
 //!
 //! [`Lease::keep_alive`] renews the lease once on the caller's thread (an unknown lease
 //! fails there, typed), then hands it to the keeper thread, which renews every kept lease
-//! a third of its TTL after its last renewal, over one stream on a healthy member. The
+//! a third of its TTL after its last renewal (up to 250 ms sooner, a twelfth of the TTL at
+//! most, so that renewals due close together go out as one batch), over one stream on a
+//! healthy member. The
 //! keeper moves that stream at once when it ends (etcd ends the whole stream on any renew
 //! error but "not found", such as "not a primary lessor" from a deposed leader), when the
 //! balancer finds its member unhealthy, or when a renewal goes unanswered for a quarter of
