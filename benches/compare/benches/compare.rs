@@ -13,7 +13,8 @@
 //! `COMPARE_MODE=failover` runs the failover side by side instead (`peer_failover`), with
 //! `COMPARE_FAILOVER_ROUNDS` rounds (default 3); `COMPARE_MODE=watch` the watch side by
 //! side (`peer_watch`), with `COMPARE_WATCH_ROUNDS` rounds (default 3); `COMPARE_MODE=lease`
-//! keepalives and locks (`peer_lease`), with `COMPARE_LEASE_ROUNDS` rounds (default 3). `COMPARE_FLOOR=1` adds the floor
+//! keepalives, locks and elections (`peer_lease`), with `COMPARE_LEASE_ROUNDS` rounds (default 3);
+//! `COMPARE_MODE=stm` the STM (`peer_stm`), with `COMPARE_STM_ROUNDS` rounds (default 3). `COMPARE_FLOOR=1` adds the floor
 //! (`floor`, run as `--driver --floor`): not a client, an experiment that shows what a
 //! blocking client without gRPC's C core would cost; it gets a standing of its own and is
 //! never counted as a peer.
@@ -34,6 +35,7 @@ mod common;
 mod floor;
 mod peer_failover;
 mod peer_lease;
+mod peer_stm;
 mod peer_watch;
 
 /// Keys the drivers fill before the timed phase and then cycle over.
@@ -59,6 +61,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if std::env::var("COMPARE_MODE").is_ok_and(|m| m == "lease") {
         return peer_lease::compare(&peers()?);
+    }
+    if std::env::var("COMPARE_MODE").is_ok_and(|m| m == "stm") {
+        return peer_stm::compare(&peers()?);
     }
     orchestrate()
 }
@@ -95,6 +100,11 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let client = builder.connect()?;
     if workload.starts_with("watch") {
         peer_watch::drive(args, &client)?;
+        client.close()?;
+        return Ok(());
+    }
+    if workload == "stm" {
+        peer_stm::drive(args, &client)?;
         client.close()?;
         return Ok(());
     }

@@ -141,7 +141,7 @@ fn lock(client: &Client, callers: usize, ops: usize) -> Result<(), Box<dyn std::
 }
 
 /// Prints a driver's line in the KV protocol: latencies and what the run cost.
-fn report(
+pub fn report(
     workload: &str,
     callers: usize,
     mut latencies: Vec<Duration>,

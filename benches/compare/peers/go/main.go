@@ -104,6 +104,9 @@ func main() {
 	case "election":
 		electionBench(cli, *ops)
 		return
+	case "stm":
+		stmBench(cli, *callers, *ops)
+		return
 	}
 	value := strings.Repeat("v", *valueSize)
 	const keys = 1000
@@ -515,4 +518,39 @@ func electionBench(cli *clientv3.Client, ops int) {
 		must("close", b.Close())
 	}
 	printRun("election", 1, all, time.Since(started), cpuSeconds()-cpuBefore)
+}
+
+// stmBench: `callers` goroutines share `ops` increments of bench-stm, each a run of
+// concurrency.NewSTM at its default isolation (serializable snapshot); the latency is of
+// a run, conflicts and reruns included.
+func stmBench(cli *clientv3.Client, callers, ops int) {
+	latencies := make([][]time.Duration, callers)
+	var wg sync.WaitGroup
+	cpuBefore := cpuSeconds()
+	started := time.Now()
+	for c := 0; c < callers; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for n := c; n < ops; n += callers {
+				t := time.Now()
+				_, err := concurrency.NewSTM(cli, func(s concurrency.STM) error {
+					v, _ := strconv.Atoi(s.Get("bench-stm"))
+					s.Put("bench-stm", strconv.Itoa(v+1))
+					return nil
+				})
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "stm:", err)
+					os.Exit(1)
+				}
+				latencies[c] = append(latencies[c], time.Since(t))
+			}
+		}(c)
+	}
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range latencies {
+		all = append(all, l...)
+	}
+	printRun("stm", callers, all, time.Since(started), cpuSeconds()-cpuBefore)
 }
