@@ -608,10 +608,69 @@ fn preface(rounds: usize) -> String {
 }
 
 /// The median of one figure over the rounds.
-fn median(runs: &[Run], figure: impl Fn(&Run) -> f64) -> f64 {
+fn median<T>(runs: &[T], figure: impl Fn(&T) -> f64) -> f64 {
     let mut values: Vec<f64> = runs.iter().map(figure).collect();
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The rows of a table of cells (callers) by client: rate, p50 and p99 in ms, CPU ms per
+/// operation, each the median of the client's runs of the cell.
+fn cell_rows(
+    table: &mut String,
+    cells: &[(usize, usize)],
+    peers: &[&Peer],
+    runs: &[Vec<Vec<Run>>],
+) {
+    for (cell, &(callers, _)) in cells.iter().enumerate() {
+        for (i, peer) in peers.iter().enumerate() {
+            let runs = &runs[i][cell];
+            if runs.is_empty() {
+                continue;
+            }
+            let pick = |f: &dyn Fn(&Run) -> f64| median(runs, f);
+            table.push_str(&format!(
+                "| {callers} | {} | {:.0} | {:.2} | {:.2} | {:.3} |\n",
+                peer.name,
+                pick(&|r| r.rate()),
+                pick(&|r| r.p50) / 1e3,
+                pick(&|r| r.p99) / 1e3,
+                pick(&|r| r.cpu / r.ops.max(1.0)) * 1e3,
+            ));
+        }
+    }
+}
+
+/// Ends a side-by-side table with the runs that gave no result, writes it to
+/// `{out}/{file}` and prints it.
+fn write_table(
+    out: &str,
+    file: &str,
+    mut table: String,
+    lost: &[String],
+) -> Result<(), Box<dyn std::error::Error>> {
+    if !lost.is_empty() {
+        table.push_str(&format!(
+            "\nRuns that gave no result:\n\n{}\n",
+            lost.join("\n")
+        ));
+    }
+    std::fs::create_dir_all(out)?;
+    std::fs::write(format!("{out}/{file}"), &table)?;
+    println!("{table}");
+    Ok(())
+}
+
+/// The rounds the environment variable `var` asks for: 3 unless it says otherwise, 1 at
+/// least; and where results go (`COMPARE_OUT`, default `results`).
+fn rounds_and_out(var: &str) -> (usize, String) {
+    let rounds = std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let out = std::env::var("COMPARE_OUT").unwrap_or_else(|_| "results".to_owned());
+    (rounds, out)
 }
 
 fn report(results: &BTreeMap<(Workload, &'static str), Vec<Run>>, peers: &[Peer]) -> String {

@@ -53,12 +53,7 @@ struct Outcome {
 /// peers' order rotating each round), and writes `failover-compare.md` with every round's
 /// figures: single runs of a failover are too noisy to stand alone.
 pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
-    let out = std::env::var("COMPARE_OUT").unwrap_or_else(|_| "results".to_owned());
-    let rounds: usize = std::env::var("COMPARE_FAILOVER_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .max(1);
+    let (rounds, out) = crate::rounds_and_out("COMPARE_FAILOVER_ROUNDS");
     let mut table = format!(
         "# Failover side by side\n\n8 callers put to a 3-member cluster (a fresh one per run), \
          leader first in every client's endpoint list; the leader is faulted 1 s into a {} s \

@@ -73,11 +73,7 @@ fn keep_alive(
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().unwrap_or_else(|_| Ok(Vec::new())))
-            .collect::<Result<Vec<_>, _>>()
-            .map(|all| all.into_iter().flatten().collect())
+        gather(workers)
     })?;
     let setup_ms = started.elapsed().as_secs_f64() * 1e3;
     let cpu = cpu_seconds();
@@ -124,11 +120,7 @@ fn lock(client: &Client, callers: usize, ops: usize) -> Result<(), Box<dyn std::
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().unwrap_or_else(|_| Ok(Vec::new())))
-            .collect::<Result<Vec<_>, _>>()
-            .map(|all| all.into_iter().flatten().collect())
+        gather(workers)
     })?;
     report(
         "lock",
@@ -138,6 +130,17 @@ fn lock(client: &Client, callers: usize, ops: usize) -> Result<(), Box<dyn std::
         cpu_seconds() - cpu,
     );
     Ok(())
+}
+
+/// What every worker thread gave, in one list (a thread that panicked gave nothing).
+pub fn gather<T>(
+    workers: Vec<thread::ScopedJoinHandle<'_, Result<Vec<T>, etcd_blocking::Error>>>,
+) -> Result<Vec<T>, etcd_blocking::Error> {
+    workers
+        .into_iter()
+        .map(|w| w.join().unwrap_or_else(|_| Ok(Vec::new())))
+        .collect::<Result<Vec<_>, _>>()
+        .map(|all| all.into_iter().flatten().collect())
 }
 
 /// Prints a driver's line in the KV protocol: latencies and what the run cost.
@@ -223,20 +226,10 @@ struct Kept {
     alive: f64,
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
-}
-
 /// Runs both parts for the peers that have them, `COMPARE_LEASE_ROUNDS` rounds (default
 /// 3, the order rotating), and writes `lease-compare.md`.
 pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
-    let out = std::env::var("COMPARE_OUT").unwrap_or_else(|_| "results".to_owned());
-    let rounds: usize = std::env::var("COMPARE_LEASE_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .max(1);
+    let (rounds, out) = crate::rounds_and_out("COMPARE_LEASE_ROUNDS");
     let peers: Vec<&Peer> = peers
         .iter()
         .filter(|p| p.name != crate::FLOOR && p.name != "python-etcd3")
@@ -307,7 +300,7 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
         if runs.is_empty() {
             continue;
         }
-        let pick = |f: &dyn Fn(&Kept) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+        let pick = |f: &dyn Fn(&Kept) -> f64| crate::median(runs, f);
         table.push_str(&format!(
             "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} |\n",
             peer.name,
@@ -324,24 +317,7 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
          through etcd's lock service) of its own; the latency is of one lock + unlock pair.\n\n\
          | callers | client | pairs/s | p50 ms | p99 ms | CPU ms / pair |\n|---|---|---|---|---|---|\n",
     );
-    for (cell, &(callers, _)) in LOCK_CELLS.iter().enumerate() {
-        for (i, peer) in peers.iter().enumerate() {
-            let runs = &locks[i][cell];
-            if runs.is_empty() {
-                continue;
-            }
-            let pick =
-                |f: &dyn Fn(&Run) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
-            table.push_str(&format!(
-                "| {callers} | {} | {:.0} | {:.2} | {:.2} | {:.3} |\n",
-                peer.name,
-                pick(&|r| r.rate()),
-                pick(&|r| r.p50) / 1e3,
-                pick(&|r| r.p99) / 1e3,
-                pick(&|r| r.cpu / r.ops.max(1.0)) * 1e3,
-            ));
-        }
-    }
+    crate::cell_rows(&mut table, &LOCK_CELLS, &peers, &locks);
     table.push_str(&format!(
         "\n## Leader handover\n\n\
          Candidate a leads, candidate b campaigns behind it, and a's lease is revoked (what \
@@ -355,7 +331,7 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
         if runs.is_empty() {
             continue;
         }
-        let pick = |f: &dyn Fn(&Run) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+        let pick = |f: &dyn Fn(&Run) -> f64| crate::median(runs, f);
         table.push_str(&format!(
             "| {} | {:.2} | {:.2} | {:.3} |\n",
             peer.name,
@@ -364,16 +340,7 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
             pick(&|r| r.cpu / r.ops.max(1.0)) * 1e3,
         ));
     }
-    if !lost.is_empty() {
-        table.push_str(&format!(
-            "\nRuns that gave no result:\n\n{}\n",
-            lost.join("\n")
-        ));
-    }
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(format!("{out}/lease-compare.md"), &table)?;
-    println!("{table}");
-    Ok(())
+    crate::write_table(&out, "lease-compare.md", table, &lost)
 }
 
 fn run_keepalive(

@@ -50,11 +50,7 @@ pub fn drive(args: &[String], client: &Client) -> Result<(), Box<dyn std::error:
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().unwrap_or_else(|_| Ok(Vec::new())))
-            .collect::<Result<Vec<_>, _>>()
-            .map(|all| all.into_iter().flatten().collect())
+        crate::peer_lease::gather(workers)
     })?;
     crate::peer_lease::report(
         "stm",
@@ -66,20 +62,10 @@ pub fn drive(args: &[String], client: &Client) -> Result<(), Box<dyn std::error:
     Ok(())
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
-}
-
 /// Runs the cells for the peers that have an STM, `COMPARE_STM_ROUNDS` rounds (default
 /// 3, the order rotating), and writes `stm-compare.md`.
 pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
-    let out = std::env::var("COMPARE_OUT").unwrap_or_else(|_| "results".to_owned());
-    let rounds: usize = std::env::var("COMPARE_STM_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .max(1);
+    let (rounds, out) = crate::rounds_and_out("COMPARE_STM_ROUNDS");
     let peers: Vec<&Peer> = peers
         .iter()
         .filter(|p| p.name == crate::OURS || p.name.starts_with("go-clientv3"))
@@ -140,32 +126,6 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
          Only the Go client has an STM among the peers.\n\n\
          | callers | client | runs/s | p50 ms | p99 ms | CPU ms / run |\n|---|---|---|---|---|---|\n"
     );
-    for (cell, &(callers, _)) in CELLS.iter().enumerate() {
-        for (i, peer) in peers.iter().enumerate() {
-            let runs = &runs[i][cell];
-            if runs.is_empty() {
-                continue;
-            }
-            let pick =
-                |f: &dyn Fn(&Run) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
-            table.push_str(&format!(
-                "| {callers} | {} | {:.0} | {:.2} | {:.2} | {:.3} |\n",
-                peer.name,
-                pick(&|r| r.rate()),
-                pick(&|r| r.p50) / 1e3,
-                pick(&|r| r.p99) / 1e3,
-                pick(&|r| r.cpu / r.ops.max(1.0)) * 1e3,
-            ));
-        }
-    }
-    if !lost.is_empty() {
-        table.push_str(&format!(
-            "\nRuns that gave no result:\n\n{}\n",
-            lost.join("\n")
-        ));
-    }
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(format!("{out}/stm-compare.md"), &table)?;
-    println!("{table}");
-    Ok(())
+    crate::cell_rows(&mut table, &CELLS, &peers, &runs);
+    crate::write_table(&out, "stm-compare.md", table, &lost)
 }

@@ -186,12 +186,7 @@ struct Outcome {
 /// Runs both parts for every peer that has a watch driver, `COMPARE_WATCH_ROUNDS` rounds
 /// each (default 3, the order rotating), and writes `watch-compare.md`.
 pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
-    let out = std::env::var("COMPARE_OUT").unwrap_or_else(|_| "results".to_owned());
-    let rounds: usize = std::env::var("COMPARE_WATCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .max(1);
+    let (rounds, out) = crate::rounds_and_out("COMPARE_WATCH_ROUNDS");
     let peers: Vec<&Peer> = peers
         .iter()
         .filter(|p| p.name != crate::FLOOR && p.name != "python-etcd3")
@@ -436,13 +431,6 @@ fn ms(first: Option<f64>) -> String {
     first.map_or("never".to_owned(), |ms| format!("{ms:.0} ms"))
 }
 
-/// The median of one figure over the rounds.
-fn median(runs: &[Latency], figure: impl Fn(&Latency) -> f64) -> f64 {
-    let mut values: Vec<f64> = runs.iter().map(figure).collect();
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
-}
-
 fn report(
     peers: &[&Peer],
     rounds: usize,
@@ -470,15 +458,15 @@ fn report(
             table.push_str(&format!(
                 "| {watchers} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.1} | {:.0} |\n",
                 peer.name,
-                median(runs, |r| r.create_ms),
-                median(runs, |r| r.p50) / 1e3,
-                median(runs, |r| r.p99) / 1e3,
-                median(runs, |r| r.p999) / 1e3,
-                median(runs, events),
+                crate::median(runs, |r| r.create_ms),
+                crate::median(runs, |r| r.p50) / 1e3,
+                crate::median(runs, |r| r.p99) / 1e3,
+                crate::median(runs, |r| r.p999) / 1e3,
+                crate::median(runs, events),
                 // CPU seconds over the puts, in ms per 1,000 events delivered.
-                median(runs, |r| r.cpu * 1e6 / (watchers * puts) as f64),
-                median(runs, |r| r.rss) / 1024.0,
-                median(runs, |r| r.threads),
+                crate::median(runs, |r| r.cpu * 1e6 / (watchers * puts) as f64),
+                crate::median(runs, |r| r.rss) / 1024.0,
+                crate::median(runs, |r| r.threads),
             ));
         }
     }
