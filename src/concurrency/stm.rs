@@ -509,8 +509,10 @@ impl StmTxn<'_> {
 
     /// The key as read by this run, reading it now if it was not yet.
     fn read(&mut self, key: Vec<u8>) -> Result<&Option<KeyValue>> {
-        if !self.reads.contains_key(&key) {
-            let got = match (self.isolation.snapshot(), self.snapshot) {
+        let got = if self.reads.contains_key(&key) {
+            None
+        } else {
+            Some(match (self.isolation.snapshot(), self.snapshot) {
                 (true, Some(revision)) => self.at(&key, revision)?,
                 _ => {
                     let response = self.kv.get(key.clone())?;
@@ -519,10 +521,10 @@ impl StmTxn<'_> {
                     }
                     response.into_kvs().into_iter().next()
                 }
-            };
-            self.reads.insert(key.clone(), got);
-        }
-        Ok(&self.reads[&key])
+            })
+        };
+        // The entry is there, or made now from what was just read: no lookup can miss.
+        Ok(self.reads.entry(key).or_insert_with(|| got.flatten()))
     }
 
     /// The key at `revision`, from any member that has it.

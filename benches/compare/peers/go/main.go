@@ -419,29 +419,42 @@ func keepAliveBench(cli *clientv3.Client, leases, ttlS int) {
 // lockBench: `callers` goroutines, each with a session of its own (TTL 10 s) and the
 // mutex /bench-lock, share `ops` lock + unlock pairs; the latency is of the pair.
 func lockBench(cli *clientv3.Client, callers, ops int) {
-	latencies := make([][]time.Duration, callers)
-	var wg sync.WaitGroup
 	cpuBefore := cpuSeconds()
 	started := time.Now()
+	all := timedCallers(callers, ops, func() (func() error, func()) {
+		session, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "session:", err)
+			os.Exit(1)
+		}
+		mutex := concurrency.NewMutex(session, "/bench-lock")
+		pair := func() error {
+			if err := mutex.Lock(context.Background()); err != nil {
+				return err
+			}
+			return mutex.Unlock(context.Background())
+		}
+		return pair, func() { session.Close() }
+	})
+	printRun("lock", callers, all, time.Since(started), cpuSeconds()-cpuBefore)
+}
+
+// timedCallers shares `ops` operations among `callers` goroutines, each with the
+// operation (and what ends its use) that newOp makes for it, and returns every
+// operation's latency. A failed operation ends the process.
+func timedCallers(callers, ops int, newOp func() (func() error, func())) []time.Duration {
+	latencies := make([][]time.Duration, callers)
+	var wg sync.WaitGroup
 	for c := 0; c < callers; c++ {
 		wg.Add(1)
 		go func(c int) {
 			defer wg.Done()
-			session, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "session:", err)
-				os.Exit(1)
-			}
-			defer session.Close()
-			mutex := concurrency.NewMutex(session, "/bench-lock")
+			op, done := newOp()
+			defer done()
 			for n := c; n < ops; n += callers {
 				t := time.Now()
-				if err := mutex.Lock(context.Background()); err != nil {
-					fmt.Fprintln(os.Stderr, "lock:", err)
-					os.Exit(1)
-				}
-				if err := mutex.Unlock(context.Background()); err != nil {
-					fmt.Fprintln(os.Stderr, "unlock:", err)
+				if err := op(); err != nil {
+					fmt.Fprintln(os.Stderr, "operation:", err)
 					os.Exit(1)
 				}
 				latencies[c] = append(latencies[c], time.Since(t))
@@ -449,12 +462,11 @@ func lockBench(cli *clientv3.Client, callers, ops int) {
 		}(c)
 	}
 	wg.Wait()
-	elapsed := time.Since(started)
 	var all []time.Duration
 	for _, l := range latencies {
 		all = append(all, l...)
 	}
-	printRun("lock", callers, all, elapsed, cpuSeconds()-cpuBefore)
+	return all
 }
 
 // printRun prints a recipe workload's line in the KV protocol.
@@ -524,33 +536,18 @@ func electionBench(cli *clientv3.Client, ops int) {
 // concurrency.NewSTM at its default isolation (serializable snapshot); the latency is of
 // a run, conflicts and reruns included.
 func stmBench(cli *clientv3.Client, callers, ops int) {
-	latencies := make([][]time.Duration, callers)
-	var wg sync.WaitGroup
 	cpuBefore := cpuSeconds()
 	started := time.Now()
-	for c := 0; c < callers; c++ {
-		wg.Add(1)
-		go func(c int) {
-			defer wg.Done()
-			for n := c; n < ops; n += callers {
-				t := time.Now()
-				_, err := concurrency.NewSTM(cli, func(s concurrency.STM) error {
-					v, _ := strconv.Atoi(s.Get("bench-stm"))
-					s.Put("bench-stm", strconv.Itoa(v+1))
-					return nil
-				})
-				if err != nil {
-					fmt.Fprintln(os.Stderr, "stm:", err)
-					os.Exit(1)
-				}
-				latencies[c] = append(latencies[c], time.Since(t))
-			}
-		}(c)
-	}
-	wg.Wait()
-	var all []time.Duration
-	for _, l := range latencies {
-		all = append(all, l...)
-	}
+	all := timedCallers(callers, ops, func() (func() error, func()) {
+		run := func() error {
+			_, err := concurrency.NewSTM(cli, func(s concurrency.STM) error {
+				v, _ := strconv.Atoi(s.Get("bench-stm"))
+				s.Put("bench-stm", strconv.Itoa(v+1))
+				return nil
+			})
+			return err
+		}
+		return run, func() {}
+	})
 	printRun("stm", callers, all, time.Since(started), cpuSeconds()-cpuBefore)
 }
