@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use etcd_blocking::testing::{Cluster, ServerVersion};
+use etcd_blocking::testing::Cluster;
 use etcd_blocking::{Client, GetResponse, Health, Kv};
 
 /// A cluster of `members` members, or a panic that carries the launcher's report.
@@ -60,16 +60,6 @@ pub fn all_healthy(cluster: &Cluster, client: &Client) {
             },
         )
         .expect("healthy");
-}
-
-/// Whether the server revokes leases itself when a leader that was paused or cut off comes
-/// back: before the fix of etcd #15247 (3.4.31, 3.5.11), that leader's lessor, still
-/// primary in its own eyes, proposes to revoke every lease that was not renewed at it
-/// while it was away, and the proposal it forwards once it has stepped down is applied,
-/// however well the new leader kept the lease. No client can prevent that.
-pub fn old_leader_revokes(version: ServerVersion) -> bool {
-    version < ServerVersion::new(3, 4, 31)
-        || (ServerVersion::new(3, 5, 0)..ServerVersion::new(3, 5, 11)).contains(&version)
 }
 
 /// A client of one member only, with a 2 s request timeout: while the leader is paused,
