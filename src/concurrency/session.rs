@@ -18,6 +18,7 @@ use crate::Client;
 /// leadership that hangs on it; so does dropping the last clone (best effort, logged on
 /// failure, bounded by the client's request timeout).
 #[derive(Debug, Clone)]
+#[must_use = "dropping the last clone of a Session revokes its lease, which releases every lock and leadership it holds"]
 pub struct Session {
     inner: Arc<Inner>,
 }
@@ -117,15 +118,37 @@ impl Session {
 
     /// The error for what the session held, once it has ended.
     pub(crate) fn lost(&self) -> Error {
+        let status = self.status();
+        let reason = if status.is_alive() {
+            // Asked while the end is on its way to this handle (etcd said the lease
+            // is gone, and the keeper has not heard yet).
+            "etcd no longer has it".to_owned()
+        } else {
+            status.to_string()
+        };
         Error::SessionLost {
             lease: self.lease_id(),
-            reason: format!("{:?}", self.status()),
+            reason,
         }
     }
 
-    /// Revokes the lease now, releasing what the session holds, for every clone. Waits at
-    /// most the TTL: by then the lease is gone anyway.
+    /// `Ok` while the session is alive, else [`Error::SessionLost`].
+    pub(crate) fn alive(&self) -> Result<()> {
+        if self.is_alive() {
+            Ok(())
+        } else {
+            Err(self.lost())
+        }
+    }
+
+    /// Ends the session for every clone, then revokes its lease, which releases what the
+    /// session holds. The session ends first, as the Go client's `Close` does: when this
+    /// returns, every clone reports [`KeepAliveStatus::Revoked`] and every
+    /// [`done`](Session::done) receiver is disconnected, whether or not etcd could be
+    /// reached; a lease whose revoke failed runs out by its TTL, for no renewal goes out
+    /// any more. The revoke waits at most the TTL: by then the lease is gone anyway.
     pub fn close(self) -> Result<()> {
+        self.inner.keep.forget(KeepAliveStatus::Revoked);
         let lease = self.inner.client.lease().with_timeout(self.inner.ttl);
         let id = self.lease_id();
         match lease.revoke(id) {

@@ -8,8 +8,8 @@ use parking_lot::Mutex;
 
 use super::keepalive::KeepAlive;
 use super::keeper::{self, Command, Keeper, Registration};
-use super::status::{unknown_lease, LeaseRenewal, Shared};
-use crate::call::{next, open_stream, send, Caller, Next, Opener, Spec};
+use super::status::{unknown_lease, KeepAliveStatus, LeaseRenewal, Shared};
+use crate::call::{next, open_stream, send, Caller, Next, Opener, Rpc};
 use crate::error::{Error, Result};
 use crate::proto::rpc;
 use crate::time;
@@ -120,22 +120,24 @@ impl Lease {
     pub fn keep_alive(&self, id: i64) -> Result<KeepAlive> {
         not_negative_id(id)?;
         let keeper = self.keeper()?;
-        let shared = Arc::new(Shared::new(LeaseRenewal {
-            ttl: Duration::ZERO,
-            at: Instant::now(),
-        }));
-        let (renewals, renewals_rx) = crossbeam_channel::bounded(16);
         let (done, done_rx) = crossbeam_channel::bounded(0);
+        let shared = Arc::new(Shared::new(
+            LeaseRenewal {
+                ttl: Duration::ZERO,
+                at: Instant::now(),
+            },
+            done,
+        ));
+        let (renewals, renewals_rx) = crossbeam_channel::bounded(16);
         let (first, first_rx) = crossbeam_channel::bounded(1);
         keeper.tell(Command::Keep(Box::new(Registration {
             id,
             shared: shared.clone(),
             renewals,
-            done,
             first,
         })))?;
         let given_up = |e: Error| {
-            let _ = keeper.tell(Command::Forget(id));
+            let _ = keeper.tell(Command::Forget(id, shared.clone()));
             Err(e)
         };
         match first_rx.recv_timeout(time::clamp(self.timeout)) {
@@ -169,17 +171,14 @@ impl Lease {
         ))
     }
 
-    /// The endpoint the keepalive stream is on now, if one is open (for tests that fault
-    /// it).
-    #[cfg(feature = "testing")]
-    #[doc(hidden)]
+    /// The endpoint the client's keepalive stream is on now (every kept lease of the
+    /// client shares it), if one is open: for logs and for following a failover.
     pub fn keepalive_endpoint(&self) -> Option<String> {
         self.keeper.lock().as_ref().and_then(|k| k.endpoint())
     }
 
-    /// How many keepalive streams the client has opened (for tests that count reopens).
-    #[cfg(feature = "testing")]
-    #[doc(hidden)]
+    /// How many keepalive streams the client has opened so far: one, plus one for each
+    /// move to another member.
     pub fn keepalive_streams_opened(&self) -> u64 {
         self.keeper
             .lock()
@@ -222,7 +221,7 @@ impl Lease {
             ID: id,
             ..Default::default()
         };
-        let r = self.caller.unary(Spec::WRITE, self.timeout, |s, opt| {
+        let r = self.caller.unary(Rpc::LeaseGrant, self.timeout, |s, opt| {
             s.lease.lease_grant_async_opt(&request, opt)
         })?;
         Ok(LeaseGrantResponse {
@@ -234,18 +233,42 @@ impl Lease {
 
     /// Revokes a lease: its keys are deleted at once. An unknown lease fails with
     /// [`ServerCode::LeaseNotFound`](crate::ServerCode::LeaseNotFound).
+    ///
+    /// A [`KeepAlive`] of this client that keeps the lease ends as soon as etcd answers:
+    /// [`KeepAliveStatus::Revoked`](crate::KeepAliveStatus::Revoked) (or
+    /// [`Expired`](crate::KeepAliveStatus::Expired) when etcd no longer had the lease),
+    /// its `done()` receivers disconnected, before this returns.
     pub fn revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
         not_negative_id(id)?;
         let request = rpc::LeaseRevokeRequest {
             ID: id,
             ..Default::default()
         };
-        let r = self.caller.unary(Spec::WRITE, self.timeout, |s, opt| {
+        let answer = self.caller.unary(Rpc::LeaseRevoke, self.timeout, |s, opt| {
             s.lease.lease_revoke_async_opt(&request, opt)
-        })?;
+        });
+        let gone = match &answer {
+            Ok(_) => Some(KeepAliveStatus::Revoked),
+            Err(e) if e.code() == Some(crate::ServerCode::LeaseNotFound) => {
+                Some(KeepAliveStatus::Expired)
+            }
+            Err(_) => None,
+        };
+        if let Some(status) = gone {
+            self.end_kept(id, status);
+        }
         Ok(LeaseRevokeResponse {
-            header: header_of(r.header.as_ref()),
+            header: header_of(answer?.header.as_ref()),
         })
+    }
+
+    /// Ends the keepalive of lease `id`, if this client keeps it, with `status`: at once
+    /// for its handles (status and `done`), then on the keeper thread.
+    pub(crate) fn end_kept(&self, id: i64, status: KeepAliveStatus) {
+        let keeper = self.keeper.lock().clone();
+        if let Some(keeper) = keeper {
+            keeper.end(id, status);
+        }
     }
 
     /// How long a lease has left.
@@ -265,9 +288,11 @@ impl Lease {
             keys,
             ..Default::default()
         };
-        let mut r = self.caller.unary(Spec::READ, self.timeout, |s, opt| {
-            s.lease.lease_time_to_live_async_opt(&request, opt)
-        })?;
+        let mut r = self
+            .caller
+            .unary(Rpc::LeaseTimeToLive, self.timeout, |s, opt| {
+                s.lease.lease_time_to_live_async_opt(&request, opt)
+            })?;
         Ok(LeaseTimeToLiveResponse {
             header: header_of(r.header.as_ref()),
             id: r.ID,
@@ -280,9 +305,11 @@ impl Lease {
     /// Every lease the cluster holds (etcd 3.3 and later).
     pub fn leases(&self) -> Result<LeaseLeasesResponse> {
         let request = rpc::LeaseLeasesRequest::new();
-        let r = self.caller.unary(Spec::READ, self.timeout, |s, opt| {
-            s.lease.lease_leases_async_opt(&request, opt)
-        })?;
+        let r = self
+            .caller
+            .unary(Rpc::LeaseLeases, self.timeout, |s, opt| {
+                s.lease.lease_leases_async_opt(&request, opt)
+            })?;
         Ok(LeaseLeasesResponse {
             header: header_of(r.header.as_ref()),
             ids: r.leases.iter().map(|l| l.ID).collect(),

@@ -27,6 +27,7 @@ pub(crate) type Revoke = Box<dyn Fn() -> Result<()> + Send + Sync>;
 ///
 /// Dropping the handle stops the renewals (the lease then runs out by its TTL); with
 /// [`revoke_on_drop`](KeepAlive::revoke_on_drop) it also revokes the lease.
+#[must_use = "dropping a KeepAlive stops renewing the lease at once (and revokes it, with revoke_on_drop); keep it while the lease must live"]
 pub struct KeepAlive {
     id: i64,
     keeper: Arc<Keeper>,
@@ -124,16 +125,27 @@ impl KeepAlive {
     /// Stops renewing; the lease runs out by its TTL.
     pub fn stop(self) {}
 
-    fn forget(&self, status: KeepAliveStatus) {
+    /// Ends the keepalive now with `status` (its `done` receivers disconnect at once) and
+    /// stops its renewals.
+    pub(crate) fn forget(&self, status: KeepAliveStatus) {
         self.shared.end(status);
         // Refused only once the client is closed; then nothing renews anyway.
-        let _ = self.keeper.tell(Command::Forget(self.id));
+        let _ = self
+            .keeper
+            .tell(Command::Forget(self.id, self.shared.clone()));
     }
 }
 
 impl Drop for KeepAlive {
     fn drop(&mut self) {
-        if self.revoke_on_drop {
+        // A lease that etcd no longer has, or that another keepalive took over, is not
+        // revoked again.
+        let revoke = self.revoke_on_drop
+            && matches!(
+                self.status(),
+                KeepAliveStatus::Alive | KeepAliveStatus::Lost(_)
+            );
+        if revoke {
             self.forget(KeepAliveStatus::Revoked);
             if let Err(e) = (self.revoke)() {
                 log::warn!("etcd lease {:x} not revoked on drop: {e}", self.id);

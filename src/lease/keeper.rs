@@ -51,8 +51,6 @@ pub(crate) struct Registration {
     pub(crate) id: i64,
     pub(crate) shared: Arc<Shared>,
     pub(crate) renewals: Sender<Renewal>,
-    /// Dropped when the lease ends, so that receivers of `done` disconnect.
-    pub(crate) done: Sender<()>,
     /// Takes the answer to the first renewal, which `keep_alive` waits for.
     pub(crate) first: Sender<Result<Renewal, Error>>,
 }
@@ -60,13 +58,20 @@ pub(crate) struct Registration {
 /// What a handle asks of the keeper.
 pub(crate) enum Command {
     Keep(Box<Registration>),
-    /// Stop renewing; the handle sets its own end.
-    Forget(i64),
+    /// Stop renewing the lease of this registration (the handle has set its end); a
+    /// registration of the same lease made since is kept.
+    Forget(i64, Arc<Shared>),
+    /// The lease is gone on the server (revoked through this client, or found missing by
+    /// a revoke): end whatever registration keeps it, with this status.
+    Gone(i64, Status),
 }
 
 /// The keeper of one client; shared by its handles and its thread.
 pub(crate) struct Keeper {
     mailbox: Mailbox<Command>,
+    /// What each kept lease's handles read, by lease, for ending a lease from a caller's
+    /// thread at once (see [`Keeper::end`]); written by handles, never by the thread.
+    handles: Mutex<HashMap<i64, Arc<Shared>>>,
     /// The thread's state; only the thread locks it. Kept here so that a restart after a
     /// panic goes on with every lease.
     state: Mutex<State>,
@@ -76,6 +81,7 @@ impl Keeper {
     pub(crate) fn new() -> Arc<Keeper> {
         Arc::new(Keeper {
             mailbox: Mailbox::default(),
+            handles: Mutex::default(),
             state: Mutex::new(State::default()),
         })
     }
@@ -96,7 +102,35 @@ impl Keeper {
 
     /// Hands the thread a command; refused once the client is closed.
     pub(crate) fn tell(&self, command: Command) -> Result<(), Error> {
+        match &command {
+            Command::Keep(registration) => {
+                self.handles
+                    .lock()
+                    .insert(registration.id, registration.shared.clone());
+            }
+            Command::Forget(id, shared) => {
+                let mut handles = self.handles.lock();
+                if handles.get(id).is_some_and(|s| Arc::ptr_eq(s, shared)) {
+                    handles.remove(id);
+                }
+            }
+            Command::Gone(id, _) => {
+                self.handles.lock().remove(id);
+            }
+        }
         self.mailbox.tell(command)
+    }
+
+    /// Ends the keepalive of lease `id`, if one is kept, with `status`: its handles read
+    /// the end and their `done` receivers disconnect before this returns; the thread stops
+    /// renewing it at its next turn.
+    pub(crate) fn end(&self, id: i64, status: Status) {
+        let shared = self.handles.lock().get(&id).cloned();
+        if let Some(shared) = shared {
+            shared.end(status.clone());
+        }
+        // Refused only once the client is closed; then nothing renews anyway.
+        let _ = self.tell(Command::Gone(id, status));
     }
 
     /// Makes the thread end every kept lease (their handles say the client closed) and
@@ -134,9 +168,7 @@ struct Kept {
 impl Kept {
     /// Ends the lease with `status`: its handle reads it, its `done` receivers disconnect.
     fn end(self, status: Status) {
-        let registration = *self.registration;
-        registration.shared.end(status);
-        drop(registration.done);
+        self.registration.shared.end(status);
     }
 }
 
@@ -284,8 +316,22 @@ impl State {
                 };
                 self.insert(id, kept);
             }
-            Command::Forget(id) => {
-                self.remove(id);
+            Command::Forget(id, shared) => {
+                let same = self
+                    .leases
+                    .get(&id)
+                    .is_some_and(|kept| Arc::ptr_eq(&kept.registration.shared, &shared));
+                if same {
+                    self.remove(id);
+                }
+            }
+            Command::Gone(id, status) => {
+                if let Some(mut kept) = self.remove(id) {
+                    if let Some(first) = kept.first.take() {
+                        let _ = first.try_send(Err(unknown_lease(id, "")));
+                    }
+                    kept.end(status);
+                }
             }
         }
     }

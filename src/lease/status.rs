@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
 use crate::error::Error;
@@ -59,38 +60,70 @@ impl KeepAliveStatus {
     }
 }
 
-/// What a handle and the keeper share.
+impl std::fmt::Display for KeepAliveStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeepAliveStatus::Alive => f.write_str("it is alive"),
+            KeepAliveStatus::Expired => {
+                f.write_str("etcd no longer has it (it expired, or was revoked elsewhere)")
+            }
+            KeepAliveStatus::Revoked => f.write_str("it was revoked through this client"),
+            KeepAliveStatus::Stopped => f.write_str("its renewals were stopped"),
+            KeepAliveStatus::Lost(e) => write!(f, "no renewal landed within its TTL: {e}"),
+        }
+    }
+}
+
+/// What a handle and the keeper share: the last renewal, the end once there is one, and
+/// the sender whose drop disconnects every `done` receiver.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    inner: Mutex<(LeaseRenewal, Option<KeepAliveStatus>)>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    last: LeaseRenewal,
+    end: Option<KeepAliveStatus>,
+    done: Option<Sender<()>>,
 }
 
 impl Shared {
-    pub(crate) fn new(first: LeaseRenewal) -> Shared {
+    pub(crate) fn new(first: LeaseRenewal, done: Sender<()>) -> Shared {
         Shared {
-            inner: Mutex::new((first, None)),
+            inner: Mutex::new(Inner {
+                last: first,
+                end: None,
+                done: Some(done),
+            }),
         }
     }
 
     pub(crate) fn renewed(&self, renewal: LeaseRenewal) {
-        self.inner.lock().0 = renewal;
+        self.inner.lock().last = renewal;
     }
 
-    /// Ends the keepalive with `status`, unless it has ended already.
+    /// Ends the keepalive with `status`, unless it has ended already: from now on every
+    /// reader sees the end, and every `done` receiver is disconnected.
     pub(crate) fn end(&self, status: KeepAliveStatus) {
-        self.inner.lock().1.get_or_insert(status);
+        let done = {
+            let mut inner = self.inner.lock();
+            inner.end.get_or_insert(status);
+            inner.done.take()
+        };
+        drop(done);
     }
 
     pub(crate) fn status(&self) -> KeepAliveStatus {
         self.inner
             .lock()
-            .1
+            .end
             .clone()
             .unwrap_or(KeepAliveStatus::Alive)
     }
 
     pub(crate) fn last(&self) -> LeaseRenewal {
-        self.inner.lock().0
+        self.inner.lock().last
     }
 }
 
