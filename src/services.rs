@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::call::{Caller, Spec};
+use crate::call::{Caller, Rpc};
 use crate::error::{Error, Result};
 use crate::proto::{v3election, v3lock};
 use crate::types::{header_of, KeyValue, ResponseHeader};
@@ -68,7 +68,7 @@ impl LockService {
             lease,
             ..Default::default()
         };
-        let r = self.caller.unary(Spec::WRITE, self.timeout, |s, opt| {
+        let r = self.caller.unary(Rpc::Lock, self.timeout, |s, opt| {
             s.lock.lock_async_opt(&request, opt)
         })?;
         Ok(ServiceLock {
@@ -83,7 +83,7 @@ impl LockService {
             key: lock.key.clone(),
             ..Default::default()
         };
-        self.caller.unary(Spec::WRITE, self.timeout, |s, opt| {
+        self.caller.unary(Rpc::Unlock, self.timeout, |s, opt| {
             s.lock.unlock_async_opt(&request, opt)
         })?;
         Ok(())
@@ -165,7 +165,7 @@ impl ElectionService {
             value: value.into(),
             ..Default::default()
         };
-        let mut r = self.caller.unary(Spec::WRITE, self.timeout, |s, opt| {
+        let mut r = self.caller.unary(Rpc::Campaign, self.timeout, |s, opt| {
             s.election.campaign_async_opt(&request, opt)
         })?;
         let leader = r.leader.take().unwrap_or_default();
@@ -184,7 +184,7 @@ impl ElectionService {
             value: value.into(),
             ..Default::default()
         };
-        match self.caller.unary(Spec::WRITE, self.timeout, |s, opt| {
+        match self.caller.unary(Rpc::Proclaim, self.timeout, |s, opt| {
             s.election.proclaim_async_opt(&request, opt)
         }) {
             Ok(_) => Ok(()),
@@ -202,7 +202,7 @@ impl ElectionService {
             name: name_of(name.into(), "election name")?,
             ..Default::default()
         };
-        match self.caller.unary(Spec::READ, self.timeout, |s, opt| {
+        match self.caller.unary(Rpc::Leader, self.timeout, |s, opt| {
             s.election.leader_async_opt(&request, opt)
         }) {
             Ok(mut r) => Ok(r.kv.take().map(KeyValue::from)),
@@ -217,7 +217,7 @@ impl ElectionService {
             leader: Some(leader.raw()).into(),
             ..Default::default()
         };
-        self.caller.unary(Spec::WRITE, self.timeout, |s, opt| {
+        self.caller.unary(Rpc::Resign, self.timeout, |s, opt| {
             s.election.resign_async_opt(&request, opt)
         })?;
         Ok(())

@@ -11,7 +11,7 @@ use parking_lot::RwLock;
 
 use super::floor::Revisioned;
 use super::route::Route;
-use super::spec::Spec;
+use super::spec::Rpc;
 use super::unary;
 use crate::balancer::Balancer;
 use crate::error::{Error, Result};
@@ -71,8 +71,9 @@ impl Caller {
     }
 
     /// Runs one unary call through the balancer within `timeout` (`Duration::MAX`: as long
-    /// as possible), retrying where `spec` allows. A zero timeout is refused.
-    pub(crate) fn unary<R, F>(&self, spec: Spec, timeout: Duration, start: F) -> Result<R>
+    /// as possible), retrying where the retry table says `rpc` may be (see [`Rpc`]). A zero
+    /// timeout is refused.
+    pub(crate) fn unary<R, F>(&self, rpc: Rpc, timeout: Duration, start: F) -> Result<R>
     where
         R: Revisioned + Unpin,
         F: Fn(&Stubs, CallOption) -> grpcio::Result<ClientUnaryReceiver<R>>,
@@ -86,7 +87,7 @@ impl Caller {
         let timeout = time::clamp(timeout);
         let deadline = time::deadline(timeout);
         let route = self.route()?;
-        unary::run(&route, spec, timeout, deadline, start)
+        unary::run(&route, rpc.spec(), timeout, deadline, start)
     }
 
     /// The balancer, while the client is open (also after a background thread died, so

@@ -15,5 +15,5 @@ pub(crate) use caller::Caller;
 pub(crate) use floor::Revisioned;
 pub(crate) use mailbox::Mailbox;
 pub(crate) use route::Route;
-pub(crate) use spec::Spec;
+pub(crate) use spec::Rpc;
 pub(crate) use stream::{next, open_stream, send, DuplexStream, Next, Opener};

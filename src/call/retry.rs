@@ -59,6 +59,7 @@ pub(crate) fn decide(kind: CallKind, error: &Error) -> Decision {
         | Error::WatchLagged { .. }
         | Error::WatchCanceled { .. }
         | Error::WaitTimeout { .. }
+        | Error::Canceled { .. }
         | Error::SessionLost { .. }
         | Error::NotLeader { .. } => Fail,
     }

@@ -3,11 +3,11 @@
 /// Whether a call changes anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CallKind {
-    /// Reads and other calls that change nothing, or change nothing if repeated: Range,
-    /// Status, MemberList, lease time-to-live, auth reads.
+    /// Reads and other calls that change nothing, or nothing a user minds if repeated
+    /// (see [`Rpc`]).
     Repeatable,
-    /// Calls that change the store or the cluster: Put, DeleteRange, Txn, Compact, lease
-    /// grant and revoke, member and auth changes.
+    /// Calls that change the store or the cluster if applied twice: Put, DeleteRange, Txn,
+    /// Compact, member and auth changes (see [`Rpc`]).
     Write,
 }
 
@@ -21,20 +21,132 @@ pub(crate) struct Spec {
     pub(crate) serializable: bool,
 }
 
-impl Spec {
-    /// A linearizable read, or any call that may be repeated.
-    pub(crate) const READ: Spec = Spec {
-        kind: CallKind::Repeatable,
-        serializable: false,
-    };
-    /// A serializable read.
-    pub(crate) const SERIALIZABLE: Spec = Spec {
-        kind: CallKind::Repeatable,
-        serializable: true,
-    };
-    /// A write.
-    pub(crate) const WRITE: Spec = Spec {
-        kind: CallKind::Write,
-        serializable: false,
-    };
+/// Every unary RPC the client sends, with what may be retried: the one table to audit (the
+/// crate docs print it, under "Retries"). A class is chosen by what a second copy of the
+/// request could do if the first was applied, late or not:
+/// - [`CallKind::Repeatable`]: nothing a user would mind (reads; a lease granted twice
+///   leaves an orphan that expires by its TTL; a lease revoked twice is revoked): tried
+///   again on another member after any failure, an unknown outcome included, within the
+///   call's deadline (Go's `withRepeatablePolicy`);
+/// - [`CallKind::Write`]: a second change of the store or the cluster: tried again only
+///   when the request provably never reached a server, else it fails
+///   [`Error::WriteOutcomeUnknown`](crate::Error::WriteOutcomeUnknown) (Go's
+///   non-repeatable policy). A lock or campaign of etcd's services, which the server
+///   holds until it is granted, is in this class: a second copy would queue a second key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rpc {
+    /// KV Range, linearizable.
+    Range,
+    /// KV Range, serializable (served by any member, with or without a leader).
+    SerializableRange,
+    /// KV Put.
+    Put,
+    /// KV DeleteRange.
+    DeleteRange,
+    /// KV Txn whose operations only read, on both branches.
+    ReadOnlyTxn,
+    /// KV Txn that writes.
+    Txn,
+    /// KV Compact.
+    Compact,
+    /// Lease LeaseGrant.
+    LeaseGrant,
+    /// Lease LeaseRevoke.
+    LeaseRevoke,
+    /// Lease LeaseTimeToLive.
+    LeaseTimeToLive,
+    /// Lease LeaseLeases.
+    LeaseLeases,
+    /// Lock Lock (held by the server until granted).
+    Lock,
+    /// Lock Unlock.
+    Unlock,
+    /// Election Campaign (held by the server until won).
+    Campaign,
+    /// Election Proclaim.
+    Proclaim,
+    /// Election Leader.
+    Leader,
+    /// Election Resign.
+    Resign,
+}
+
+impl Rpc {
+    /// What kind of call the RPC is.
+    pub(crate) const fn spec(self) -> Spec {
+        use CallKind::{Repeatable, Write};
+        let kind = match self {
+            Rpc::Range
+            | Rpc::SerializableRange
+            | Rpc::ReadOnlyTxn
+            | Rpc::LeaseGrant
+            | Rpc::LeaseRevoke
+            | Rpc::LeaseTimeToLive
+            | Rpc::LeaseLeases
+            | Rpc::Leader => Repeatable,
+            Rpc::Put
+            | Rpc::DeleteRange
+            | Rpc::Txn
+            | Rpc::Compact
+            | Rpc::Lock
+            | Rpc::Unlock
+            | Rpc::Campaign
+            | Rpc::Proclaim
+            | Rpc::Resign => Write,
+        };
+        Spec {
+            kind,
+            serializable: matches!(self, Rpc::SerializableRange),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The crate docs' table, row by row: a change of class must change the docs too.
+    #[test]
+    fn the_retry_table_is_the_documented_one() {
+        let docs = include_str!("../lib.rs");
+        let rows = [
+            (Rpc::Range, "| KV `Range` (linearizable) | repeatable |"),
+            (
+                Rpc::SerializableRange,
+                "| KV `Range` (serializable) | repeatable |",
+            ),
+            (
+                Rpc::ReadOnlyTxn,
+                "| KV `Txn` that only reads | repeatable |",
+            ),
+            (Rpc::Put, "| KV `Put` | at most once |"),
+            (Rpc::DeleteRange, "| KV `DeleteRange` | at most once |"),
+            (Rpc::Txn, "| KV `Txn` that writes | at most once |"),
+            (Rpc::Compact, "| KV `Compact` | at most once |"),
+            (Rpc::LeaseGrant, "| Lease `LeaseGrant` | repeatable |"),
+            (Rpc::LeaseRevoke, "| Lease `LeaseRevoke` | repeatable |"),
+            (
+                Rpc::LeaseTimeToLive,
+                "| Lease `LeaseTimeToLive` | repeatable |",
+            ),
+            (Rpc::LeaseLeases, "| Lease `LeaseLeases` | repeatable |"),
+            (Rpc::Lock, "| Lock `Lock` | at most once |"),
+            (Rpc::Unlock, "| Lock `Unlock` | at most once |"),
+            (Rpc::Campaign, "| Election `Campaign` | at most once |"),
+            (Rpc::Proclaim, "| Election `Proclaim` | at most once |"),
+            (Rpc::Leader, "| Election `Leader` | repeatable |"),
+            (Rpc::Resign, "| Election `Resign` | at most once |"),
+        ];
+        for (rpc, row) in rows {
+            let class = match rpc.spec().kind {
+                CallKind::Repeatable => "repeatable",
+                CallKind::Write => "at most once",
+            };
+            assert!(row.ends_with(&format!("| {class} |")), "{rpc:?}: {row}");
+            assert!(
+                docs.contains(&format!("//! {row}")),
+                "{rpc:?}: lib.rs lacks {row}"
+            );
+        }
+    }
 }

@@ -7,7 +7,7 @@ use grpcio::{CallOption, ClientUnaryReceiver};
 use super::options::{CompactOptions, DeleteOptions, GetOptions, PutOptions};
 use super::responses::{CompactResponse, DeleteResponse, GetResponse, PutResponse};
 use super::txn::{Txn, TxnResponse};
-use crate::call::{Caller, Revisioned, Spec, Stubs};
+use crate::call::{Caller, Revisioned, Rpc, Stubs};
 use crate::error::Result;
 use crate::types::KeyValue;
 
@@ -25,6 +25,11 @@ impl Kv {
     pub(crate) fn new(caller: Caller, timeout: Duration) -> Kv {
         caller.note_timeout(timeout);
         Kv { caller, timeout }
+    }
+
+    /// The deadline of this handle's calls.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// A handle whose calls have this deadline instead of the client's request timeout.
@@ -58,9 +63,9 @@ impl Kv {
     pub fn get_with(&self, key: impl Into<Vec<u8>>, options: GetOptions) -> Result<GetResponse> {
         let request = options.request(key.into())?;
         let spec = if request.serializable {
-            Spec::SERIALIZABLE
+            Rpc::SerializableRange
         } else {
-            Spec::READ
+            Rpc::Range
         };
         self.caller
             .unary(spec, self.timeout, |s, opt| {
@@ -83,7 +88,7 @@ impl Kv {
         options: PutOptions,
     ) -> Result<PutResponse> {
         let request = options.request(key.into(), value.into())?;
-        self.write(|s, opt| s.kv.put_async_opt(&request, opt))
+        self.write(Rpc::Put, |s, opt| s.kv.put_async_opt(&request, opt))
             .map(PutResponse::from)
     }
 
@@ -99,8 +104,10 @@ impl Kv {
         options: DeleteOptions,
     ) -> Result<DeleteResponse> {
         let request = options.request(key.into());
-        self.write(|s, opt| s.kv.delete_range_async_opt(&request, opt))
-            .map(DeleteResponse::from)
+        self.write(Rpc::DeleteRange, |s, opt| {
+            s.kv.delete_range_async_opt(&request, opt)
+        })
+        .map(DeleteResponse::from)
     }
 
     /// Runs a transaction: its comparisons, then its success or its failure operations,
@@ -108,9 +115,9 @@ impl Kv {
     pub fn txn(&self, txn: Txn) -> Result<TxnResponse> {
         let request = txn.request()?;
         let spec = if txn.is_read_only() {
-            Spec::READ
+            Rpc::ReadOnlyTxn
         } else {
-            Spec::WRITE
+            Rpc::Txn
         };
         self.caller
             .unary(spec, self.timeout, |s, opt| {
@@ -128,14 +135,15 @@ impl Kv {
     /// Compacts as the options say.
     pub fn compact_with(&self, revision: i64, options: CompactOptions) -> Result<CompactResponse> {
         let request = options.request(revision)?;
-        self.write(|s, opt| s.kv.compact_async_opt(&request, opt))
+        self.write(Rpc::Compact, |s, opt| s.kv.compact_async_opt(&request, opt))
             .map(CompactResponse::from)
     }
 
     fn write<R: Revisioned + Unpin>(
         &self,
+        rpc: Rpc,
         start: impl Fn(&Stubs, CallOption) -> grpcio::Result<ClientUnaryReceiver<R>>,
     ) -> Result<R> {
-        self.caller.unary(Spec::WRITE, self.timeout, start)
+        self.caller.unary(rpc, self.timeout, start)
     }
 }

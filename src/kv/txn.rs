@@ -50,6 +50,11 @@ impl Txn {
         self
     }
 
+    /// The compares, the success operations and the failure operations.
+    pub(crate) fn parts(&self) -> (&[Compare], &[TxnOp], &[TxnOp]) {
+        (&self.compares, &self.success, &self.failure)
+    }
+
     /// True when no operation on either branch writes: such a transaction may be retried.
     pub(crate) fn is_read_only(&self) -> bool {
         self.success.iter().chain(&self.failure).all(|op| match op {
