@@ -367,8 +367,15 @@ impl Client {
             .unwrap_or_default()
     }
 
+    /// True once the client was closed, through any clone.
+    pub fn is_closed(&self) -> bool {
+        self.caller.is_closed()
+    }
+
     /// Closes the client for every clone and handle: later calls fail with
-    /// [`Error::Closed`], and calls waiting for a healthy endpoint end with it at once.
+    /// [`Error::Closed`], and calls waiting for a healthy endpoint end with it at once, as
+    /// do watches and the recipes' blocking calls (a lock or campaign waiting its turn)
+    /// on any thread.
     /// Stops and joins every background thread, then waits for the calls still in flight,
     /// each until its own deadline (a handle's [`Kv::with_timeout`] included), and for
     /// grpcio's poll threads. [`Error::CloseTimedOut`] if a thread outlives that.

@@ -83,6 +83,153 @@
 //! (`tests/unknown.rs` also resends guarded increments through a leader cut off from its
 //! peers and its return, and checks that no increment was applied twice).
 //!
+//! # Retries
+//!
+//! Every unary RPC has one retry class, written once in the code (`call/spec.rs`, as Go's
+//! `retry.go` does) and here:
+//! - **repeatable**: tried again on another member after any failure, an unknown outcome
+//!   included, until the call's deadline. A second copy changes nothing a user would
+//!   mind: a read; a lease granted twice leaves an orphan lease nobody knows, which
+//!   expires by its TTL; a lease revoked twice is revoked (a resent revoke may then
+//!   answer [`ServerCode::LeaseNotFound`]).
+//! - **at most once**: tried again only when the request provably never reached a server
+//!   (no connection, or refused for having no leader, or by a learner); otherwise it fails
+//!   [`Error::WriteOutcomeUnknown`], so that nothing is applied twice.
+//!
+//! | RPC | class |
+//! |---|---|
+//! | KV `Range` (linearizable) | repeatable |
+//! | KV `Range` (serializable) | repeatable |
+//! | KV `Txn` that only reads | repeatable |
+//! | KV `Put` | at most once |
+//! | KV `DeleteRange` | at most once |
+//! | KV `Txn` that writes | at most once |
+//! | KV `Compact` | at most once |
+//! | Lease `LeaseGrant` | repeatable |
+//! | Lease `LeaseRevoke` | repeatable |
+//! | Lease `LeaseTimeToLive` | repeatable |
+//! | Lease `LeaseLeases` | repeatable |
+//! | Lock `Lock` | at most once |
+//! | Lock `Unlock` | at most once |
+//! | Election `Campaign` | at most once |
+//! | Election `Proclaim` | at most once |
+//! | Election `Leader` | repeatable |
+//! | Election `Resign` | at most once |
+//!
+//! The streams: a watch moves to another member and resumes from the revision after the
+//! last one it delivered (nothing lost or repeated); a keepalive renewal is repeatable.
+//! The recipes resolve their own writes of unknown outcome with fence keys (below).
+//!
+//! For a transaction of your own, [`concurrency::txn_settled`] does the same: it resends a
+//! transaction whose outcome is unknown only after it has made sure, with a fence key,
+//! that the first try was not applied and never will be; if it was, it says which branch
+//! ran:
+//!
+//! ```no_run
+//! # let client = etcd_blocking::Client::connect(["127.0.0.1:2379"])?;
+//! use etcd_blocking::{concurrency, Compare, Txn, TxnOp};
+//!
+//! let kv = client.kv();
+//! let settled = concurrency::txn_settled(
+//!     &kv,
+//!     Txn::new()
+//!         .when([Compare::version("jobs/42").eq(0)])
+//!         .and_then([TxnOp::put("jobs/42", "queued")]),
+//! )?;
+//! if settled.succeeded() {
+//!     println!("queued once, in {} tries", settled.tries());
+//! }
+//! # Ok::<(), etcd_blocking::Error>(())
+//! ```
+//!
+//! # Handles that end when dropped
+//!
+//! Some values stand for something held on the server, and give it up when dropped:
+//! a [`KeepAlive`] stops renewing, a [`Watcher`] cancels its watch, a
+//! [`concurrency::MutexGuard`] unlocks, a [`concurrency::Leadership`] resigns, the last
+//! clone of a [`concurrency::Session`] revokes its lease. All are `#[must_use]`, so a
+//! value dropped on the line that made it is a warning:
+//!
+//! ```compile_fail
+//! #![deny(unused_must_use)]
+//! # fn f(client: etcd_blocking::Client) -> etcd_blocking::Result<()> {
+//! client.lease().keep_alive(1)?; // the lease would stop being renewed here
+//! # Ok(()) }
+//! ```
+//!
+//! ```compile_fail
+//! #![deny(unused_must_use)]
+//! # fn f(session: etcd_blocking::concurrency::Session) -> etcd_blocking::Result<()> {
+//! use std::time::Duration;
+//! etcd_blocking::concurrency::Mutex::new(&session, "m")?.lock(Duration::from_secs(1))?;
+//! # Ok(()) }
+//! ```
+//!
+//! ```compile_fail
+//! #![deny(unused_must_use)]
+//! # fn f(session: etcd_blocking::concurrency::Session) -> etcd_blocking::Result<()> {
+//! use std::time::Duration;
+//! etcd_blocking::concurrency::Election::new(&session, "e")?.campaign("v", Duration::from_secs(1))?;
+//! # Ok(()) }
+//! ```
+//!
+//! ```compile_fail
+//! #![deny(unused_must_use)]
+//! # fn f(client: etcd_blocking::Client) -> etcd_blocking::Result<()> {
+//! client.watch().watch("k")?;
+//! # Ok(()) }
+//! ```
+//!
+//! ```compile_fail
+//! #![deny(unused_must_use)]
+//! # fn f(client: etcd_blocking::Client) -> etcd_blocking::Result<()> {
+//! etcd_blocking::concurrency::Session::new(&client, std::time::Duration::from_secs(5))?;
+//! # Ok(()) }
+//! ```
+//!
+//! The same lines compile once the value is kept (`let _guard = ...;`):
+//!
+//! ```no_run
+//! #![deny(unused_must_use)]
+//! # fn f(client: etcd_blocking::Client) -> etcd_blocking::Result<()> {
+//! use std::time::Duration;
+//! use etcd_blocking::concurrency::{Election, Mutex, Session};
+//! let _kept = client.lease().keep_alive(1)?;
+//! let _watcher = client.watch().watch("k")?;
+//! let session = Session::new(&client, Duration::from_secs(5))?;
+//! let _guard = Mutex::new(&session, "m")?.lock(Duration::from_secs(1))?;
+//! let _leading = Election::new(&session, "e")?.campaign("v", Duration::from_secs(1))?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Ending blocking calls from another thread
+//!
+//! Every call has a deadline. To end calls sooner, from another thread:
+//! [`Client::close`] (through any clone) ends every blocked call of the client with
+//! [`Error::Closed`], a waiting lock or campaign included; a [`concurrency::Cancel`]
+//! handle ends just the calls that wait with it
+//! ([`concurrency::Mutex::lock_or_cancel`], [`concurrency::Election::campaign_or_cancel`])
+//! with [`Error::Canceled`]. The receivers this crate hands out (`done()`,
+//! `receiver()`, `renewals()`) are crossbeam channels, re-exported as [`channel`], so a
+//! thread can wait on several at once with [`channel::select!`].
+//!
+//! # Logging
+//!
+//! The crate logs through the [`log`](https://docs.rs/log) facade and prints nothing by
+//! itself: install a logger (`env_logger`, `simplelog`, ...) to see it, with
+//! `RUST_LOG=etcd_blocking=debug` under `env_logger`. What goes at which level:
+//! - `error`: a background thread panicked (it is restarted, up to 5 times in a row);
+//! - `warn`: what a user must know: a kept lease lost (no renewal within its TTL), a lock
+//!   not released, a leadership not resigned or a lease not revoked on drop, a queue key
+//!   left by a write that was applied late, an STM commit it could not resolve, threads
+//!   still running after close;
+//! - `info`: failover of the streams (a watch or keepalive stream given up, and why), and
+//!   the endpoint table replaced from the member list;
+//! - `debug`: endpoint health changes, every retry and why, streams not opened, writes of
+//!   unknown outcome being settled.
+//!
+//! Nothing secret is logged: no value, no password, no token.
+//!
 //! # Watches
 //!
 //! ```no_run
@@ -341,6 +488,11 @@ mod time;
 mod transport;
 mod types;
 mod watch;
+
+/// The channels this crate's receivers are (`done()`, `receiver()`, `renewals()`), with
+/// [`select!`](channel::select) to wait on several at once: crossbeam-channel, re-exported
+/// so that the version always matches.
+pub use crossbeam_channel as channel;
 
 pub use balancer::{EndpointHealth, Health};
 pub use client::{Client, ClientBuilder};

@@ -180,10 +180,10 @@ fn bad_input_is_refused_with_a_typed_error() {
         "buffer",
     );
     // The extremes that are allowed: a buffer of one, the largest buffer, every key.
-    watch
+    let _one = watch
         .watch_with("k", WatchOptions::new().buffer(1))
         .expect("buffer 1");
-    watch
+    let _largest = watch
         .watch_with("k", WatchOptions::new().buffer(usize::MAX))
         .expect("the largest buffer");
     let every = watch

@@ -1,14 +1,19 @@
 //! Leader election on a key prefix, as the Go client's `concurrency.Election`.
 //!
-//! A candidate puts the key `{name}/{lease ID in hex}` (Go's key: they interoperate) with
-//! its value and its session's lease; the candidate whose key has the lowest create
-//! revision leads. [`Election::campaign`] waits for every key created before its own to
-//! go; [`Leadership::proclaim`] changes the leader's value, fenced to the leader's key;
+//! Each campaign puts a key of its own, `{name}/{lease ID}-{attempt}` (in hex), with its
+//! value and its session's lease; the candidate whose key has the lowest create revision
+//! leads. (Go's candidates use `{name}/{lease ID}`; both queue by create revision under
+//! the prefix, so they interoperate.) Campaigns that share a session contend like those
+//! of different sessions, as lock attempts do: one leads, the others wait. (Go's
+//! `Election` differs here: campaigns on one session share one key, so all of them lead
+//! at once.) [`Election::campaign`] waits for every key created before its own to go;
+//! [`Leadership::proclaim`] changes the leader's value, fenced to the leader's key;
 //! [`Election::observe`] follows the leader through one watch of the prefix.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::cancel::Cancel;
 use super::queue::Queue;
 use super::session::Session;
 use crate::error::{Error, Result};
@@ -45,46 +50,61 @@ impl Election {
         })
     }
 
-    fn place(&self) -> Queue {
-        let mut key = self.prefix.clone();
-        key.extend_from_slice(format!("{:x}", self.session.lease_id()).as_bytes());
-        Queue {
-            session: self.session.clone(),
-            prefix: self.prefix.clone(),
-            key,
-        }
+    /// Stands with `value` and waits, up to `timeout`, to lead: until every candidate
+    /// that stood before has resigned or lost its session. Each campaign stands on its
+    /// own, even on a session shared with another campaign (which then leads first, or
+    /// waits). Gives up with [`Error::WaitTimeout`] (and stands down), or
+    /// [`Error::SessionLost`] when the session has ended (closed, expired or lost) before
+    /// or while it waits.
+    pub fn campaign(&self, value: impl Into<Vec<u8>>, timeout: Duration) -> Result<Leadership> {
+        self.campaign_inner(value.into(), timeout, None)
     }
 
-    /// Stands with `value` and waits, up to `timeout`, to lead: until every candidate
-    /// that stood before has resigned or lost its session. A candidate of this session
-    /// already standing keeps its place (and takes the new value). Gives up with
-    /// [`Error::WaitTimeout`] (and stands down), or [`Error::SessionLost`].
-    pub fn campaign(&self, value: impl Into<Vec<u8>>, timeout: Duration) -> Result<Leadership> {
+    /// [`campaign`](Election::campaign), which another thread can also end through
+    /// `cancel`: then it stands down and returns [`Error::Canceled`].
+    pub fn campaign_or_cancel(
+        &self,
+        value: impl Into<Vec<u8>>,
+        timeout: Duration,
+        cancel: &Cancel,
+    ) -> Result<Leadership> {
+        self.campaign_inner(value.into(), timeout, Some(cancel))
+    }
+
+    fn campaign_inner(
+        &self,
+        value: Vec<u8>,
+        timeout: Duration,
+        cancel: Option<&Cancel>,
+    ) -> Result<Leadership> {
         let deadline = crate::time::deadline(timeout);
-        let value = value.into();
-        let place = self.place();
+        let place = Queue::attempt(&self.session, &self.prefix);
         let standing = place.enqueue(&value)?;
         let revision = standing.revision;
-        let leadership = Leadership {
+        let mut leadership = Leadership {
             place,
             revision,
             name: self.name.clone(),
+            resigned: false,
         };
         if !standing.new {
-            // Standing already (the put did not happen): make the value this one.
+            // A try of unknown outcome put the key (see `Queue::enqueue`): make sure it
+            // holds this value.
             leadership.proclaim(value)?;
         }
         let what = format!("the leadership of {}", self.name);
         if let Err(e) = leadership
             .place
-            .wait_turn(revision, deadline, timeout, &what)
+            .wait_turn(revision, deadline, timeout, &what, cancel)
         {
+            leadership.resigned = true;
             let _ = leadership.place.dequeue();
             return Err(e);
         }
         if leadership.place.holds(revision)? {
             Ok(leadership)
         } else {
+            leadership.resigned = true;
             Err(self.session.lost())
         }
     }
@@ -127,19 +147,24 @@ impl Election {
             candidates,
             revisions,
             told: None,
-            pending: None,
+            pending: VecDeque::new(),
         };
-        observer.pending = observer.changed();
+        let first = observer.changed();
+        observer.pending.extend(first);
         Ok(observer)
     }
 }
 
-/// Leading an election: from [`Election::campaign`].
+/// Leading an election: from [`Election::campaign`]. Resigns on drop (best effort,
+/// logged on failure; the session's end takes the key anyway), as a
+/// [`MutexGuard`](super::MutexGuard) unlocks.
 #[derive(Debug)]
+#[must_use = "dropping a Leadership resigns at once; keep it while leading"]
 pub struct Leadership {
     place: Queue,
     revision: i64,
     name: String,
+    resigned: bool,
 }
 
 impl Leadership {
@@ -182,13 +207,29 @@ impl Leadership {
     }
 
     /// Stands down: the next candidate leads.
-    pub fn resign(self) -> Result<()> {
+    pub fn resign(mut self) -> Result<()> {
+        self.resigned = true;
         self.place.dequeue()
+    }
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        // A closed client has no way to etcd; the lease ends what is left.
+        if !self.resigned && !self.place.session.client().is_closed() {
+            if let Err(e) = self.place.dequeue() {
+                log::warn!(
+                    "etcd election {} not resigned on drop (its lease will end it): {e}",
+                    self.name
+                );
+            }
+        }
     }
 }
 
 /// The leaders of an election as they come, from [`Election::observe`].
 #[derive(Debug)]
+#[must_use = "dropping an Observer cancels its watch at once"]
 pub struct Observer {
     watcher: Watcher,
     /// The candidates by create revision, and each key's create revision.
@@ -196,8 +237,8 @@ pub struct Observer {
     revisions: BTreeMap<Vec<u8>, i64>,
     /// The last leader told: its create revision and value.
     told: Option<(i64, Vec<u8>)>,
-    /// A leader found and not yet told.
-    pending: Option<KeyValue>,
+    /// Leaders found and not yet told, in order.
+    pending: VecDeque<KeyValue>,
 }
 
 impl Observer {
@@ -215,7 +256,7 @@ impl Observer {
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<KeyValue>> {
         let deadline = crate::time::deadline(timeout);
         loop {
-            if let Some(kv) = self.pending.take() {
+            if let Some(kv) = self.pending.pop_front() {
                 return Ok(Some(kv));
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -223,20 +264,30 @@ impl Observer {
                 return Ok(None);
             };
             self.apply(response.events());
-            self.pending = self.changed();
         }
     }
 
     fn next_now(&mut self) -> Result<Option<KeyValue>> {
-        if let Some(kv) = self.pending.take() {
+        if let Some(kv) = self.pending.pop_front() {
             return Ok(Some(kv));
         }
         let response = self.watcher.recv()?;
         self.apply(response.events());
-        Ok(self.changed())
+        Ok(self.pending.pop_front())
     }
 
+    /// Applies a response's events one revision at a time (a response may hold several,
+    /// as one from etcd's gRPC proxy or a catch-up does): each revision's leader, if it
+    /// changed, is told in turn.
     fn apply(&mut self, events: &[crate::Event]) {
+        for revision in events.chunk_by(|a, b| a.revision() == b.revision()) {
+            self.apply_revision(revision);
+            let changed = self.changed();
+            self.pending.extend(changed);
+        }
+    }
+
+    fn apply_revision(&mut self, events: &[crate::Event]) {
         for event in events {
             let key = event.kv().key().to_vec();
             match event.kind() {

@@ -8,9 +8,9 @@
 //! before its own (watching the newest of them, so a release wakes one waiter, not all).
 //! A holder whose session is lost loses its key with the lease, and with it the lock.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::cancel::Cancel;
 use super::queue::Queue;
 use super::session::Session;
 use crate::error::{Error, Result};
@@ -22,9 +22,6 @@ pub struct Mutex {
     session: Session,
     prefix: Vec<u8>,
 }
-
-/// Numbers the attempts of this process, so that no two share a key.
-static ATTEMPTS: AtomicU64 = AtomicU64::new(1);
 
 impl Mutex {
     /// The lock `name` (a key prefix; `/` is appended) for `session`. An empty name is
@@ -51,14 +48,7 @@ impl Mutex {
 
     /// A place of its own in the lock's queue, for one attempt.
     fn attempt(&self) -> Queue {
-        let mut key = self.prefix.clone();
-        let attempt = ATTEMPTS.fetch_add(1, Ordering::Relaxed);
-        key.extend_from_slice(format!("{:x}-{attempt:x}", self.session.lease_id()).as_bytes());
-        Queue {
-            session: self.session.clone(),
-            prefix: self.prefix.clone(),
-            key,
-        }
+        Queue::attempt(&self.session, &self.prefix)
     }
 
     /// Takes the lock if nobody holds it: `Ok(None)` when another holds it or is queued
@@ -75,25 +65,38 @@ impl Mutex {
     }
 
     /// Takes the lock, waiting up to `timeout` for the sessions queued before this one to
-    /// release it. Gives up with [`Error::WaitTimeout`] (and leaves the queue), or with
-    /// [`Error::SessionLost`] if this session's lease is lost meanwhile.
+    /// release it. Gives up with [`Error::WaitTimeout`] (and leaves the queue), with
+    /// [`Error::SessionLost`] if this session has ended (closed through any clone,
+    /// expired, lost) before or while it waits, or with [`Error::Closed`] once the client
+    /// is closed, from any thread.
     pub fn lock(&self, timeout: Duration) -> Result<MutexGuard> {
+        self.lock_inner(timeout, None)
+    }
+
+    /// [`lock`](Mutex::lock), which another thread can also end through `cancel`: then it
+    /// leaves the queue and returns [`Error::Canceled`].
+    pub fn lock_or_cancel(&self, timeout: Duration, cancel: &Cancel) -> Result<MutexGuard> {
+        self.lock_inner(timeout, Some(cancel))
+    }
+
+    fn lock_inner(&self, timeout: Duration, cancel: Option<&Cancel>) -> Result<MutexGuard> {
         let deadline = crate::time::deadline(timeout);
         let place = self.attempt();
         let standing = place.enqueue(b"")?;
         let (revision, head) = (standing.revision, standing.head);
+        let guard = MutexGuard::new(place, revision);
         if head == revision {
-            return Ok(MutexGuard::new(place, revision));
+            return Ok(guard);
         }
         let what = format!("the lock {}", String::from_utf8_lossy(&self.prefix));
-        if let Err(e) = place.wait_turn(revision, deadline, timeout, &what) {
-            // Best effort: a key left behind goes with the lease anyway.
-            let _ = place.dequeue();
-            return Err(e);
-        }
+        // On an error the guard leaves the queue as it drops (best effort: a key left
+        // behind goes with the lease anyway).
+        guard
+            .place
+            .wait_turn(revision, deadline, timeout, &what, cancel)?;
         // Still queued? The lease may have gone while it waited.
-        if place.holds(revision)? {
-            Ok(MutexGuard::new(place, revision))
+        if guard.place.holds(revision)? {
+            Ok(guard)
         } else {
             Err(self.session.lost())
         }
@@ -104,6 +107,7 @@ impl Mutex {
 /// logged on failure). A holder that may have lost its session (and with it the lock)
 /// writes through [`fence`](MutexGuard::fence): "only if I still hold the lock".
 #[derive(Debug)]
+#[must_use = "dropping a MutexGuard unlocks at once; keep it while the lock must be held"]
 pub struct MutexGuard {
     place: Queue,
     revision: i64,
@@ -150,7 +154,8 @@ impl MutexGuard {
 
 impl Drop for MutexGuard {
     fn drop(&mut self) {
-        if !self.released {
+        // A closed client has no way to etcd; the lease ends what is left.
+        if !self.released && !self.place.session.client().is_closed() {
             if let Err(e) = self.place.dequeue() {
                 log::warn!(
                     "etcd lock {} not released on drop (its lease will release it): {e}",

@@ -4,10 +4,12 @@
 //! the deletion of every key created before its own, watching the newest of them so that
 //! one deletion wakes one waiter.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::select;
 
+use super::cancel::Cancel;
 use super::session::Session;
 use crate::error::{Error, Result};
 use crate::kv::{Compare, GetOptions, SortOrder, SortTarget, Txn, TxnOp};
@@ -36,7 +38,24 @@ pub(super) struct Queue {
     pub(super) key: Vec<u8>,
 }
 
+/// Numbers the attempts of this process, so that no two share a key.
+static ATTEMPTS: AtomicU64 = AtomicU64::new(1);
+
 impl Queue {
+    /// A place of its own in the queue under `prefix`, for one attempt of `session`: the
+    /// key `{prefix}{lease ID}-{attempt}` (in hex). Attempts of one session (threads that
+    /// share it) stand apart and contend like those of different sessions.
+    pub(super) fn attempt(session: &Session, prefix: &[u8]) -> Queue {
+        let mut key = prefix.to_vec();
+        let attempt = ATTEMPTS.fetch_add(1, Ordering::Relaxed);
+        key.extend_from_slice(format!("{:x}-{attempt:x}", session.lease_id()).as_bytes());
+        Queue {
+            session: session.clone(),
+            prefix: prefix.to_vec(),
+            key,
+        }
+    }
+
     /// Puts the key with `value` if it is not there: where it stands.
     ///
     /// Each try requires a fence of its own to be absent. A try of unknown outcome is not
@@ -45,6 +64,7 @@ impl Queue {
     /// its fence is put (with the session's lease, so that it goes with the session), which
     /// no copy of the try can get past, and then the key says whether one got there first.
     pub(super) fn enqueue(&self, value: &[u8]) -> Result<Standing> {
+        self.session.alive()?;
         self.session.track(&self.key, true);
         let deadline = crate::time::deadline(self.session.ttl());
         loop {
@@ -60,6 +80,11 @@ impl Queue {
                 Err(e) if e.is_unavailable() && Instant::now() < deadline => {
                     log::debug!("etcd queue step failed, trying again: {e}");
                     crate::park::park_until(crate::time::deadline(Duration::from_millis(10)));
+                }
+                // The session's lease went (revoked by a clone's close, or expired).
+                Err(e) if e.code() == Some(crate::ServerCode::LeaseNotFound) => {
+                    self.session.track(&self.key, false);
+                    return Err(self.session.lost());
                 }
                 other => return other,
             }
@@ -194,17 +219,38 @@ impl Queue {
 
     /// Waits until no key under the prefix was created before `revision`: for each, the
     /// newest first, its deletion. `what` names the wait in a timeout.
+    ///
+    /// Ends early with [`Error::Canceled`] when `cancel` is cancelled, [`Error::Closed`]
+    /// when the client is closed (by any clone), and [`Error::SessionLost`] when the
+    /// session ends.
     pub(super) fn wait_turn(
         &self,
         revision: i64,
         deadline: Instant,
         timeout: Duration,
         what: &str,
+        cancel: Option<&Cancel>,
     ) -> Result<()> {
         let client = self.session.client();
         let kv = client.kv();
         let done = self.session.done();
+        let canceled = cancel.map_or_else(crossbeam_channel::never, Cancel::receiver);
+        // Why the wait ended early, if it did: a cancel, a close, the session's end.
+        let ended = || {
+            if cancel.is_some_and(Cancel::is_canceled) {
+                Error::Canceled {
+                    what: what.to_owned(),
+                }
+            } else if client.is_closed() {
+                Error::Closed
+            } else {
+                self.session.lost()
+            }
+        };
         loop {
+            if cancel.is_some_and(Cancel::is_canceled) || client.is_closed() {
+                return Err(ended());
+            }
             let before = kv.get_with(
                 self.prefix.clone(),
                 GetOptions::new()
@@ -245,10 +291,12 @@ impl Queue {
                     recv(responses) -> response => match response {
                         Ok(r) if r.events().iter().any(|e| e.kind() == EventKind::Delete) => break,
                         Ok(_) => {}
-                        // The watch ended: say why.
+                        // The watch ended: say why (a closed client ends every watch).
+                        Err(_) if client.is_closed() => return Err(Error::Closed),
                         Err(_) => return Err(watcher.recv().err().unwrap_or(Error::Closed)),
                     },
-                    recv(done) -> _ => return Err(self.session.lost()),
+                    recv(done) -> _ => return Err(ended()),
+                    recv(canceled) -> _ => return Err(ended()),
                     default(left.min(RECHECK)) => {
                         if Instant::now() >= deadline {
                             return Err(Error::WaitTimeout {

@@ -21,7 +21,9 @@
 //! etcd for good (nothing bounds how late its commit may come); a `committed` one is
 //! deleted by the next commit of the same [`Stm`], or when the last clone of it is dropped.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
+#[cfg(feature = "testing")]
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -220,6 +220,15 @@ pub enum Error {
         timeout: Duration,
     },
 
+    /// A blocking recipe call (a lock, a campaign) was cancelled through its
+    /// [`Cancel`](crate::concurrency::Cancel) handle, from another thread. Nothing is left
+    /// held: the attempt left its queue.
+    #[error("cancelled while waiting for {what}")]
+    Canceled {
+        /// What it waited for.
+        what: String,
+    },
+
     /// An election's leadership is not this candidate's (any more): it resigned, or its
     /// session's lease went and another candidate leads.
     #[error("not the leader of the election {election}")]

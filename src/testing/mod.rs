@@ -24,6 +24,7 @@
 //! ```
 
 mod cluster;
+mod grpc_proxy;
 mod member;
 mod probe;
 mod proxy;
@@ -31,6 +32,7 @@ mod support;
 mod version;
 
 pub use cluster::{Cluster, ClusterBuilder};
+pub use grpc_proxy::GrpcProxy;
 pub use proxy::{Proxy, ProxyMode};
 pub use version::ServerVersion;
 
@@ -43,8 +45,10 @@ use std::time::Duration;
 pub enum LaunchError {
     /// No `etcd` binary was found.
     #[error(
-        "no etcd binary: set ETCD_BIN to one, or install etcd \
-         (or run `scripts/test`, which builds or unpacks the version ETCD_VERSION names)"
+        "no etcd binary: set ETCD_BIN to an etcd server (3.4 or later), or put `etcd` on \
+         PATH: Debian's and Ubuntu's `etcd-server` package has 3.4; any version from 3.5 \
+         is built with Go from the module go.etcd.io/etcd/server/v3 (its etcdmain package \
+         is the server); in this crate's repository, `scripts/test` does either"
     )]
     EtcdMissing,
 

@@ -78,16 +78,14 @@ impl Watch {
         ))
     }
 
-    /// The endpoint the watch stream is on now, if one is open (for tests that fault it).
-    #[cfg(feature = "testing")]
-    #[doc(hidden)]
+    /// The endpoint the client's watch stream is on now (every watch of the client shares
+    /// it), if one is open: for logs and for following a failover.
     pub fn stream_endpoint(&self) -> Option<String> {
         self.hub.lock().as_ref().and_then(|hub| hub.endpoint())
     }
 
-    /// How many watch streams the client has opened (for tests that count reopens).
-    #[cfg(feature = "testing")]
-    #[doc(hidden)]
+    /// How many watch streams the client has opened so far: one, plus one for each move
+    /// to another member (a failover, a member found hung).
     pub fn streams_opened(&self) -> u64 {
         self.hub
             .lock()

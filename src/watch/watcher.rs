@@ -26,6 +26,7 @@ use crate::time;
 ///
 /// Dropping the watcher (or [`cancel`](Watcher::cancel)) cancels the watch on the server.
 #[derive(Debug)]
+#[must_use = "dropping a Watcher cancels its watch at once"]
 pub struct Watcher {
     id: i64,
     hub: Arc<Hub>,

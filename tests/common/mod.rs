@@ -128,3 +128,15 @@ impl LateWitness {
         self.applied_late(kv)
     }
 }
+
+/// How many keys are under `prefix`: a lock's or an election's queue.
+pub fn queued(client: &Client, prefix: &str) -> i64 {
+    client
+        .kv()
+        .get_with(
+            prefix,
+            etcd_blocking::GetOptions::new().prefix().count_only(),
+        )
+        .expect("count")
+        .count()
+}
