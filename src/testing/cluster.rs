@@ -408,6 +408,13 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// Starts etcd's gRPC proxy (`etcd grpc-proxy start`, from the same binary) in front
+    /// of every member, on a free loopback port; it logs into the cluster's directory and
+    /// stops when dropped (drop it before the cluster).
+    pub fn grpc_proxy(&self) -> Result<super::GrpcProxy, LaunchError> {
+        super::GrpcProxy::start(&self.etcd, &self.endpoints(), self.dir(), self.timeout)
+    }
+
     /// The last lines of every member's log.
     pub fn logs(&self) -> String {
         all_logs(&self.members.lock())

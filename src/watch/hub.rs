@@ -12,7 +12,10 @@
 //!
 //! Watch IDs are chosen here, per client, and never reused: etcd (3.4 and later) takes a
 //! client-chosen ID, so creates are pipelined (no round trip each) and the same ID serves a
-//! watch on every stream it moves to. Create replies come back in request order.
+//! watch on every stream it moves to. A server that numbers watches itself (etcd's gRPC
+//! proxy) gets its creates one at a time, and its IDs are mapped to the hub's (see
+//! `ids.rs`); it answers no progress request, so the liveness check asks it with a create
+//! instead.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -24,13 +27,14 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::group::{shape, Group};
+use super::ids::{Lookup, Numbering, StreamIds};
 use super::liveness::{Liveness, Pace, QUIET};
 use super::registration::{End, Registration};
 use super::responses::WatchResponse;
 use crate::call::{open_stream, DuplexStream, Mailbox, Next, Opener, Route};
 use crate::error::Error;
 use crate::park;
-use crate::proto::rpc::{self, WatchCancelRequest, WatchProgressRequest, WatchRequest};
+use crate::proto::rpc::{self, WatchProgressRequest, WatchRequest};
 use crate::time;
 
 /// How long one attempt to open a stream waits for a healthy endpoint.
@@ -122,8 +126,10 @@ struct State {
     shapes: HashMap<Vec<u8>, i64>,
     stream: Option<DuplexStream<WatchRequest, rpc::WatchResponse>>,
     outbox: VecDeque<WatchRequest>,
-    /// IDs of the creates sent on the current stream and not yet answered, in order.
-    creating: VecDeque<i64>,
+    /// Which server watch ID is which watch, on the current stream.
+    ids: StreamIds,
+    /// The stream sent something for a watch ID never learned on it: give it up.
+    confused: Option<String>,
     /// Failed opens in a row.
     failures: u32,
     /// Whether the current stream's member is still there.
@@ -181,7 +187,11 @@ pub(crate) fn run(hub: &Hub, route: &Route) {
         let look = match state.keep_up(route, floor, answer) {
             Pace::Fine(look) => look,
             Pace::Ask(look) => {
-                state.outbox.push_back(progress_request());
+                if state.ids.numbering() == Numbering::Own {
+                    state.ids.ping(&mut state.outbox);
+                } else {
+                    state.outbox.push_back(progress_request());
+                }
                 Some(look)
             }
             Pace::Silent => {
@@ -223,6 +233,10 @@ pub(crate) fn run(hub: &Hub, route: &Route) {
                     state.handle(response);
                     next = state.stream.as_mut().and_then(|s| s.take_ready());
                 }
+                if let Some(why) = state.confused.take() {
+                    log::warn!("etcd watch stream: {why}; moving it, every watch resumes");
+                    hub.detach(state, &why);
+                }
             }
             Some(Wake::Next(Next::Ended(error))) => {
                 let why = error.map_or("the server ended it".to_owned(), |e| e.to_string());
@@ -252,8 +266,7 @@ impl State {
                 }
                 let group = Group::new(registration, shape.clone());
                 if self.stream.is_some() {
-                    self.outbox.push_back(group.create());
-                    self.creating.push_back(id);
+                    self.ids.create(id, group.create(), &mut self.outbox);
                 }
                 if let Some(shape) = shape {
                     self.shapes.insert(shape, id);
@@ -286,11 +299,11 @@ impl State {
     fn attach(&mut self, stream: DuplexStream<WatchRequest, rpc::WatchResponse>) {
         self.failures = 0;
         self.outbox.clear();
-        self.creating.clear();
+        self.ids.reset();
+        self.confused = None;
         for (&id, group) in &mut self.watches {
             group.reset();
-            self.outbox.push_back(group.create());
-            self.creating.push_back(id);
+            self.ids.create(id, group.create(), &mut self.outbox);
         }
         if self.asked > 0 {
             // Asked on the stream that is gone: one reply on this one answers them all.
@@ -308,18 +321,14 @@ impl State {
             stream.cancel();
         }
         self.outbox.clear();
-        self.creating.clear();
+        self.ids.reset();
     }
 
-    fn cancel_on_server(&mut self, id: i64, created: bool) {
-        // A watch not yet created is cancelled once its create is answered (see handle).
-        if self.stream.is_some() && created {
-            let mut request = WatchRequest::new();
-            request.set_cancel_request(WatchCancelRequest {
-                watch_id: id,
-                ..Default::default()
-            });
-            self.outbox.push_back(request);
+    fn cancel_on_server(&mut self, id: i64) {
+        // A watch whose create is on its way is cancelled once it is answered (see
+        // handle); one held back is never sent.
+        if self.stream.is_some() {
+            self.ids.cancel(id, &mut self.outbox);
         }
     }
 
@@ -347,7 +356,7 @@ impl State {
             if let Some(shape) = &group.shape {
                 self.shapes.remove(shape);
             }
-            self.cancel_on_server(server, group.created);
+            self.cancel_on_server(server);
         }
     }
 
@@ -375,12 +384,22 @@ impl State {
         let header = response.header.take();
         let revision = header.as_ref().map_or(0, |h| h.revision);
         if response.created {
-            // Create replies come in request order; a failed one may carry no usable ID.
-            let id = self.creating.pop_front().unwrap_or(response.watch_id);
+            // The answer of the oldest create on its way (see `ids.rs`); a failed one may
+            // carry no usable ID.
+            let Some(id) = self
+                .ids
+                .created(response.watch_id, response.canceled, &mut self.outbox)
+            else {
+                self.confused = Some(format!(
+                    "a create answered (ID {}) with none on its way",
+                    response.watch_id
+                ));
+                return;
+            };
             let Some(group) = self.watches.get_mut(&id) else {
-                // Cancelled before its create was answered.
+                // A liveness ping, or a watch cancelled before its create was answered.
                 if !response.canceled {
-                    self.cancel_on_server(id, true);
+                    self.cancel_on_server(id);
                 }
                 return;
             };
@@ -396,35 +415,54 @@ impl State {
             group.on_created(revision);
             return;
         }
-        let id = response.watch_id;
-        if response.compact_revision > 0 {
-            self.end(id, End::Compacted(response.compact_revision));
-            return;
-        }
-        if response.canceled {
-            let reason = std::mem::take(&mut response.cancel_reason);
-            self.end(id, End::Canceled(reason));
-            return;
-        }
-        if id == -1 {
-            // A requested progress report, for the whole stream: a watcher's, or the
-            // thread's own liveness check (then it has done its work by arriving).
-            if self.asked == 0 {
+        let server = response.watch_id;
+        if server != -1 {
+            let id = match self.ids.lookup(server) {
+                Lookup::Watch(id) => id,
+                Lookup::Closing => {
+                    // Late news of a watch cancelled here.
+                    if response.canceled || response.compact_revision > 0 {
+                        self.ids.ended(server);
+                    }
+                    return;
+                }
+                Lookup::Unknown => {
+                    self.confused = Some(format!(
+                        "it sent a response for watch ID {server}, which it never created                          (with {} events)",
+                        response.events.len()
+                    ));
+                    return;
+                }
+            };
+            if response.compact_revision > 0 {
+                self.ids.ended(server);
+                self.end(id, End::Compacted(response.compact_revision));
                 return;
             }
-            self.asked -= 1;
-            let ids: Vec<i64> = self.watches.keys().copied().collect();
-            for id in ids {
-                self.deliver(id, WatchResponse::from_raw(header.as_ref(), Vec::new()));
+            if response.canceled {
+                self.ids.ended(server);
+                let reason = std::mem::take(&mut response.cancel_reason);
+                self.end(id, End::Canceled(reason));
+                return;
+            }
+            let Some(group) = self.watches.get_mut(&id) else {
+                return;
+            };
+            let events = std::mem::take(&mut response.events).into_vec();
+            if let Some(whole) = group.assemble(header, events, response.fragment) {
+                self.deliver(id, whole);
             }
             return;
         }
-        let Some(group) = self.watches.get_mut(&id) else {
+        // Server ID -1: a requested progress report, for the whole stream: a watcher's, or
+        // the thread's own liveness check (then it has done its work by arriving).
+        if response.canceled || response.compact_revision > 0 || self.asked == 0 {
             return;
-        };
-        let events = std::mem::take(&mut response.events).into_vec();
-        if let Some(whole) = group.assemble(header, events, response.fragment) {
-            self.deliver(id, whole);
+        }
+        self.asked -= 1;
+        let ids: Vec<i64> = self.watches.keys().copied().collect();
+        for id in ids {
+            self.deliver(id, WatchResponse::from_raw(header.as_ref(), Vec::new()));
         }
     }
 

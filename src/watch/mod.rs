@@ -6,6 +6,7 @@
 mod group;
 mod handle;
 mod hub;
+mod ids;
 mod liveness;
 mod options;
 mod registration;
