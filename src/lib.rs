@@ -330,7 +330,9 @@
 //! [`Error::SessionLost`]. A holder that may have lost its session (a partition longer
 //! than the TTL) can no longer be sure it holds the lock: it writes through
 //! [`concurrency::MutexGuard::fence`], which etcd checks when it applies the write.
-//! [`concurrency::Election`] stands candidates in the same kind of queue:
+//! [`concurrency::Election`] stands candidates in the same kind of queue, a key per
+//! campaign (so campaigns that share a session contend, as lock attempts do; Go's
+//! campaigns on one session share a key and all lead at once):
 //! [`concurrency::Election::campaign`] waits to lead (with a deadline),
 //! [`concurrency::Leadership::proclaim`] is fenced to the leader (a leader whose session
 //! went gets [`Error::NotLeader`]), and [`concurrency::Election::observe`] follows every

@@ -130,7 +130,8 @@ impl Watcher {
     /// Asks etcd for a progress report: a response without events whose revision every
     /// change up to has been delivered ([`WatchResponse::is_progress`]). It goes to every
     /// watch on the same stream. On etcd 3.4 before 3.4.25 and 3.5 before 3.5.8 the
-    /// server could report a revision beyond events not yet delivered.
+    /// server could report a revision beyond events not yet delivered. etcd's gRPC proxy
+    /// answers no progress request: through it, none comes.
     pub fn request_progress(&self) -> Result<()> {
         self.hub.tell(Command::Progress)
     }
