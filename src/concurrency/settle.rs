@@ -87,7 +87,7 @@ pub fn txn_settled(kv: &Kv, txn: Txn) -> Result<Settled> {
 pub fn txn_settled_with_faults(
     kv: &Kv,
     txn: Txn,
-    faults: impl IntoIterator<Item = super::CommitFault>,
+    faults: impl IntoIterator<Item = super::stm::CommitFault>,
 ) -> Result<Settled> {
     let mut faults: std::collections::VecDeque<_> = faults.into_iter().collect();
     let lost = || Error::WriteOutcomeUnknown {
@@ -98,11 +98,11 @@ pub fn txn_settled_with_faults(
         }),
     };
     settle(kv, txn, &mut |kv, txn| match faults.pop_front() {
-        Some(super::CommitFault::AnswerLost) => {
+        Some(super::stm::CommitFault::AnswerLost) => {
             kv.txn(txn)?;
             Err(lost())
         }
-        Some(super::CommitFault::NotSent) => Err(lost()),
+        Some(super::stm::CommitFault::NotSent) => Err(lost()),
         None => kv.txn(txn),
     })
 }

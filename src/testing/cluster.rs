@@ -5,12 +5,14 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::error::LaunchError;
+use super::etcd_binary;
+use super::grpc_proxy::GrpcProxy;
 use super::member::{Member, State};
 use super::probe::{self, Prober};
 use super::proxy::Proxy;
 use super::support::{free_ports, poll_until, Slot, TempDir};
 use super::version::ServerVersion;
-use super::{etcd_binary, LaunchError};
 
 /// How long one member's status call may take while the launcher polls.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
@@ -411,8 +413,8 @@ impl Cluster {
     /// Starts etcd's gRPC proxy (`etcd grpc-proxy start`, from the same binary) in front
     /// of every member, on a free loopback port; it logs into the cluster's directory and
     /// stops when dropped (drop it before the cluster).
-    pub fn grpc_proxy(&self) -> Result<super::GrpcProxy, LaunchError> {
-        super::GrpcProxy::start(&self.etcd, &self.endpoints(), self.dir(), self.timeout)
+    pub fn grpc_proxy(&self) -> Result<GrpcProxy, LaunchError> {
+        GrpcProxy::start(&self.etcd, &self.endpoints(), self.dir(), self.timeout)
     }
 
     /// The last lines of every member's log.

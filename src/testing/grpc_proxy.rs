@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::error::LaunchError;
 use super::support::{free_ports, poll_until, tail};
-use super::LaunchError;
 
 /// A running `etcd grpc-proxy` in front of a [`Cluster`](super::Cluster)'s members, from
 /// [`Cluster::grpc_proxy`](super::Cluster::grpc_proxy). It serves KV, Watch, Lease,

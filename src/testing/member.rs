@@ -4,8 +4,8 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use super::error::LaunchError;
 use super::support::tail;
-use super::LaunchError;
 
 /// The flags that make a loopback cluster fast: 10 ms heartbeats, 100 ms elections, no fsync,
 /// warnings only in the log.

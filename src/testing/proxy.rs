@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::LaunchError;
+use super::error::LaunchError;
 
 /// How often a copying thread looks at the proxy's mode while no bytes flow.
 const POLL: Duration = Duration::from_millis(20);

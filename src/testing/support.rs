@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use super::LaunchError;
+use super::error::LaunchError;
 
 /// Ports are taken below Linux's ephemeral range (32768-60999), so outgoing connections,
 /// which the kernel numbers from that range, never hold a port a member is about to bind.
