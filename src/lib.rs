@@ -480,6 +480,8 @@ mod call;
 mod client;
 pub mod concurrency;
 mod error;
+#[cfg(test)]
+mod fake;
 mod kv;
 mod lease;
 mod park;

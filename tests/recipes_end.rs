@@ -262,3 +262,29 @@ fn lease_grants_ride_through_a_leader_kill() {
         );
     }
 }
+
+#[test]
+fn a_cancel_handle_ends_an_observer_waiting_for_the_next_leader() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let session = Session::new(&client, Duration::from_secs(5)).expect("session");
+    let mut observer = Election::new(&session, "observed-e")
+        .expect("election")
+        .observe()
+        .expect("observe");
+    let cancel = Cancel::new();
+    let waiting = {
+        let cancel = cancel.clone();
+        thread::spawn(move || {
+            observer
+                .recv_or_cancel(&cancel)
+                .map(|kv| kv.value().to_vec())
+        })
+    };
+    cancel.cancel();
+    cluster
+        .wait_until(WAIT, "the observer to end", || waiting.is_finished())
+        .expect("ended");
+    let result = waiting.join().expect("thread");
+    assert!(matches!(result, Err(Error::Canceled { .. })), "{result:?}");
+}

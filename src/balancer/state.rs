@@ -173,6 +173,12 @@ impl Balancer {
         self.leader.epoch()
     }
 
+    /// The leader's member ID as last learnt; 0 while unknown or lost.
+    #[cfg(test)]
+    pub(crate) fn leader_id(&self) -> u64 {
+        self.leader.id()
+    }
+
     /// Tells waiting callers when the leader moved.
     pub(super) fn leader_changed(&self, change: Change) {
         if change != Change::None {

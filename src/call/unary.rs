@@ -79,6 +79,7 @@ where
                 &endpoint,
                 balancer,
                 (!spec.serializable).then_some(epoch),
+                spec.kind,
                 deadline,
                 timeout,
             ),
@@ -141,74 +142,118 @@ enum Outcome<R> {
     Abandoned(Error),
 }
 
+/// What one look at a call in flight found.
+enum Look<R> {
+    Ended(Outcome<R>),
+    /// The leader changed or was lost since the call was sent.
+    LeaderMoved,
+}
+
+/// The reason a call is given up for when the leader moved under it.
+const LEADER_MOVED: &str = "the leader changed or was lost while it waited";
+
+/// The shortest time a write in flight when the leader moves gets to complete.
+const MIN_LEADER_GRACE: Duration = Duration::from_millis(25);
+
 /// Blocks until the call completes, woken by its completion or by the balancer's news.
-/// Meanwhile, if the endpoint is found unhealthy, or the leader changes or is lost (a call
-/// on a follower may have been forwarded to a leader that is gone, and would wait out its
-/// deadline), the call is cancelled: a repeatable call to be retried elsewhere, a write
-/// with its outcome unknown. A call that waits past half a probe timeout makes the worker
-/// probe every endpoint fast for a while, so that a new leader is learnt (and the epoch
-/// moves) as soon as one is elected. A serializable read (`epoch` `None`) is served by its
-/// member alone: neither the leader nor the member's lack of one ends it, only the member
-/// failing to answer.
+/// Meanwhile, if the endpoint is found unhealthy, the call is cancelled: a repeatable call
+/// to be retried elsewhere, a write with its outcome unknown. So it is when the leader
+/// changes or is lost (a call on a follower may have been forwarded to a leader that is
+/// gone, and would wait out its deadline): a read at once; a write gets a grace of half the
+/// stall time (at least 25 ms) to complete first. A write that reached a member after the
+/// new leader was in place (the client learns of a leader a little after the members do,
+/// later still under load) completes within a commit round; giving it up at once would
+/// report it of unknown outcome for nothing. One forwarded to a leader that is gone does
+/// not complete, and is given up when the grace ends. A call that waits past half a probe
+/// timeout makes the worker probe every endpoint fast for a while, so that a new leader is
+/// learnt (and the epoch moves) as soon as one is elected. A serializable read (`epoch`
+/// `None`) is served by its member alone: neither the leader nor the member's lack of one
+/// ends it, only the member failing to answer.
 fn wait<R: Unpin>(
     mut call: ClientUnaryReceiver<R>,
     endpoint: &Endpoint,
     balancer: &Balancer,
     epoch: Option<u64>,
+    kind: CallKind,
     deadline: Instant,
     timeout: Duration,
 ) -> Outcome<R> {
     let news = Some(balancer.news());
-    if epoch.is_some() {
-        // Waiting longer than a probe may take: the leader may be cut off from its
-        // quorum, answering probes yet committing nothing. Ask the worker to look for a
-        // new one at once instead of at its next regular probe.
-        let stall_at = time::deadline(balancer.stall()).min(deadline);
-        let step = |cx: &mut Context<'_>| poll(&mut call, cx, endpoint, balancer, epoch);
-        if let Some(outcome) = park::wait(news, stall_at, step) {
-            return outcome;
-        }
-        balancer.stalled();
-    }
-    let step = |cx: &mut Context<'_>| poll(&mut call, cx, endpoint, balancer, epoch);
-    match park::wait(news, time::after(deadline, DEADLINE_GRACE), step) {
-        Some(outcome) => outcome,
-        None => {
-            call.cancel();
-            Outcome::Abandoned(Error::DeadlineExceeded {
-                endpoint: endpoint.target().to_owned(),
-                timeout,
-            })
+    let serializable = epoch.is_none();
+    // Waiting longer than a probe may take: the leader may be cut off from its quorum,
+    // answering probes yet committing nothing. The worker is asked to look for a new one
+    // at once instead of at its next regular probe.
+    let mut stall_at = epoch.map(|_| time::deadline(balancer.stall()).min(deadline));
+    let grace = (balancer.stall() / 2).max(MIN_LEADER_GRACE);
+    let mut grace_ends: Option<Instant> = None;
+    let end = time::after(deadline, DEADLINE_GRACE);
+    loop {
+        // Once the grace has begun, the leader moving again changes nothing.
+        let watched = epoch.filter(|_| grace_ends.is_none());
+        let until = [stall_at, grace_ends]
+            .into_iter()
+            .flatten()
+            .fold(end, Instant::min);
+        let step =
+            |cx: &mut Context<'_>| poll(&mut call, cx, endpoint, balancer, serializable, watched);
+        match park::wait(news, until, step) {
+            Some(Look::Ended(outcome)) => return outcome,
+            Some(Look::LeaderMoved) if kind == CallKind::Write => {
+                grace_ends = Some(time::deadline(grace).min(end));
+            }
+            Some(Look::LeaderMoved) => return abandon(&mut call, endpoint, LEADER_MOVED),
+            None if grace_ends.is_some_and(|at| Instant::now() >= at) => {
+                return abandon(&mut call, endpoint, LEADER_MOVED);
+            }
+            None if stall_at.is_some_and(|at| Instant::now() >= at) => {
+                stall_at = None;
+                balancer.stalled();
+            }
+            None if Instant::now() >= end => {
+                call.cancel();
+                return Outcome::Abandoned(Error::DeadlineExceeded {
+                    endpoint: endpoint.target().to_owned(),
+                    timeout,
+                });
+            }
+            None => {}
         }
     }
 }
 
+/// Cancels the call: given up for `reason`.
+fn abandon<R>(call: &mut ClientUnaryReceiver<R>, endpoint: &Endpoint, reason: &str) -> Outcome<R> {
+    call.cancel();
+    Outcome::Abandoned(Error::Abandoned {
+        endpoint: endpoint.target().to_owned(),
+        reason: reason.to_owned(),
+    })
+}
+
 /// One look at a call in flight: its result, or a reason to give it up, or neither yet.
+/// With `epoch`, a leader epoch other than that one is news too.
 fn poll<R: Unpin>(
     call: &mut ClientUnaryReceiver<R>,
     cx: &mut Context<'_>,
     endpoint: &Endpoint,
     balancer: &Balancer,
+    serializable: bool,
     epoch: Option<u64>,
-) -> Poll<Outcome<R>> {
+) -> Poll<Look<R>> {
     if let Poll::Ready(result) = poll_call(call, cx) {
-        return Poll::Ready(match result {
+        return Poll::Ready(Look::Ended(match result {
             Ok(response) => Outcome::Done(response),
             Err(e) => Outcome::Failed(e),
-        });
+        }));
     }
-    let reason = if endpoint.unusable(epoch.is_none()) {
-        format!("it became unhealthy: {}", endpoint.detail().reason)
-    } else if epoch.is_some_and(|epoch| balancer.leader_epoch() != epoch) {
-        "the leader changed or was lost while it waited".to_owned()
-    } else {
-        return Poll::Pending;
-    };
-    call.cancel();
-    Poll::Ready(Outcome::Abandoned(Error::Abandoned {
-        endpoint: endpoint.target().to_owned(),
-        reason,
-    }))
+    if endpoint.unusable(serializable) {
+        let reason = format!("it became unhealthy: {}", endpoint.detail().reason);
+        return Poll::Ready(Look::Ended(abandon(call, endpoint, &reason)));
+    }
+    if epoch.is_some_and(|epoch| balancer.leader_epoch() != epoch) {
+        return Poll::Ready(Look::LeaderMoved);
+    }
+    Poll::Pending
 }
 
 /// Fails over at once while there are endpoints left to try; after each full round of
@@ -223,4 +268,73 @@ fn backoff(attempts: usize, endpoints: usize, deadline: Instant) {
         .saturating_mul(1 << (rounds - 1))
         .min(MAX_BACKOFF);
     std::thread::sleep(delay.min(deadline.saturating_duration_since(Instant::now())));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::fake::FakeCluster;
+    use crate::{Client, Error};
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    /// A client of every fake member that probes every 10 ms, so that it learns of a new
+    /// leader while a put is held.
+    fn client(fake: &FakeCluster) -> Client {
+        let client = Client::builder()
+            .endpoints(fake.endpoints())
+            .probe_interval(Duration::from_millis(10))
+            .connect()
+            .expect("connect to the fake cluster");
+        let balancer = client.caller().balancer().expect("open");
+        let deadline = std::time::Instant::now() + WAIT;
+        while balancer.leader_id() != 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "member 1 never learnt as leader"
+            );
+            crate::park::park_until(crate::time::deadline(Duration::from_millis(1)));
+        }
+        client
+    }
+
+    /// Puts on another thread; the member that took it, and the put's end.
+    fn put_while(
+        fake: &FakeCluster,
+        client: &Client,
+        meanwhile: impl FnOnce(),
+    ) -> (u64, crate::Result<crate::PutResponse>) {
+        let kv = client.kv();
+        let put = std::thread::spawn(move || kv.put("k", "v"));
+        let member = fake.next_put(WAIT).expect("the put reached a member");
+        meanwhile();
+        (member, put.join().expect("the putting thread"))
+    }
+
+    #[test]
+    fn a_write_that_completes_soon_after_the_leader_moves_is_not_reported_unknown() {
+        let fake = FakeCluster::start(2);
+        let client = client(&fake);
+        // Answered 60 ms after it arrived; the client learns of the new leader well within.
+        fake.hold_puts(Some(Duration::from_millis(60)));
+        let (member, put) = put_while(&fake, &client, || fake.elect(2, 3));
+        assert_eq!(member, 1, "the put went to the leader");
+        assert!(put.is_ok(), "{put:?}");
+    }
+
+    #[test]
+    fn a_write_held_when_the_leader_moves_is_given_up_unknown_before_its_deadline() {
+        let fake = FakeCluster::start(2);
+        let client = client(&fake);
+        fake.hold_puts(None);
+        let (_, put) = put_while(&fake, &client, || fake.elect(2, 3));
+        match put {
+            Err(Error::WriteOutcomeUnknown { source, .. }) => assert!(
+                matches!(*source, Error::Abandoned { ref reason, .. } if reason.contains("leader")),
+                "given up for the leader's move, not at its deadline: {source:?}"
+            ),
+            other => panic!("a held write when the leader moves: {other:?}"),
+        }
+    }
 }

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-/// Ends blocking recipe calls from another thread: a [`Mutex::lock_or_cancel`] or an
-/// [`Election::campaign_or_cancel`] that waits with it returns [`Error::Canceled`] at once
-/// when [`cancel`](Cancel::cancel) is called (or was called before), and leaves its queue.
+/// Ends blocking recipe calls from another thread: a [`Mutex::lock_or_cancel`], an
+/// [`Election::campaign_or_cancel`] or an [`Observer::recv_or_cancel`] that waits with
+/// it returns [`Error::Canceled`] at once when [`cancel`](Cancel::cancel) is called (or
+/// was called before); a lock or campaign leaves its queue.
 /// Clones share one state: cancel once, every call waiting with any clone ends. A service
 /// that shuts down keeps one, hands a clone to each worker, and cancels it.
 ///
@@ -16,6 +17,7 @@ use parking_lot::Mutex;
 ///
 /// [`Mutex::lock_or_cancel`]: super::Mutex::lock_or_cancel
 /// [`Election::campaign_or_cancel`]: super::Election::campaign_or_cancel
+/// [`Observer::recv_or_cancel`]: super::Observer::recv_or_cancel
 /// [`Error::Canceled`]: crate::Error::Canceled
 /// [`Error::Closed`]: crate::Error::Closed
 #[derive(Debug, Clone)]

@@ -267,6 +267,31 @@ impl Observer {
         }
     }
 
+    /// [`recv`](Observer::recv), which another thread can also end through `cancel`: then
+    /// it returns [`Error::Canceled`] (the observer stays usable).
+    pub fn recv_or_cancel(&mut self, cancel: &Cancel) -> Result<KeyValue> {
+        let canceled = cancel.receiver();
+        loop {
+            if let Some(kv) = self.pending.pop_front() {
+                return Ok(kv);
+            }
+            if cancel.is_canceled() {
+                return Err(Error::Canceled {
+                    what: "the next leader".to_owned(),
+                });
+            }
+            let responses = self.watcher.receiver().clone();
+            crossbeam_channel::select! {
+                recv(responses) -> response => match response {
+                    Ok(response) => self.apply(response.events()),
+                    // The watch ended: its error.
+                    Err(_) => return Err(self.watcher.recv().err().unwrap_or(Error::Closed)),
+                },
+                recv(canceled) -> _ => {}
+            }
+        }
+    }
+
     fn next_now(&mut self) -> Result<Option<KeyValue>> {
         if let Some(kv) = self.pending.pop_front() {
             return Ok(Some(kv));
