@@ -3,9 +3,13 @@
 //! writes and linearizable reads, on a 3-member cluster with the launcher's flags and the
 //! client's default settings. Prints a table.
 //!
+//! A second table: a rolling restart (each member stopped with SIGTERM and started again,
+//! followers first, the leader last, as an upgrade does) under steady writers: how many
+//! writes failed, how many ended of unknown outcome, and the longest stall.
+//!
 //! `cargo bench --bench failover`; `FAILOVER_WATCH_MS` sets how long each run watches after
 //! its fault (default 3000); `FAILOVER_ONLY=leader` runs only the faults whose name contains
-//! that text.
+//! that text (`rolling` for the rolling restart).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -120,7 +124,84 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
+    if "rolling restart".contains(only.as_str()) {
+        println!();
+        println!(
+            "| rolling restart | callers | writes | failed | unknown outcome | longest stall |"
+        );
+        println!("|---|---|---|---|---|---|");
+        for callers in [1, 8] {
+            let row = rolling(callers)?;
+            println!(
+                "| SIGTERM and restart, each member in turn | {callers} | {} | {} | {} | {:.0} ms |",
+                row.total,
+                row.failed,
+                row.unknown,
+                ms(row.stall_max)
+            );
+        }
+    }
     Ok(())
+}
+
+/// What a rolling restart did to the writes.
+struct Rolling {
+    total: usize,
+    failed: usize,
+    unknown: usize,
+    stall_max: Duration,
+}
+
+/// A rolling restart of a 3-member cluster under `callers` steady writers.
+fn rolling(callers: usize) -> Result<Rolling, Box<dyn std::error::Error>> {
+    let cluster = Cluster::start(3)?;
+    let client = Client::connect(cluster.endpoints())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..callers)
+        .map(|t| {
+            let (kv, stop) = (client.kv(), stop.clone());
+            thread::spawn(move || {
+                let mut outcomes = Vec::new();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let started = Instant::now();
+                    let result = kv.put(format!("bench/{t}/{n}"), "v");
+                    let unknown = result.as_ref().is_err_and(|e| e.is_write_outcome_unknown());
+                    outcomes.push((started.elapsed(), result.is_ok(), unknown));
+                }
+                outcomes
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let leader = cluster.leader()?;
+    for member in (0..3).filter(|&m| m != leader).chain([leader]) {
+        cluster.terminate(member)?;
+        thread::sleep(Duration::from_millis(300));
+        cluster.restart(member)?;
+        cluster.wait_healthy()?;
+        thread::sleep(Duration::from_millis(300));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let outcomes: Vec<(Duration, bool, bool)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap_or_default())
+        .collect();
+    client.close()?;
+    Ok(Rolling {
+        total: outcomes.len(),
+        failed: outcomes
+            .iter()
+            .filter(|(_, ok, unknown)| !ok && !unknown)
+            .count(),
+        unknown: outcomes.iter().filter(|(_, _, unknown)| *unknown).count(),
+        stall_max: outcomes
+            .iter()
+            .map(|(took, _, _)| *took)
+            .max()
+            .unwrap_or_default(),
+    })
 }
 
 fn ms(d: Duration) -> f64 {
