@@ -5,6 +5,7 @@
 //! and `Put` and Maintenance `Status` from one shared script; behaviour that involves a
 //! real server is tested against real etcd (`tests/`).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,12 +60,12 @@ impl Member {
 }
 
 impl Kv for Member {
-    fn range(&mut self, _ctx: RpcContext, _req: RangeRequest, sink: UnarySink<RangeResponse>) {
+    fn range(&mut self, ctx: RpcContext, _req: RangeRequest, sink: UnarySink<RangeResponse>) {
         let response = RangeResponse {
             header: Some(self.header()).into(),
             ..Default::default()
         };
-        drop(sink.success(response));
+        answer(&ctx, sink, response);
     }
 
     fn put(&mut self, _ctx: RpcContext, _req: PutRequest, sink: UnarySink<PutResponse>) {
@@ -86,13 +87,18 @@ impl Kv for Member {
                 header: Some(member.header()).into(),
                 ..Default::default()
             };
-            drop(sink.success(response));
+            // Off the server's thread: wait here for the answer to be sent.
+            let mut sent = sink.success(response);
+            let deadline = crate::time::deadline(Duration::from_secs(5));
+            crate::park::wait(None, deadline, |cx| {
+                std::pin::Pin::new(&mut sent).poll(cx).map(drop)
+            });
         });
     }
 }
 
 impl Maintenance for Member {
-    fn status(&mut self, _ctx: RpcContext, _req: StatusRequest, sink: UnarySink<StatusResponse>) {
+    fn status(&mut self, ctx: RpcContext, _req: StatusRequest, sink: UnarySink<StatusResponse>) {
         let response = StatusResponse {
             header: Some(self.header()).into(),
             version: "3.7.3".to_owned(),
@@ -100,8 +106,16 @@ impl Maintenance for Member {
             raftTerm: self.script.term.load(Ordering::Acquire),
             ..Default::default()
         };
-        drop(sink.success(response));
+        answer(&ctx, sink, response);
     }
+}
+
+/// Sends `response`, and has the server's poll thread see the send through.
+fn answer<T: Send + 'static>(ctx: &RpcContext<'_>, sink: UnarySink<T>, response: T) {
+    let sent = sink.success(response);
+    ctx.spawn(async move {
+        let _ = sent.await;
+    });
 }
 
 impl FakeCluster {
