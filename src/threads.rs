@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
 
+/// How many times in a row a background thread that panics is restarted before the client
+/// gives up on it (then every call fails `Error::BackgroundThread`): the balancer's worker
+/// and the stream threads alike.
+pub(crate) const RESTARTS: u32 = 5;
+
 /// A body that ran this long before it panicked gets its restarts back.
 const STEADY: Duration = Duration::from_secs(60);
 

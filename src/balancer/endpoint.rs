@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::health::{Detail, Health};
+use super::health::{Detail, Health, Need};
 use crate::transport::{Connection, Stubs};
 
 /// An etcd endpoint: its connection, its health, and the member behind it.
@@ -71,11 +71,11 @@ impl Endpoint {
         self.leaderless.store(leaderless, Ordering::Release);
     }
 
-    /// True when a call of this kind should be given up for the endpoint's health: any
-    /// call on an unhealthy endpoint, except a serializable read on a member that only
-    /// lacks a leader.
-    pub(crate) fn unusable(&self, serializable: bool) -> bool {
-        self.health() == Health::Unhealthy && !(serializable && self.leaderless())
+    /// True when a call that needs `need` should be given up for the endpoint's health:
+    /// any call on an unhealthy endpoint, except a serializable read
+    /// ([`Need::Answering`]) on a member that only lacks a leader.
+    pub(crate) fn unusable(&self, need: Need) -> bool {
+        self.health() == Health::Unhealthy && !(need == Need::Answering && self.leaderless())
     }
 
     /// The member ID behind the endpoint; 0 until known.

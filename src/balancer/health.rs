@@ -63,3 +63,16 @@ impl EndpointHealth {
         self.since
     }
 }
+
+/// What a call needs of the member it goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// The leader while it is known and healthy, else any member with a leader: the
+    /// first try of a write or a linearizable read, with leader preference on.
+    Leader,
+    /// Any healthy member, round-robin (a member with a leader): retries, streams, and
+    /// every call with leader preference off.
+    Healthy,
+    /// Any member that answers, with a leader or without one: a serializable read.
+    Answering,
+}

@@ -13,6 +13,7 @@ mod state;
 mod worker;
 
 pub(crate) use endpoint::Endpoint;
+pub(crate) use health::Need;
 pub use health::{EndpointHealth, Health};
 pub(crate) use state::{Balancer, Mark};
 pub(crate) use worker::{start, Settings};

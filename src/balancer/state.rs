@@ -11,15 +11,15 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::RwLock;
 
 use super::endpoint::Endpoint;
-use super::health::{EndpointHealth, Health};
+use super::health::{EndpointHealth, Health, Need};
 use super::leader::{Change, Leader};
 use crate::error::EndpointFailure;
 use crate::park::{self, News};
 use crate::time::Human;
 use crate::transport::{Connection, Connector};
 
-/// What callers tell the worker.
-pub(crate) enum Event {
+/// What callers order the worker to do.
+pub(crate) enum Order {
     /// Probe the endpoint with this target now.
     Probe(String),
     /// A call has waited on the leader longer than a probe may take: probe every endpoint
@@ -54,12 +54,12 @@ pub(crate) struct Balancer {
     /// closes: callers waiting for an endpoint, or on a call whose endpoint or leader may
     /// be gone, subscribe to it.
     news: News,
-    events: Sender<Event>,
+    orders: Sender<Order>,
     pub(super) worker: OnceLock<Thread>,
     /// The cluster the first healthy endpoint belongs to; 0 until known.
     pub(super) cluster_id: AtomicU64,
     pub(super) leader: Leader,
-    /// A hurry (fast probing, [`Event::Hurry`]) is under way: callers need not ask again.
+    /// A hurry (fast probing, [`Order::Hurry`]) is under way: callers need not ask again.
     hurrying: AtomicBool,
     /// How long a call may wait on the leader before the worker is asked to hurry.
     stall: Duration,
@@ -79,8 +79,8 @@ impl Balancer {
         connected: &[usize],
         stall: Duration,
         connector: Connector,
-    ) -> (Arc<Balancer>, Receiver<Event>) {
-        let (events, inbox) = crossbeam_channel::unbounded();
+    ) -> (Arc<Balancer>, Receiver<Order>) {
+        let (orders, inbox) = crossbeam_channel::unbounded();
         let endpoints: Vec<Arc<Endpoint>> = connections
             .into_iter()
             .map(|c| Arc::new(Endpoint::new(c)))
@@ -89,7 +89,7 @@ impl Balancer {
             table: RwLock::new(Arc::new(endpoints)),
             next: AtomicUsize::new(0),
             news: News::default(),
-            events,
+            orders,
             worker: OnceLock::new(),
             cluster_id: AtomicU64::new(0),
             leader: Leader::default(),
@@ -122,18 +122,14 @@ impl Balancer {
         &self.news
     }
 
-    /// With `leader`, the leader's endpoint if it is known and healthy; else a healthy
-    /// endpoint, round-robin; else a suspect one; else, for a `serializable` read, one whose
-    /// member answers without a leader (during a loss of quorum: stale, as such reads may
-    /// be, and never older than the client has seen, which the call layer checks); else
-    /// waits for one of those until `deadline`. `None` at the deadline or once closed.
-    pub(crate) fn pick(
-        &self,
-        deadline: Instant,
-        leader: bool,
-        serializable: bool,
-    ) -> Option<Arc<Endpoint>> {
-        if leader {
+    /// For [`Need::Leader`], the leader's endpoint if it is known and healthy; else a
+    /// healthy endpoint, round-robin; else a suspect one; else, for [`Need::Answering`], one
+    /// whose member answers without a leader (during a loss of quorum: stale, as
+    /// serializable reads may be, and never older than the client has seen, which the call
+    /// layer checks); else waits for one of those until `deadline`. `None` at the deadline
+    /// or once closed.
+    pub(crate) fn pick(&self, deadline: Instant, need: Need) -> Option<Arc<Endpoint>> {
+        if need == Need::Leader {
             if let Some(found) = self.leader_endpoint() {
                 return Some(found);
             }
@@ -142,7 +138,7 @@ impl Balancer {
             if self.closed.load(Ordering::Acquire) {
                 return Poll::Ready(None);
             }
-            match self.pick_now(serializable) {
+            match self.pick_now(need) {
                 Some(found) => Poll::Ready(Some(found)),
                 None => Poll::Pending,
             }
@@ -192,7 +188,7 @@ impl Balancer {
         }
     }
 
-    fn pick_now(&self, serializable: bool) -> Option<Arc<Endpoint>> {
+    fn pick_now(&self, need: Need) -> Option<Arc<Endpoint>> {
         let table = self.table.read();
         let n = table.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -200,7 +196,11 @@ impl Balancer {
         order()
             .find(|e| e.health() == Health::Healthy)
             .or_else(|| order().find(|e| e.health() == Health::Suspect))
-            .or_else(|| order().filter(|_| serializable).find(|e| !e.unusable(true)))
+            .or_else(|| {
+                order()
+                    .filter(|_| need == Need::Answering)
+                    .find(|e| !e.unusable(need))
+            })
             .cloned()
     }
 
@@ -213,7 +213,7 @@ impl Balancer {
             Mark::Unhealthy => Health::Unhealthy,
         };
         self.set_health(endpoint, health, reason);
-        self.wake_worker(Event::Probe(endpoint.target().to_owned()));
+        self.wake_worker(Order::Probe(endpoint.target().to_owned()));
     }
 
     /// Moves `endpoint` to `health`, telling the callers that wait: for an endpoint they
@@ -233,16 +233,16 @@ impl Balancer {
         }
     }
 
-    /// How long a call that needs the leader may wait before [`Balancer::stalled`] is due.
+    /// How long a call that needs the leader may wait before [`Balancer::report_stall`] is due.
     pub(crate) fn stall(&self) -> Duration {
         self.stall
     }
 
     /// A call that needs the leader has waited past [`Balancer::stall`]: the worker probes
     /// every endpoint fast for a while (once per spell, however many calls stall).
-    pub(crate) fn stalled(&self) {
+    pub(crate) fn report_stall(&self) {
         if !self.hurrying.swap(true, Ordering::AcqRel) {
-            self.wake_worker(Event::Hurry);
+            self.wake_worker(Order::Hurry);
         }
     }
 
@@ -269,9 +269,9 @@ impl Balancer {
         self.hurrying.store(false, Ordering::Release);
     }
 
-    pub(super) fn wake_worker(&self, event: Event) {
+    pub(super) fn wake_worker(&self, order: Order) {
         // The worker may have stopped: then nobody needs waking.
-        let _ = self.events.send(event);
+        let _ = self.orders.send(order);
         if let Some(worker) = self.worker.get() {
             worker.unpark();
         }
@@ -326,6 +326,6 @@ impl Balancer {
     /// Makes the worker panic `times` times in a row (the test of a dying worker).
     #[cfg(feature = "testing")]
     pub(crate) fn inject_panic(&self, times: u32) {
-        self.wake_worker(Event::Panic(times));
+        self.wake_worker(Order::Panic(times));
     }
 }

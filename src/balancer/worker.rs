@@ -17,7 +17,7 @@ use grpcio::ClientUnaryReceiver;
 
 use super::endpoint::Endpoint;
 use super::health::Health;
-use super::state::{Balancer, Event, Table};
+use super::state::{Balancer, Order, Table};
 use crate::error::{Error, ServerCode};
 use crate::park;
 use crate::proto::rpc::{
@@ -39,9 +39,6 @@ const LEADERLESS: Duration = Duration::from_millis(25);
 /// after the leader's endpoint failed.
 const HURRY: Duration = Duration::from_secs(1);
 
-/// How many times in a row a panicking worker is restarted before the client gives up.
-const RESTARTS: u32 = 5;
-
 /// How the worker probes and syncs; see [`ClientBuilder`](crate::ClientBuilder) for each
 /// setting.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +56,7 @@ pub(crate) struct Settings {
 /// Starts the worker of `balancer`, registered with `threads`, which stop and join it.
 pub(crate) fn start(
     balancer: &Arc<Balancer>,
-    inbox: Receiver<Event>,
+    inbox: Receiver<Order>,
     settings: Settings,
     threads: &Threads,
 ) -> std::io::Result<()> {
@@ -67,8 +64,8 @@ pub(crate) fn start(
     let runner = balancer.clone();
     let thread = threads.spawn(
         "etcd-balancer",
-        RESTARTS,
-        move || stopper.wake_worker(Event::Stop),
+        crate::threads::RESTARTS,
+        move || stopper.wake_worker(Order::Stop),
         move || run(&runner, &inbox, settings),
     )?;
     let _ = balancer.worker.set(thread);
@@ -102,11 +99,11 @@ struct MemberSync {
     in_flight: Option<ClientUnaryReceiver<MemberListResponse>>,
 }
 
-fn run(balancer: &Balancer, inbox: &Receiver<Event>, settings: Settings) {
+fn run(balancer: &Balancer, inbox: &Receiver<Order>, settings: Settings) {
     park::with_context(|cx| run_in(balancer, inbox, settings, cx));
 }
 
-fn run_in(balancer: &Balancer, inbox: &Receiver<Event>, settings: Settings, cx: &mut Context<'_>) {
+fn run_in(balancer: &Balancer, inbox: &Receiver<Order>, settings: Settings, cx: &mut Context<'_>) {
     let mut probes: HashMap<String, ProbeState> = HashMap::new();
     let mut sync = MemberSync {
         due: time::deadline(settings.auto_sync.unwrap_or(TICK)),
@@ -119,15 +116,15 @@ fn run_in(balancer: &Balancer, inbox: &Receiver<Event>, settings: Settings, cx: 
     loop {
         for event in inbox.try_iter() {
             match event {
-                Event::Probe(target) => {
+                Order::Probe(target) => {
                     if let Some(probe) = probes.get_mut(&target) {
                         probe.due = Instant::now();
                     }
                 }
-                Event::Hurry => hurry_until = Some(time::deadline(HURRY)),
-                Event::Stop => return,
+                Order::Hurry => hurry_until = Some(time::deadline(HURRY)),
+                Order::Stop => return,
                 #[cfg(feature = "testing")]
-                Event::Panic(times) => {
+                Order::Panic(times) => {
                     if times > 1 {
                         balancer.inject_panic(times - 1);
                     }

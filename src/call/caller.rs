@@ -23,9 +23,6 @@ use crate::transport::Stubs;
 /// deadlines of the calls still in flight.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// How many times in a row a stream thread that panics is restarted.
-const THREAD_RESTARTS: u32 = 5;
-
 /// A client's call layer: cheap to clone, shared by the client and every API handle. The
 /// last clone to go closes the client.
 #[derive(Clone)]
@@ -133,7 +130,7 @@ impl Caller {
         }
         self.core
             .threads
-            .spawn(name, THREAD_RESTARTS, stop, body)
+            .spawn(name, crate::threads::RESTARTS, stop, body)
             .map_err(|source| Error::ThreadSpawn {
                 thread: name,
                 source,

@@ -1,5 +1,7 @@
 //! The call layer: the path of every call (pick an endpoint, send, wait, retry or give up),
-//! the retry policy, the revision floor, and the mailbox of the stream threads. API handles depend on this layer alone.
+//! the retry policy, the revision floor, and the stream worker that the watch and
+//! keepalive threads run (with the mailbox it shares with their handles). API handles
+//! depend on this layer alone.
 
 mod caller;
 mod floor;
@@ -9,11 +11,12 @@ mod route;
 mod spec;
 mod stream;
 mod unary;
+mod worker;
 
 pub(crate) use crate::transport::Stubs;
 pub(crate) use caller::Caller;
 pub(crate) use floor::Revisioned;
-pub(crate) use mailbox::Mailbox;
 pub(crate) use route::Route;
 pub(crate) use spec::Rpc;
-pub(crate) use stream::{next, open_stream, send, DuplexStream, Next, Opener};
+pub(crate) use stream::{next, open_stream, send, Next, Opener};
+pub(crate) use worker::{start_once, Look, Owner, StreamView, Worker, IDLE};

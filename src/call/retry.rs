@@ -9,6 +9,18 @@ use super::spec::CallKind;
 use crate::balancer::Mark;
 use crate::error::{Error, ServerCode};
 
+/// The longest pause between two tries.
+pub(crate) const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The pause before try `round + 1` after `round` failed rounds (a stream that would not
+/// open, a full round of a call over every endpoint): 5 ms, doubling per round, at most
+/// [`MAX_BACKOFF`]. The one backoff of the crate's retry loops.
+pub(crate) fn backoff(round: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(5)
+        .saturating_mul(1 << (round.clamp(1, 8) - 1))
+        .min(MAX_BACKOFF)
+}
+
 /// What the call loop does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decision {

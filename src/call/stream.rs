@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 
 use super::caller::Caller;
 use super::route::Route;
-use crate::balancer::{Endpoint, Mark};
+use crate::balancer::{Endpoint, Mark, Need};
 use crate::error::{Error, Result};
 use crate::time::LONGEST;
 use crate::transport::{call_options, Stubs};
@@ -249,7 +249,7 @@ where
     Resp: Send + Unpin + 'static,
 {
     let balancer = &route.balancer;
-    let Some(endpoint) = balancer.pick(deadline, false, false) else {
+    let Some(endpoint) = balancer.pick(deadline, Need::Healthy) else {
         return Err(if balancer.is_closed() {
             Error::Closed
         } else {
@@ -407,7 +407,7 @@ impl<Req, Resp> DuplexStream<Req, Resp> {
             }
             pipe.wait_owner(cx);
         }
-        if self.endpoint.unusable(false) {
+        if self.endpoint.unusable(Need::Healthy) {
             self.cancel();
             return Poll::Ready(Next::Abandoned(Error::Abandoned {
                 endpoint: self.endpoint.target().to_owned(),

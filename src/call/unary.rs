@@ -8,17 +8,14 @@ use std::time::{Duration, Instant};
 use grpcio::{CallOption, ClientUnaryReceiver};
 
 use super::floor::Revisioned;
-use super::retry::{decide, Decision};
+use super::retry::{backoff, decide, Decision};
 use super::route::Route;
 use super::spec::{CallKind, Spec};
-use crate::balancer::{Balancer, Endpoint};
+use crate::balancer::{Balancer, Endpoint, Need};
 use crate::error::{Error, Result};
 use crate::park;
 use crate::time;
 use crate::transport::{call_options, poll_call, Stubs};
-
-/// The longest pause between two rounds of retries.
-const MAX_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How long past its deadline a call may take to come back from gRPC before it is given up
 /// here (gRPC ends it at its deadline; this is a bound on the wait, not a second deadline).
@@ -51,8 +48,14 @@ where
             }));
         }
         // The first try may go to the leader; a retry goes round-robin, away from it.
-        let to_leader = leader && attempts == 0;
-        let Some(endpoint) = balancer.pick(deadline, to_leader, spec.serializable) else {
+        let need = if spec.serializable {
+            Need::Answering
+        } else if leader && attempts == 0 {
+            Need::Leader
+        } else {
+            Need::Healthy
+        };
+        let Some(endpoint) = balancer.pick(deadline, need) else {
             return Err(if balancer.is_closed() {
                 Error::Closed
             } else {
@@ -97,7 +100,7 @@ where
                         revision,
                         seen,
                     });
-                    backoff(attempts, balancer.table().len(), deadline);
+                    pause(attempts, balancer.table().len(), deadline);
                     continue;
                 }
                 route.floor.saw(revision);
@@ -127,7 +130,7 @@ where
             Decision::Retry(mark) => {
                 balancer.report(&endpoint, mark, &error.to_string());
                 last = Some(error);
-                backoff(attempts, balancer.table().len(), deadline);
+                pause(attempts, balancer.table().len(), deadline);
             }
         }
     }
@@ -207,7 +210,7 @@ fn wait<R: Unpin>(
             }
             None if stall_at.is_some_and(|at| Instant::now() >= at) => {
                 stall_at = None;
-                balancer.stalled();
+                balancer.report_stall();
             }
             None if Instant::now() >= end => {
                 call.cancel();
@@ -246,7 +249,12 @@ fn poll<R: Unpin>(
             Err(e) => Outcome::Failed(e),
         }));
     }
-    if endpoint.unusable(serializable) {
+    let need = if serializable {
+        Need::Answering
+    } else {
+        Need::Healthy
+    };
+    if endpoint.unusable(need) {
         let reason = format!("it became unhealthy: {}", endpoint.detail().reason);
         return Poll::Ready(Look::Ended(abandon(call, endpoint, &reason)));
     }
@@ -257,17 +265,14 @@ fn poll<R: Unpin>(
 }
 
 /// Fails over at once while there are endpoints left to try; after each full round of
-/// them, waits 5 ms, doubling per round up to 100 ms, never past the deadline.
-fn backoff(attempts: usize, endpoints: usize, deadline: Instant) {
+/// them, waits as [`backoff`] says, never past the deadline.
+fn pause(attempts: usize, endpoints: usize, deadline: Instant) {
     let endpoints = endpoints.max(1);
     if !attempts.is_multiple_of(endpoints) {
         return;
     }
-    let rounds = (attempts / endpoints).min(8) as u32;
-    let delay = Duration::from_millis(5)
-        .saturating_mul(1 << (rounds - 1))
-        .min(MAX_BACKOFF);
-    std::thread::sleep(delay.min(deadline.saturating_duration_since(Instant::now())));
+    let rounds = u32::try_from(attempts / endpoints).unwrap_or(u32::MAX);
+    std::thread::sleep(backoff(rounds).min(deadline.saturating_duration_since(Instant::now())));
 }
 
 #[cfg(test)]

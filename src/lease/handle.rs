@@ -7,13 +7,16 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::keepalive::KeepAlive;
-use super::keeper::{self, Command, Keeper, Registration};
+use super::keeper::{Command, Keeper, Registration};
 use super::status::{unknown_lease, KeepAliveStatus, LeaseRenewal, Shared};
-use crate::call::{next, open_stream, send, Caller, Next, Opener, Rpc};
+use crate::call::{next, open_stream, send, start_once, Caller, Next, Opener, Rpc};
 use crate::error::{Error, Result};
 use crate::proto::rpc;
 use crate::time;
 use crate::types::{header_of, ResponseHeader};
+
+/// The pause between two tries of a one-off renewal.
+const PAUSE: Duration = Duration::from_millis(10);
 
 /// The longest TTL etcd grants: 9,000,000,000 s (about 285 years).
 const MAX_TTL_SECONDS: i64 = 9_000_000_000;
@@ -95,15 +98,16 @@ impl Lease {
             match attempt {
                 Ok(response) => return Ok(response),
                 // A renewal is safe to repeat: any other failure is tried again elsewhere.
+                // The one retry loop of its own outside `call::retry` (with the queue's
+                // enqueue): a one-off renewal is a stream of one message, which the unary
+                // path does not carry.
                 Err(e)
                     if Instant::now() < deadline
                         && !matches!(e, Error::Closed)
                         && e.code() != Some(crate::ServerCode::LeaseNotFound) =>
                 {
                     log::debug!("etcd lease {id:x} renewal failed, trying again: {e}");
-                    crate::park::park_until(
-                        time::deadline(Duration::from_millis(10)).min(deadline),
-                    );
+                    crate::park::park_until(time::deadline(PAUSE).min(deadline));
                 }
                 Err(e) => return Err(e),
             }
@@ -188,21 +192,13 @@ impl Lease {
 
     /// The client's keeper, started with its thread on first use.
     fn keeper(&self) -> Result<Arc<Keeper>> {
-        let mut slot = self.keeper.lock();
-        if let Some(keeper) = slot.as_ref() {
-            return Ok(keeper.clone());
-        }
-        let route = self.caller.stream_route()?;
-        let keeper = Keeper::new();
-        let (stopper, runner) = (keeper.clone(), keeper.clone());
-        let thread = self.caller.spawn_thread(
+        start_once(
+            &self.keeper,
+            &self.caller,
             "etcd-keepalive",
-            move || stopper.stop(),
-            move || keeper::run(&runner, &route),
-        )?;
-        keeper.set_thread(thread);
-        *slot = Some(keeper.clone());
-        Ok(keeper)
+            Keeper::new,
+            Keeper::worker,
+        )
     }
 
     /// Grants a lease of `ttl` (at least a second; etcd raises TTLs below its minimum,

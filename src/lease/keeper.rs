@@ -1,5 +1,6 @@
-//! The keeper: one thread (`etcd-keepalive`) that renews every kept lease of a client over
-//! one bidirectional keepalive stream, on a healthy member chosen by the balancer.
+//! The keeper: the owner of the stream worker that runs the `etcd-keepalive` thread (see
+//! `call/worker.rs`), which renews every kept lease of a client over one bidirectional
+//! keepalive stream, on a healthy member chosen by the balancer.
 //!
 //! Each lease is renewed a third of its TTL after its last renewal (the Go client's rule;
 //! up to [`EARLY`] sooner, so that renewals due close together go out together), and at
@@ -14,28 +15,17 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::task::Poll;
-use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
+use grpcio::{CallOption, ClientDuplexReceiver, ClientDuplexSender};
 use parking_lot::Mutex;
 
 use super::status::{unknown_lease, KeepAliveStatus as Status, LeaseRenewal as Renewal, Shared};
-use crate::call::{open_stream, DuplexStream, Mailbox, Next, Opener, Route};
+use crate::call::{Look, Owner, StreamView, Stubs, Worker, IDLE};
 use crate::error::Error;
-use crate::park;
 use crate::proto::rpc::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
 use crate::time;
-
-/// How long one attempt to open a stream waits for a healthy endpoint.
-const OPEN_WAIT: Duration = Duration::from_millis(500);
-
-/// The longest pause between two failed attempts to open a stream.
-const MAX_BACKOFF: Duration = Duration::from_millis(100);
-
-/// How often the thread looks around when nothing is due.
-const IDLE: Duration = Duration::from_secs(1);
 
 /// How much sooner than due a renewal may go out (a twelfth of its TTL at most), so that
 /// renewals due close together go out together: one wake of the thread and one write for
@@ -68,36 +58,33 @@ pub(crate) enum Command {
 
 /// The keeper of one client; shared by its handles and its thread.
 pub(crate) struct Keeper {
-    mailbox: Mailbox<Command>,
+    worker: Worker<Leases>,
     /// What each kept lease's handles read, by lease, for ending a lease from a caller's
     /// thread at once (see [`Keeper::end`]); written by handles, never by the thread.
     handles: Mutex<HashMap<i64, Arc<Shared>>>,
-    /// The thread's state; only the thread locks it. Kept here so that a restart after a
-    /// panic goes on with every lease.
-    state: Mutex<State>,
 }
 
 impl Keeper {
-    pub(crate) fn new() -> Arc<Keeper> {
-        Arc::new(Keeper {
-            mailbox: Mailbox::default(),
+    pub(crate) fn new() -> Keeper {
+        Keeper {
+            worker: Worker::new(Leases::default()),
             handles: Mutex::default(),
-            state: Mutex::new(State::default()),
-        })
+        }
     }
 
-    pub(crate) fn set_thread(&self, thread: Thread) {
-        self.mailbox.set_thread(thread);
+    /// The stream worker that runs the keeper's thread.
+    pub(crate) fn worker(&self) -> &Worker<Leases> {
+        &self.worker
     }
 
     /// The endpoint the stream is on, if one is open.
     pub(crate) fn endpoint(&self) -> Option<String> {
-        self.mailbox.endpoint()
+        self.worker.endpoint()
     }
 
     /// How many streams have been opened so far.
     pub(crate) fn streams_opened(&self) -> u64 {
-        self.mailbox.streams_opened()
+        self.worker.streams_opened()
     }
 
     /// Hands the thread a command; refused once the client is closed.
@@ -118,7 +105,7 @@ impl Keeper {
                 self.handles.lock().remove(id);
             }
         }
-        self.mailbox.tell(command)
+        self.worker.tell(command)
     }
 
     /// Ends the keepalive of lease `id`, if one is kept, with `status`: its handles read
@@ -132,18 +119,12 @@ impl Keeper {
         // Refused only once the client is closed; then nothing renews anyway.
         let _ = self.tell(Command::Gone(id, status));
     }
-
-    /// Makes the thread end every kept lease (their handles say the client closed) and
-    /// return.
-    pub(crate) fn stop(&self) {
-        self.mailbox.stop();
-    }
 }
 
 impl std::fmt::Debug for Keeper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keeper")
-            .field("stopping", &self.mailbox.stopping())
+            .field("worker", &self.worker)
             .finish_non_exhaustive()
     }
 }
@@ -172,131 +153,106 @@ impl Kept {
     }
 }
 
-type Stream = DuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>;
-
 /// The keeper's leases and timers. Every step costs a logarithm of the leases, not their
 /// number: renewals due and expiries are kept in order, and renewals on their way in the
 /// order they were sent (etcd answers a stream's renewals in that order).
 #[derive(Default)]
-struct State {
+pub(crate) struct Leases {
     leases: HashMap<i64, Kept>,
     due: BTreeSet<(Instant, i64)>,
     expiry: BTreeSet<(Instant, i64)>,
     in_flight: VecDeque<(Instant, i64)>,
-    stream: Option<Stream>,
+    /// True while a stream is open.
+    open: bool,
     outbox: VecDeque<LeaseKeepAliveRequest>,
     /// When the current stream last sent anything.
     heard: Option<Instant>,
     /// Why the last stream failed, for a lease lost afterwards.
     last_error: Option<Arc<Error>>,
-    failures: u32,
 }
 
-enum Wake {
-    Look,
-    Next(Next<LeaseKeepAliveResponse>),
-    Broken(Error),
-}
+impl Owner for Leases {
+    type Command = Command;
+    type Request = LeaseKeepAliveRequest;
+    type Response = LeaseKeepAliveResponse;
+    const NAME: &'static str = "keepalive";
 
-/// The thread's body: runs until the keeper is stopped.
-pub(crate) fn run(keeper: &Keeper, route: &Route) {
-    let open: &Opener<LeaseKeepAliveRequest, LeaseKeepAliveResponse> =
-        &|s, opt| s.lease.lease_keep_alive_opt(opt);
-    let mut state = keeper.state.lock();
-    let state = &mut *state;
-    loop {
-        if keeper.mailbox.stopping() {
-            state.due.clear();
-            state.expiry.clear();
-            for (_, kept) in std::mem::take(&mut state.leases) {
-                kept.end(Status::Lost(Arc::new(Error::Closed)));
-            }
-            state.detach(keeper, "the client is closing");
-            return;
+    fn open(
+        stubs: &Stubs,
+        option: CallOption,
+    ) -> grpcio::Result<(
+        ClientDuplexSender<LeaseKeepAliveRequest>,
+        ClientDuplexReceiver<LeaseKeepAliveResponse>,
+    )> {
+        stubs.lease.lease_keep_alive_opt(option)
+    }
+
+    fn outbox(&mut self) -> &mut VecDeque<LeaseKeepAliveRequest> {
+        &mut self.outbox
+    }
+
+    fn command(&mut self, command: Command) {
+        self.apply(command);
+    }
+
+    fn wants_stream(&self) -> bool {
+        !self.leases.is_empty()
+    }
+
+    fn tick(&mut self, now: Instant) {
+        self.lose_expired(now);
+    }
+
+    fn attached(&mut self) {
+        self.attach();
+    }
+
+    fn detached(&mut self, why: Error) {
+        self.open = false;
+        self.in_flight.clear();
+        if !matches!(why, Error::Closed) {
+            self.last_error = Some(Arc::new(why));
         }
-        for command in keeper.mailbox.take() {
-            state.apply(command);
-        }
-        let now = Instant::now();
-        state.lose_expired(now);
-        if state.stream.is_none() && !state.leases.is_empty() {
-            match open_stream(route, time::deadline(OPEN_WAIT), open) {
-                Ok(stream) => {
-                    keeper.mailbox.set_endpoint(Some(stream.endpoint()));
-                    state.attach(stream);
-                }
-                Err(Error::Closed) => continue,
-                Err(e) => {
-                    log::debug!("etcd keepalive stream not opened: {e}");
-                    state.last_error = Some(Arc::new(e));
-                    state.failures += 1;
-                    let pause = Duration::from_millis(5)
-                        .saturating_mul(1 << state.failures.min(8))
-                        .min(MAX_BACKOFF);
-                    park::park_until(time::deadline(pause).min(state.next_expiry(now)));
-                    continue;
-                }
-            }
-        }
-        let answer = (route.balancer.stall() / 2).max(MIN_ANSWER);
-        let now = Instant::now();
-        if state.silent(answer, now) {
-            let reason = format!(
+    }
+
+    fn open_failed(&mut self, error: Error) {
+        self.last_error = Some(Arc::new(error));
+    }
+
+    fn latest(&self, now: Instant) -> Instant {
+        self.next_expiry(now)
+    }
+
+    fn look(&mut self, view: &StreamView<'_>, now: Instant) -> Look {
+        let answer = view.answer_time(MIN_ANSWER);
+        if self.silent(answer, now) {
+            return Look::Silent(format!(
                 "its keepalive stream answered no renewal for {} ms",
                 answer.as_millis()
-            );
-            if let Some(stream) = state.stream.as_ref() {
-                stream.report_silent(route, &reason);
-            }
-            state.last_error = Some(Arc::new(Error::Abandoned {
-                endpoint: keeper.endpoint().unwrap_or_default(),
-                reason: reason.clone(),
-            }));
-            state.detach(keeper, &reason);
-            continue;
+            ));
         }
-        let wake_by = state.send_due(now, answer).min(time::deadline(IDLE));
-        let news = route.balancer.news();
-        let woke = park::wait(Some(news), wake_by, |cx| {
-            if keeper.mailbox.stopping() || keeper.mailbox.has_mail() {
-                return Poll::Ready(Wake::Look);
-            }
-            let Some(stream) = state.stream.as_mut() else {
-                return Poll::Pending;
-            };
-            if let Err(e) = stream.poll_send(cx, &mut state.outbox) {
-                return Poll::Ready(Wake::Broken(e));
-            }
-            stream.poll_next(cx).map(Wake::Next)
-        });
-        match woke {
-            None | Some(Wake::Look) => {}
-            Some(Wake::Next(Next::Message(response))) => {
-                // Answers come in batches: take every one that is here.
-                state.renewed(&response);
-                while let Some(response) = state.stream.as_mut().and_then(Stream::take_ready) {
-                    state.renewed(&response);
-                }
-            }
-            Some(Wake::Next(Next::Ended(error))) => {
-                let error = error.unwrap_or_else(|| Error::Abandoned {
-                    endpoint: keeper.endpoint().unwrap_or_default(),
-                    reason: "the server ended the keepalive stream".to_owned(),
-                });
-                let why = error.to_string();
-                state.last_error = Some(Arc::new(error));
-                state.detach(keeper, &why);
-            }
-            Some(Wake::Next(Next::Abandoned(error))) | Some(Wake::Broken(error)) => {
-                let why = error.to_string();
-                state.last_error = Some(Arc::new(error));
-                state.detach(keeper, &why);
-            }
+        Look::Fine(self.send_due(now, answer))
+    }
+
+    fn received(
+        &mut self,
+        view: &StreamView<'_>,
+        response: LeaseKeepAliveResponse,
+    ) -> Result<(), String> {
+        self.renewed(&response, view.endpoint());
+        Ok(())
+    }
+
+    fn closing(&mut self) {
+        self.due.clear();
+        self.expiry.clear();
+        for (_, kept) in std::mem::take(&mut self.leases) {
+            kept.end(Status::Lost(Arc::new(Error::Closed)));
         }
     }
 }
 
-impl State {
+impl Leases {
     fn apply(&mut self, command: Command) {
         match command {
             Command::Keep(registration) => {
@@ -355,9 +311,8 @@ impl State {
     }
 
     /// A new stream: every lease is renewed on it at once.
-    fn attach(&mut self, stream: Stream) {
-        self.failures = 0;
-        self.outbox.clear();
+    fn attach(&mut self) {
+        self.open = true;
         self.in_flight.clear();
         self.due.clear();
         let now = Instant::now();
@@ -367,20 +322,6 @@ impl State {
             self.due.insert((now, id));
         }
         self.heard = None;
-        self.stream = Some(stream);
-    }
-
-    fn detach(&mut self, keeper: &Keeper, why: &str) {
-        keeper.mailbox.set_endpoint(None);
-        if let Some(mut stream) = self.stream.take() {
-            log::info!(
-                "etcd keepalive stream on {} given up: {why}",
-                stream.endpoint()
-            );
-            stream.cancel();
-        }
-        self.outbox.clear();
-        self.in_flight.clear();
     }
 
     /// Leases whose TTL ran out with no renewal landed: lost.
@@ -414,7 +355,7 @@ impl State {
     /// True when the oldest renewal on its way has waited `answer` with nothing heard
     /// since it was sent.
     fn silent(&self, answer: Duration, now: Instant) -> bool {
-        self.stream.is_some()
+        self.open
             && self.in_flight.front().is_some_and(|&(sent, _)| {
                 now >= sent + answer && self.heard.is_none_or(|heard| heard < sent)
             })
@@ -423,7 +364,7 @@ impl State {
     /// Queues the renewals that are due; returns when the thread must look again.
     fn send_due(&mut self, now: Instant, answer: Duration) -> Instant {
         let mut next = self.next_expiry(now);
-        if self.stream.is_none() {
+        if !self.open {
             return next;
         }
         let horizon = (now + EARLY, i64::MAX);
@@ -459,7 +400,7 @@ impl State {
 
     /// A renewal's answer: the lease lives on for its TTL from when the renewal was sent,
     /// or etcd says it is gone.
-    fn renewed(&mut self, response: &LeaseKeepAliveResponse) {
+    fn renewed(&mut self, response: &LeaseKeepAliveResponse, endpoint: &str) {
         let now = Instant::now();
         self.heard = Some(now);
         let id = response.ID;
@@ -474,7 +415,6 @@ impl State {
         if response.TTL <= 0 {
             if let Some(mut kept) = self.remove(id) {
                 if let Some(first) = kept.first.take() {
-                    let endpoint = self.stream.as_ref().map_or("", |s| s.endpoint());
                     let _ = first.try_send(Err(unknown_lease(id, endpoint)));
                 }
                 kept.end(Status::Expired);

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::hub::{self, Command, Hub};
+use super::hub::{Command, Hub};
 use super::options::WatchOptions;
 use super::registration::{Registration, Shared};
 use super::watcher::Watcher;
-use crate::call::Caller;
+use crate::call::{start_once, Caller};
 use crate::error::Result;
 
 /// The watch API of a client: cheap to clone, `Send + Sync`; from
@@ -95,20 +95,6 @@ impl Watch {
 
     /// The client's hub, started with its thread on first use.
     fn hub(&self) -> Result<Arc<Hub>> {
-        let mut slot = self.hub.lock();
-        if let Some(hub) = slot.as_ref() {
-            return Ok(hub.clone());
-        }
-        let route = self.caller.stream_route()?;
-        let hub = Hub::new();
-        let (stopper, runner) = (hub.clone(), hub.clone());
-        let thread = self.caller.spawn_thread(
-            "etcd-watch",
-            move || stopper.stop(),
-            move || hub::run(&runner, &route),
-        )?;
-        hub.set_thread(thread);
-        *slot = Some(hub.clone());
-        Ok(hub)
+        start_once(&self.hub, &self.caller, "etcd-watch", Hub::new, Hub::worker)
     }
 }

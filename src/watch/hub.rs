@@ -1,11 +1,11 @@
-//! The hub: one thread (`etcd-watch`) that drives every watch of a client over one
-//! bidirectional stream, on a healthy member chosen by the balancer.
+//! The hub: the owner of the stream worker that runs the `etcd-watch` thread (see
+//! `call/worker.rs`), which drives every watch of a client over one bidirectional stream,
+//! on a healthy member chosen by the balancer.
 //!
-//! Watchers hand it commands (create, cancel, progress) through its inbox and are woken
-//! by their channels; the thread parks between messages, woken by the stream, by a command
-//! or by the balancer's news. When the stream ends or its member turns unhealthy (hung, cut
-//! off, without a leader, gone), the thread opens a stream on another member and creates
-//! every watch again from the revision after the last one it delivered, dropping what it
+//! Watchers hand it commands (create, cancel, progress) through its mailbox and are woken
+//! by their channels. When the worker moves the stream (it ended, or its member turned
+//! unhealthy: hung, cut off, without a leader, gone), the hub creates every watch again on
+//! the new one from the revision after the last one it delivered, dropping what it
 //! already delivered: nothing is lost, repeated or reordered. It does not wait for the
 //! balancer to find a hung member: a stream that stays behind the client's revision floor
 //! is checked at once (see `liveness`).
@@ -19,32 +19,18 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-use std::task::Poll;
-use std::thread::Thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use parking_lot::Mutex;
+use grpcio::{CallOption, ClientDuplexReceiver, ClientDuplexSender};
 
 use super::group::{shape, Group};
 use super::ids::{Lookup, Numbering, StreamIds};
 use super::liveness::{Liveness, Pace, QUIET};
 use super::registration::{End, Registration};
 use super::responses::WatchResponse;
-use crate::call::{open_stream, DuplexStream, Mailbox, Next, Opener, Route};
+use crate::call::{Look, Owner, StreamView, Stubs, Worker, IDLE};
 use crate::error::Error;
-use crate::park;
 use crate::proto::rpc::{self, WatchProgressRequest, WatchRequest};
-use crate::time;
-
-/// How long one attempt to open a stream waits for a healthy endpoint.
-const OPEN_WAIT: Duration = Duration::from_millis(500);
-
-/// The longest pause between two failed attempts to open a stream.
-const MAX_BACKOFF: Duration = Duration::from_millis(100);
-
-/// How often the thread looks around when nothing wakes it.
-const IDLE: Duration = Duration::from_secs(1);
 
 /// What a watcher asks of the hub.
 pub(crate) enum Command {
@@ -55,25 +41,21 @@ pub(crate) enum Command {
 
 /// The hub of one client; shared by its watchers and its thread.
 pub(crate) struct Hub {
-    mailbox: Mailbox<Command>,
+    worker: Worker<Watches>,
     next_id: AtomicI64,
-    /// The thread's state; only the thread locks it. Kept here so that a restart after a
-    /// panic goes on with every watch.
-    state: Mutex<State>,
 }
 
 impl Hub {
-    pub(crate) fn new() -> Arc<Hub> {
-        Arc::new(Hub {
-            mailbox: Mailbox::default(),
+    pub(crate) fn new() -> Hub {
+        Hub {
+            worker: Worker::new(Watches::default()),
             next_id: AtomicI64::new(1),
-            state: Mutex::new(State::default()),
-        })
+        }
     }
 
-    /// The thread to wake for a command.
-    pub(crate) fn set_thread(&self, thread: Thread) {
-        self.mailbox.set_thread(thread);
+    /// The stream worker that runs the hub's thread.
+    pub(crate) fn worker(&self) -> &Worker<Watches> {
+        &self.worker
     }
 
     /// A new watch ID, never used before on this client.
@@ -83,173 +65,136 @@ impl Hub {
 
     /// The endpoint the stream is on, if one is open.
     pub(crate) fn endpoint(&self) -> Option<String> {
-        self.mailbox.endpoint()
+        self.worker.endpoint()
     }
 
     /// How many streams have been opened so far.
     pub(crate) fn streams_opened(&self) -> u64 {
-        self.mailbox.streams_opened()
+        self.worker.streams_opened()
     }
 
     /// Hands the thread a command; refused once the client is closed.
     pub(crate) fn tell(&self, command: Command) -> Result<(), Error> {
-        self.mailbox.tell(command)
-    }
-
-    /// Makes the thread end every watch with [`Error::Closed`] and return.
-    pub(crate) fn stop(&self) {
-        self.mailbox.stop();
-    }
-
-    /// Gives the current stream up, and forgets its endpoint.
-    fn detach(&self, state: &mut State, why: &str) {
-        self.mailbox.set_endpoint(None);
-        state.detach(why);
+        self.worker.tell(command)
     }
 }
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub")
-            .field("stopping", &self.mailbox.stopping())
+            .field("worker", &self.worker)
             .finish_non_exhaustive()
     }
 }
 
+/// Every watch of the client, as the hub's thread keeps them.
 #[derive(Default)]
-struct State {
+pub(crate) struct Watches {
     /// The server watches, by their IDs.
     watches: BTreeMap<i64, Group>,
     /// The server watch of each watcher, by the watcher's ID.
     owners: HashMap<i64, i64>,
     /// The server watches that watchers starting from now may join, by their shape.
     shapes: HashMap<Vec<u8>, i64>,
-    stream: Option<DuplexStream<WatchRequest, rpc::WatchResponse>>,
+    /// True while a stream is open.
+    open: bool,
     outbox: VecDeque<WatchRequest>,
     /// Which server watch ID is which watch, on the current stream.
     ids: StreamIds,
     /// The stream sent something for a watch ID never learned on it: give it up.
     confused: Option<String>,
-    /// Failed opens in a row.
-    failures: u32,
     /// Whether the current stream's member is still there.
     liveness: Liveness,
     /// Progress requests of watchers not yet answered.
     asked: usize,
 }
 
-/// What woke the thread.
-enum Wake {
-    Look,
-    Next(Next<rpc::WatchResponse>),
-    Broken(Error),
-}
+impl Owner for Watches {
+    type Command = Command;
+    type Request = WatchRequest;
+    type Response = rpc::WatchResponse;
+    const NAME: &'static str = "watch";
 
-/// The thread's body: runs until the hub is stopped.
-pub(crate) fn run(hub: &Hub, route: &Route) {
-    let open: &Opener<WatchRequest, rpc::WatchResponse> = &|s, opt| s.watch.watch_opt(opt);
-    let mut state = hub.state.lock();
-    let state = &mut *state;
-    loop {
-        if hub.mailbox.stopping() {
-            state.end_all(End::Closed);
-            return;
-        }
-        for command in hub.mailbox.take() {
-            state.apply(command);
-        }
-        if state.stream.is_none() && !state.watches.is_empty() {
-            match open_stream(route, time::deadline(OPEN_WAIT), open) {
-                Ok(stream) => {
-                    hub.mailbox.set_endpoint(Some(stream.endpoint()));
-                    state.attach(stream);
-                }
-                Err(Error::Closed) => {
-                    state.end_all(End::Closed);
-                    return;
-                }
-                Err(e) => {
-                    log::debug!("etcd watch stream not opened: {e}");
-                    state.failures += 1;
-                    let pause = Duration::from_millis(5)
-                        .saturating_mul(1 << state.failures.min(8))
-                        .min(MAX_BACKOFF);
-                    park::park_until(time::deadline(pause));
-                    continue;
-                }
-            }
-        }
-        // A member answers a progress request from its own store, with no raft round trip:
-        // half the time a call may wait on the leader before it is thought stalled.
-        let answer = (route.balancer.stall() / 2).max(QUIET);
-        // What the client's calls have seen, or its probes of the other members.
-        let floor = route.floor.get().max(route.balancer.probed_revision());
-        let look = match state.keep_up(route, floor, answer) {
-            Pace::Fine(look) => look,
-            Pace::Ask(look) => {
-                if state.ids.numbering() == Numbering::Own {
-                    state.ids.ping(&mut state.outbox);
-                } else {
-                    state.outbox.push_back(progress_request());
-                }
-                Some(look)
-            }
-            Pace::Silent => {
-                if let Some(stream) = state.stream.as_ref() {
-                    let reason = format!(
-                        "its watch stream sent nothing for {} ms after a progress request \
-                         (the client has seen revision {floor})",
-                        answer.as_millis(),
-                    );
-                    stream.report_silent(route, &reason);
-                    hub.detach(state, &reason);
-                }
-                continue;
-            }
+    fn open(
+        stubs: &Stubs,
+        option: CallOption,
+    ) -> grpcio::Result<(
+        ClientDuplexSender<WatchRequest>,
+        ClientDuplexReceiver<rpc::WatchResponse>,
+    )> {
+        stubs.watch.watch_opt(option)
+    }
+
+    fn outbox(&mut self) -> &mut VecDeque<WatchRequest> {
+        &mut self.outbox
+    }
+
+    fn command(&mut self, command: Command) {
+        self.apply(command);
+    }
+
+    fn wants_stream(&self) -> bool {
+        !self.watches.is_empty()
+    }
+
+    fn attached(&mut self) {
+        self.attach();
+    }
+
+    fn detached(&mut self, _why: Error) {
+        self.open = false;
+        self.ids.reset();
+    }
+
+    fn look(&mut self, view: &StreamView<'_>, now: Instant) -> Look {
+        // A member answers a progress request from its own store, with no raft round trip.
+        let answer = view.answer_time(QUIET);
+        let floor = view.floor();
+        let look = if self.watches.is_empty() {
+            Pace::Fine(None)
+        } else {
+            self.liveness
+                .look(floor, view.leader_epoch(), view.doubted(), answer, now)
         };
-        let news = route.balancer.news();
-        let wake_by = look.map_or(time::deadline(IDLE), |at| at.min(time::deadline(IDLE)));
-        let woke = park::wait(Some(news), wake_by, |cx| {
-            if hub.mailbox.stopping() || hub.mailbox.has_mail() {
-                return Poll::Ready(Wake::Look);
-            }
-            let Some(stream) = state.stream.as_mut() else {
-                return Poll::Pending;
-            };
-            if let Err(e) = stream.poll_send(cx, &mut state.outbox) {
-                return Poll::Ready(Wake::Broken(e));
-            }
-            stream.poll_next(cx).map(Wake::Next)
-        });
-        match woke {
-            None | Some(Wake::Look) => {}
-            Some(Wake::Next(Next::Message(response))) => {
-                // Messages come in batches: take every one that is here.
-                let mut next = Some(response);
-                while let Some(response) = next {
-                    let revision = response.header.as_ref().map_or(0, |h| h.revision);
-                    route.floor.saw(revision);
-                    state.liveness.heard(revision, Instant::now());
-                    state.handle(response);
-                    next = state.stream.as_mut().and_then(|s| s.take_ready());
+        match look {
+            Pace::Fine(look) => Look::Fine(look.unwrap_or(now + IDLE)),
+            Pace::Ask(look) => {
+                if self.ids.numbering() == Numbering::Own {
+                    self.ids.ping(&mut self.outbox);
+                } else {
+                    self.outbox.push_back(progress_request());
                 }
-                if let Some(why) = state.confused.take() {
-                    log::warn!("etcd watch stream: {why}; moving it, every watch resumes");
-                    hub.detach(state, &why);
-                }
+                Look::Fine(look)
             }
-            Some(Wake::Next(Next::Ended(error))) => {
-                let why = error.map_or("the server ended it".to_owned(), |e| e.to_string());
-                hub.detach(state, &why);
-            }
-            Some(Wake::Next(Next::Abandoned(error))) | Some(Wake::Broken(error)) => {
-                hub.detach(state, &error.to_string());
-            }
+            Pace::Silent => Look::Silent(format!(
+                "its watch stream sent nothing for {} ms after a progress request (the client \
+                 has seen revision {floor})",
+                answer.as_millis(),
+            )),
         }
+    }
+
+    fn received(
+        &mut self,
+        view: &StreamView<'_>,
+        response: rpc::WatchResponse,
+    ) -> Result<(), String> {
+        let revision = response.header.as_ref().map_or(0, |h| h.revision);
+        view.saw(revision);
+        self.liveness.heard(revision, Instant::now());
+        self.handle(response);
+        match self.confused.take() {
+            Some(why) => Err(format!("{why}; every watch resumes")),
+            None => Ok(()),
+        }
+    }
+
+    fn closing(&mut self) {
+        self.end_all(End::Closed);
     }
 }
 
-impl State {
+impl Watches {
     fn apply(&mut self, command: Command) {
         match command {
             Command::Create(registration) => {
@@ -265,7 +210,7 @@ impl State {
                     return;
                 }
                 let group = Group::new(registration, shape.clone());
-                if self.stream.is_some() {
+                if self.open {
                     self.ids.create(id, group.create(), &mut self.outbox);
                 }
                 if let Some(shape) = shape {
@@ -277,28 +222,16 @@ impl State {
             Command::Cancel(id) => self.leave(id),
             Command::Progress => {
                 self.asked += 1;
-                if self.stream.is_some() {
+                if self.open {
                     self.outbox.push_back(progress_request());
                 }
             }
         }
     }
 
-    /// One look of the liveness check (see [`Liveness`]) at the current stream.
-    fn keep_up(&mut self, route: &Route, floor: i64, answer: Duration) -> Pace {
-        let Some(stream) = self.stream.as_ref().filter(|_| !self.watches.is_empty()) else {
-            return Pace::Fine(None);
-        };
-        let epoch = route.balancer.leader_epoch();
-        let doubts = stream.doubted(route);
-        self.liveness
-            .look(floor, epoch, doubts, answer, Instant::now())
-    }
-
     /// A new stream: every watch is created on it, from where it left off.
-    fn attach(&mut self, stream: DuplexStream<WatchRequest, rpc::WatchResponse>) {
-        self.failures = 0;
-        self.outbox.clear();
+    fn attach(&mut self) {
+        self.open = true;
         self.ids.reset();
         self.confused = None;
         for (&id, group) in &mut self.watches {
@@ -311,23 +244,12 @@ impl State {
             self.outbox.push_back(progress_request());
         }
         self.liveness.reset();
-        self.stream = Some(stream);
-    }
-
-    /// The stream is gone: cancel it, and open another at the next turn.
-    fn detach(&mut self, why: &str) {
-        if let Some(mut stream) = self.stream.take() {
-            log::info!("etcd watch stream on {} given up: {why}", stream.endpoint());
-            stream.cancel();
-        }
-        self.outbox.clear();
-        self.ids.reset();
     }
 
     fn cancel_on_server(&mut self, id: i64) {
         // A watch whose create is on its way is cancelled once it is answered (see
         // handle); one held back is never sent.
-        if self.stream.is_some() {
+        if self.open {
             self.ids.cancel(id, &mut self.outbox);
         }
     }
@@ -377,7 +299,6 @@ impl State {
         for id in ids {
             self.end(id, end.clone());
         }
-        self.detach("the client is closing");
     }
 
     fn handle(&mut self, mut response: rpc::WatchResponse) {
