@@ -361,111 +361,21 @@
 //! commit was applied) or the commit can never be applied, however late it arrives, and the
 //! closure runs again. Nothing is applied twice, at any isolation level.
 //!
-//! # Architecture
+//! # The model, and where the internals are
 //!
-//! The modules, one line each; each layer imports only the layers below it:
+//! Every call blocks its thread until etcd answers or its deadline passes; nothing runs on
+//! an async runtime. A [`Client`] keeps one connection per endpoint and a balancer thread
+//! that probes every member (a linearizable read that needs a leader and a quorum, so
+//! hung and cut-off members are found, not only dead ones) and learns who leads. A call
+//! goes to the leader when it is known and healthy (writes, linearizable reads), else to
+//! a healthy member; when its member fails or the leader moves, it is retried elsewhere
+//! if its retry class allows (see "Retries"), or ends [`Error::WriteOutcomeUnknown`].
+//! Watches and kept leases each share one stream, on a thread of their own, that moves
+//! to a healthy member when its member fails or falls silent, resuming where it left
+//! off. [`Client::close`] stops and joins every thread the client started.
 //!
-//! | module | what it holds |
-//! |---|---|
-//! | `client` | [`Client`] and [`ClientBuilder`]: settings become the layers' configs, and the layers are put together |
-//! | `kv`, `lease`, `watch` | the API handles ([`Kv`], [`Lease`] with its [`KeepAlive`]s and their keeper thread, [`Watch`] with its [`Watcher`]s and their hub thread), their options and responses; they depend on `call` alone (`watch` borrows the key-range setters of `kv`) |
-//! | `services` | thin handles of etcd's lock and election services ([`LockService`], [`ElectionService`]) |
-//! | `concurrency` | the recipes ([`concurrency::Session`], [`concurrency::Mutex`], [`concurrency::Election`], [`concurrency::Stm`]; locks and elections share one queue of keys, `queue.rs`) on the public API of the handles below |
-//! | `call` | the path of every call: pick, send, wait, retry or give up (`unary.rs`); the stream primitive (`stream.rs`: open a bidirectional stream on a healthy endpoint with its pump on the poll thread, wait on it, give it up with its endpoint, reopen it elsewhere), on which the watch and keepalive threads build, with the mailbox they share with their handles (`mailbox.rs`); the retry policy (`retry.rs`); the revision floor (`floor.rs`); and the `Caller` that owns everything below |
-//! | `balancer` | the endpoint table, each endpoint's health, the leader and its epoch, and the probing worker thread |
-//! | `transport` | endpoint strings, grpcio channels (built in one place), the service stubs of each endpoint, call metadata |
-//! | `threads` | the registry of background threads: named, supervised, stopped and joined by close |
-//! | `park` | the one way a thread waits: park, and be unparked by a completion or by news |
-//! | `error`, `time`, `types`, `proto` | the error type and server codes; saturating durations; plain response values; the generated etcd API |
-//!
-//! **Threads.** A [`Client`] starts two kinds of threads and owns both:
-//! - grpcio's completion-queue threads (`etcd-grpc-0`, ...; one by default,
-//!   [`ClientBuilder::poll_threads`]), which drive every connection of the client, and
-//!   which also run each open stream's pump: a task that hands the C core the messages its
-//!   owner (the hub, the keeper) queued and reads what comes, into a bounded inbox, waking
-//!   the owner once per batch, not once per message. The pump moves messages; the owner
-//!   keeps all the state and makes every decision;
-//! - the balancer's worker (`etcd-balancer`), which keeps the endpoint table true. It is
-//!   registered with the client's thread registry, which restarts it if it panics (up to 5
-//!   times in a row; then every call fails with [`Error::BackgroundThread`]) and which
-//!   [`Client::close`] stops and joins;
-//! - the watch hub (`etcd-watch`), started with the client's first watch and registered
-//!   the same way: one thread drives every watch of the client over one bidirectional
-//!   stream (see "Watches" below);
-//! - the lease keeper (`etcd-keepalive`), started with the client's first
-//!   [`Lease::keep_alive`] and registered the same way: one thread renews every kept lease
-//!   of the client over one keepalive stream (see "Leases" below).
-//!
-//! gRPC's C core runs threads of its own besides (`default-executor`, which takes over
-//! transport work when a connection is busy on two threads at once, `resolver-executor`,
-//! `timer_manager`): they are process-wide, shared with any other grpcio user in the
-//! process, and not the client's to start or stop.
-//!
-//! Each endpoint has one grpcio channel (one HTTP/2 connection, not shared with other
-//! clients), built without gRPC's retry filter (what is safe to retry is decided here) and
-//! its idle filter (a connection lives as long as its client): both would cost every call.
-//! [`ClientBuilder::connect`] dials them all in parallel and returns once one is ready, or
-//! fails after the dial timeout naming every endpoint with its cause
-//! ([`Error::ConnectFailed`]).
-//!
-//! **The balancer.** Every endpoint is [`Health::Healthy`], [`Health::Suspect`] or
-//! [`Health::Unhealthy`] (with a reason and since when; [`Client::endpoint_health`]). Callers
-//! read that from an atomic, never waiting on the worker. The worker probes all endpoints in
-//! parallel, each with a linearizable one-key count under etcd's require-leader metadata and
-//! a short deadline ([`ClientBuilder::probe_interval`], [`ClientBuilder::probe_timeout`]): it
-//! passes only if the member is up, has a leader and reaches its quorum, so members that hang
-//! or are cut off from their peers are found too, which HTTP/2 pings cannot do. A failed
-//! probe makes the endpoint unhealthy; it is re-probed with backoff from 50 ms and rejoins as
-//! soon as a probe passes. Callers that see a call fail report the endpoint suspect, which
-//! makes the worker probe it at once. A status call sent with each probe tells the member
-//! behind each endpoint, who leads, and in which raft term. The leader epoch moves only when
-//! the leader really changes or is lost: a healthy member names another leader or a newer
-//! term, or a member says it has none while the leader's own endpoint fails. A leader whose
-//! port merely stops answering is no longer sent calls, but moves nothing: calls its
-//! followers forward to it still complete. An endpoint of another cluster (cluster ID) is
-//! refused. With [`ClientBuilder::auto_sync_interval`] the worker also reads the member list
-//! and replaces the endpoint table: new members are added, departed ones dropped (their
-//! connections close when their last call ends).
-//!
-//! **Waiting.** Every wait in the crate goes through `park::wait`: the thread polls what it
-//! waits for with a waker that unparks it, subscribes to the balancer's news (health
-//! changes, leader changes, close), and parks until one of them or its deadline comes. A
-//! caller blocked on a call is woken by the call's completion or by news that concerns
-//! it, never by a timer that polls.
-//!
-//! **Ownership.** The client, its clones and the API handles ([`Kv`], [`Lease`],
-//! [`Watch`], [`KeepAlive`]) share one
-//! caller (the call layer's state), which owns the connections, the balancer and the thread
-//! registry. The worker holds only the balancer's state, never the caller. The connections
-//! sit behind a lock that is held only to clone an `Arc` out of it, never across a call.
-//! [`Client::close`] (or dropping the last clone or handle) takes them out, so later calls
-//! fail with [`Error::Closed`], ends the waits for a healthy endpoint, stops and joins every
-//! registered thread, then waits for the calls still in flight, each until its own deadline,
-//! and for grpcio's threads to stop.
-//!
-//! **A call.** `kv.get(..)` validates its options and builds the protobuf request on the
-//! caller's thread, then, within the call's one deadline: picks an endpoint (for a write or
-//! a linearizable read, the leader's while it is known and healthy,
-//! [`ClientBuilder::prefer_leader`]; otherwise a healthy endpoint round-robin, a suspect one
-//! if none is healthy, for a serializable read a member that answers without a leader (so
-//! such reads go on through a loss of quorum, stale as serializable reads may be), or else
-//! it waits for one to turn healthy, and at the deadline fails with
-//! [`Error::NoHealthyEndpoint`] listing every endpoint and its last failure); starts the
-//! call there with require-leader metadata (except serializable reads); and blocks, parked,
-//! until a poll thread completes it. If the endpoint turns unhealthy meanwhile, or the
-//! leader changes or is lost (a follower may have forwarded the call to a leader that is
-//! gone), the call is given up rather than left to hang; while the leader is lost, and for
-//! a second after the leader's endpoint fails or a call has waited on the leader past half
-//! a probe timeout, the worker probes every 25 ms to learn the truth (a leader cut off from
-//! its quorum still answers probes, but commits nothing). A failure goes to one function,
-//! `call::retry::decide`: repeatable calls (reads, lease time-to-live, read-only
-//! transactions) are tried on another endpoint, with a growing pause after each full
-//! round; writes only when they never reached a server (no connection, or refused for
-//! having no leader), and otherwise fail with [`Error::WriteOutcomeUnknown`] so that
-//! nothing is applied twice. The client remembers the highest revision it has seen, and a
-//! serializable read answered from behind it is asked elsewhere, so a failover never takes
-//! the client back in time. The response becomes this crate's types (the generated protobuf
-//! types stay private).
+//! How it is built (the layers, the threads, how a call and an event flow through them,
+//! and a glossary) is in `ARCHITECTURE.md`, at the root of the crate's repository.
 //!
 //! # Testing against real etcd
 //!
