@@ -11,14 +11,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use grpcio::{Environment, RpcContext, Server, ServerBuilder, UnarySink};
+use futures_core::Stream;
+use futures_sink::Sink;
+use grpcio::{
+    DuplexSink, Environment, RequestStream, RpcContext, Server, ServerBuilder, UnarySink,
+    WriteFlags,
+};
 use parking_lot::Mutex;
 
 use crate::proto::rpc::{
-    PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, StatusRequest,
-    StatusResponse,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, ResponseHeader, StatusRequest, StatusResponse,
 };
-use crate::proto::rpc_grpc::{create_kv, create_maintenance, Kv, Maintenance};
+use crate::proto::rpc_grpc::{create_kv, create_lease, create_maintenance, Kv, Lease, Maintenance};
 
 /// What every member answers from: the leader, the term, the store's revision, and how
 /// puts are answered.
@@ -31,6 +36,14 @@ struct Script {
     put_delay: Mutex<Option<Duration>>,
     /// Told of every put as it arrives, with the member that took it.
     puts: Mutex<Option<Sender<u64>>>,
+    /// Members that have no leader: they refuse reads (probes too) and puts with
+    /// `etcdserver: no leader`, as etcd does under require-leader metadata, and their
+    /// status names no leader.
+    leaderless: Mutex<std::collections::HashSet<u64>>,
+    /// The TTL every renewal answers (0: the lease is gone).
+    lease_ttl: AtomicI64,
+    /// Members that read renewals and answer none (hung, as a paused member is).
+    silent: Mutex<std::collections::HashSet<u64>>,
 }
 
 /// A fake cluster: members 1 to n, member 1 leading in term 2.
@@ -48,6 +61,10 @@ struct Member {
 }
 
 impl Member {
+    fn leaderless(&self) -> bool {
+        self.script.leaderless.lock().contains(&self.id)
+    }
+
     fn header(&self) -> ResponseHeader {
         ResponseHeader {
             cluster_id: 1,
@@ -61,6 +78,9 @@ impl Member {
 
 impl Kv for Member {
     fn range(&mut self, ctx: RpcContext, _req: RangeRequest, sink: UnarySink<RangeResponse>) {
+        if self.leaderless() {
+            return no_leader(&ctx, sink);
+        }
         let response = RangeResponse {
             header: Some(self.header()).into(),
             ..Default::default()
@@ -68,7 +88,10 @@ impl Kv for Member {
         answer(&ctx, sink, response);
     }
 
-    fn put(&mut self, _ctx: RpcContext, _req: PutRequest, sink: UnarySink<PutResponse>) {
+    fn put(&mut self, ctx: RpcContext, _req: PutRequest, sink: UnarySink<PutResponse>) {
+        if self.leaderless() {
+            return no_leader(&ctx, sink);
+        }
         if let Some(puts) = self.script.puts.lock().as_ref() {
             let _ = puts.send(self.id);
         }
@@ -97,17 +120,68 @@ impl Kv for Member {
     }
 }
 
+impl Lease for Member {
+    fn lease_keep_alive(
+        &mut self,
+        ctx: RpcContext,
+        mut stream: RequestStream<LeaseKeepAliveRequest>,
+        mut sink: DuplexSink<LeaseKeepAliveResponse>,
+    ) {
+        let member = self.clone();
+        ctx.spawn(async move {
+            use std::future::poll_fn;
+            use std::pin::Pin;
+            while let Some(Ok(request)) = poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await {
+                if member.script.silent.lock().contains(&member.id) {
+                    continue;
+                }
+                let response = LeaseKeepAliveResponse {
+                    header: Some(member.header()).into(),
+                    ID: request.ID,
+                    TTL: member.script.lease_ttl.load(Ordering::Acquire),
+                    ..Default::default()
+                };
+                let sent = async {
+                    poll_fn(|cx| Pin::new(&mut sink).poll_ready(cx)).await?;
+                    Pin::new(&mut sink).start_send((response, WriteFlags::default()))?;
+                    poll_fn(|cx| Pin::new(&mut sink).poll_flush(cx)).await
+                };
+                if sent.await.is_err() {
+                    return;
+                }
+            }
+            let _ = poll_fn(|cx| Pin::new(&mut sink).poll_close(cx)).await;
+        });
+    }
+}
+
 impl Maintenance for Member {
     fn status(&mut self, ctx: RpcContext, _req: StatusRequest, sink: UnarySink<StatusResponse>) {
         let response = StatusResponse {
             header: Some(self.header()).into(),
             version: "3.7.3".to_owned(),
-            leader: self.script.leader.load(Ordering::Acquire),
+            leader: if self.leaderless() {
+                0
+            } else {
+                self.script.leader.load(Ordering::Acquire)
+            },
             raftTerm: self.script.term.load(Ordering::Acquire),
             ..Default::default()
         };
         answer(&ctx, sink, response);
     }
+}
+
+/// Refuses the call as a member without a leader does.
+fn no_leader<T: Send + 'static>(ctx: &RpcContext<'_>, sink: UnarySink<T>) {
+    let status = grpcio::RpcStatus::with_message(
+        grpcio::RpcStatusCode::UNAVAILABLE,
+        "etcdserver: no leader".to_owned(),
+    );
+    let sent = sink.fail(status);
+    ctx.spawn(async move {
+        let _ = sent.await;
+    });
 }
 
 /// Sends `response`, and has the server's poll thread see the send through.
@@ -125,6 +199,7 @@ impl FakeCluster {
         script.leader.store(1, Ordering::Release);
         script.term.store(2, Ordering::Release);
         script.revision.store(1, Ordering::Release);
+        script.lease_ttl.store(1, Ordering::Release);
         *script.put_delay.lock() = Some(Duration::ZERO);
         let (sender, puts) = crossbeam_channel::unbounded();
         *script.puts.lock() = Some(sender);
@@ -137,6 +212,7 @@ impl FakeCluster {
                 };
                 let mut server = ServerBuilder::new(env.clone())
                     .register_service(create_kv(member.clone()))
+                    .register_service(create_lease(member.clone()))
                     .register_service(create_maintenance(member))
                     .build()
                     .expect("a fake member's server");
@@ -166,6 +242,31 @@ impl FakeCluster {
     pub(crate) fn elect(&self, leader: u64, term: u64) {
         self.script.term.store(term, Ordering::Release);
         self.script.leader.store(leader, Ordering::Release);
+    }
+
+    /// Member `id` has no leader from now on (`true`), or has one again.
+    pub(crate) fn set_leaderless(&self, id: u64, leaderless: bool) {
+        let mut set = self.script.leaderless.lock();
+        if leaderless {
+            set.insert(id);
+        } else {
+            set.remove(&id);
+        }
+    }
+
+    /// Renewals answer `ttl` seconds from now on (0: the lease is gone).
+    pub(crate) fn set_lease_ttl(&self, ttl: i64) {
+        self.script.lease_ttl.store(ttl, Ordering::Release);
+    }
+
+    /// Member `id` answers no renewal from now on (`true`), or answers again.
+    pub(crate) fn set_silent(&self, id: u64, silent: bool) {
+        let mut set = self.script.silent.lock();
+        if silent {
+            set.insert(id);
+        } else {
+            set.remove(&id);
+        }
     }
 
     /// Puts are answered after `delay` from now on (`None`: never).

@@ -343,3 +343,102 @@ mod tests {
         }
     }
 }
+
+/// The balancer's choices, seen through the calls it routes: leader preference, round
+/// robin, a member without a leader left and taken back.
+#[cfg(test)]
+mod routing_tests {
+    use std::time::{Duration, Instant};
+
+    use crate::fake::FakeCluster;
+    use crate::{Client, Health};
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    fn client(fake: &FakeCluster, prefer_leader: bool) -> Client {
+        Client::builder()
+            .endpoints(fake.endpoints())
+            .probe_interval(Duration::from_millis(10))
+            .prefer_leader(prefer_leader)
+            .connect()
+            .expect("connect to the fake cluster")
+    }
+
+    /// Polls `condition` until it holds, or panics after `WAIT` naming `what`.
+    fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !condition() {
+            assert!(Instant::now() < deadline, "never: {what}");
+            crate::park::park_until(crate::time::deadline(Duration::from_millis(1)));
+        }
+    }
+
+    /// The member that takes a put.
+    fn put_goes_to(fake: &FakeCluster, client: &Client) -> u64 {
+        client.kv().put("k", "v").expect("put");
+        fake.next_put(WAIT).expect("the put reached a member")
+    }
+
+    #[test]
+    fn writes_go_to_the_leader_and_follow_it_when_it_changes() {
+        let fake = FakeCluster::start(3);
+        let client = client(&fake, true);
+        let balancer = client.caller().balancer().expect("open");
+        wait_until("member 1 learnt as the leader", || {
+            balancer.leader_id() == 1
+        });
+        for _ in 0..5 {
+            assert_eq!(put_goes_to(&fake, &client), 1, "every put to the leader");
+        }
+        fake.elect(3, 3);
+        wait_until("puts go to member 3, the new leader", || {
+            put_goes_to(&fake, &client) == 3
+        });
+        for _ in 0..5 {
+            assert_eq!(put_goes_to(&fake, &client), 3);
+        }
+    }
+
+    #[test]
+    fn without_leader_preference_calls_go_round_robin_over_every_member() {
+        let fake = FakeCluster::start(3);
+        let client = client(&fake, false);
+        wait_until("every member healthy", || {
+            client
+                .endpoint_health()
+                .iter()
+                .all(|h| h.health() == Health::Healthy)
+        });
+        let members: Vec<u64> = (0..9).map(|_| put_goes_to(&fake, &client)).collect();
+        // Round robin, not chance: each window of three has every member once.
+        for window in members.chunks(3) {
+            let mut sorted = window.to_vec();
+            sorted.sort_unstable();
+            assert_eq!(sorted, [1, 2, 3], "{members:?}");
+        }
+    }
+
+    #[test]
+    fn a_member_without_a_leader_is_left_and_taken_back() {
+        let fake = FakeCluster::start(3);
+        let client = client(&fake, false);
+        let health = |i: usize| client.endpoint_health()[i].health();
+        wait_until("every member healthy", || {
+            (0..3).all(|i| health(i) == Health::Healthy)
+        });
+        fake.set_leaderless(2, true);
+        wait_until("member 2 unhealthy", || health(1) == Health::Unhealthy);
+        for _ in 0..6 {
+            assert_ne!(
+                put_goes_to(&fake, &client),
+                2,
+                "a put to a leaderless member"
+            );
+        }
+        fake.set_leaderless(2, false);
+        wait_until("member 2 healthy again", || health(1) == Health::Healthy);
+        wait_until("a put on member 2 again", || {
+            put_goes_to(&fake, &client) == 2
+        });
+    }
+}

@@ -441,3 +441,82 @@ impl Leases {
         self.insert(id, kept);
     }
 }
+
+/// The keeper against the in-process fake (`fake.rs`): renewals on time, a silent member
+/// left for another, a lease the server no longer has.
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::fake::FakeCluster;
+    use crate::{Client, KeepAliveStatus};
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    fn client(fake: &FakeCluster) -> Client {
+        Client::builder()
+            .endpoints(fake.endpoints())
+            .probe_interval(Duration::from_millis(10))
+            .connect()
+            .expect("connect to the fake cluster")
+    }
+
+    #[test]
+    fn renewals_come_a_third_of_the_ttl_apart() {
+        let fake = FakeCluster::start(1);
+        let client = client(&fake);
+        let kept = client.lease().keep_alive(7).expect("keep");
+        // The channel has every renewal, the first (the one keep_alive waited for) too.
+        let mut sent = Vec::new();
+        while sent.len() < 4 {
+            let renewal = kept.renewals().recv_timeout(WAIT).expect("a renewal");
+            sent.push(renewal.sent_at());
+        }
+        // TTL 1 s: due 333 ms after the last, up to a twelfth of the TTL (83 ms) sooner;
+        // every half TTL (500 ms) would be too late, every quarter too soon.
+        for pair in sent.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= Duration::from_millis(250) && gap < Duration::from_millis(450),
+                "renewals {gap:?} apart"
+            );
+        }
+        assert!(kept.status().is_alive());
+    }
+
+    #[test]
+    fn a_member_that_answers_no_renewal_is_left_for_another() {
+        let fake = FakeCluster::start(2);
+        let client = client(&fake);
+        let lease = client.lease();
+        let kept = lease.keep_alive(7).expect("keep");
+        let serving = lease.keepalive_endpoint().expect("a stream is open");
+        let id = if serving == fake.endpoints()[0] { 1 } else { 2 };
+        fake.set_silent(id, true);
+        let deadline = Instant::now() + WAIT;
+        while lease.keepalive_endpoint().is_none_or(|e| e == serving) {
+            assert!(
+                Instant::now() < deadline,
+                "the stream never left the silent member"
+            );
+            crate::park::park_until(crate::time::deadline(Duration::from_millis(5)));
+        }
+        let renewal = kept
+            .renewals()
+            .recv_timeout(WAIT)
+            .expect("renewed elsewhere");
+        assert!(renewal.ttl() > Duration::ZERO);
+        assert!(kept.status().is_alive());
+        assert!(lease.keepalive_streams_opened() >= 2);
+    }
+
+    #[test]
+    fn a_renewal_answering_ttl_zero_ends_the_lease_expired() {
+        let fake = FakeCluster::start(1);
+        let client = client(&fake);
+        let kept = client.lease().keep_alive(7).expect("keep");
+        fake.set_lease_ttl(0);
+        let end = kept.wait(WAIT).expect("ended");
+        assert!(matches!(end, KeepAliveStatus::Expired), "{end:?}");
+    }
+}
