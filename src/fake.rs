@@ -19,11 +19,15 @@ use grpcio::{
 };
 use parking_lot::Mutex;
 
+use crate::proto::kv::{Event, KeyValue};
 use crate::proto::rpc::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, ResponseHeader, StatusRequest, StatusResponse,
+    RangeResponse, ResponseHeader, StatusRequest, StatusResponse, WatchRequest,
+    WatchRequest_oneof_request_union as Union, WatchResponse,
 };
-use crate::proto::rpc_grpc::{create_kv, create_lease, create_maintenance, Kv, Lease, Maintenance};
+use crate::proto::rpc_grpc::{
+    create_kv, create_lease, create_maintenance, create_watch, Kv, Lease, Maintenance, Watch,
+};
 
 /// What every member answers from: the leader, the term, the store's revision, and how
 /// puts are answered.
@@ -44,6 +48,12 @@ struct Script {
     lease_ttl: AtomicI64,
     /// Members that read renewals and answer none (hung, as a paused member is).
     silent: Mutex<std::collections::HashSet<u64>>,
+    /// Every put made through [`FakeCluster::emit`]: its revision and key.
+    history: Mutex<Vec<(i64, Vec<u8>)>>,
+    /// The watch streams waiting for the history to grow.
+    feed: Mutex<Vec<std::task::Waker>>,
+    /// The next watch response goes out with a watch ID nobody created.
+    stray: std::sync::atomic::AtomicBool,
 }
 
 /// A fake cluster: members 1 to n, member 1 leading in term 2.
@@ -155,6 +165,176 @@ impl Lease for Member {
     }
 }
 
+impl Watch for Member {
+    fn watch(
+        &mut self,
+        ctx: RpcContext,
+        stream: RequestStream<WatchRequest>,
+        sink: DuplexSink<WatchResponse>,
+    ) {
+        ctx.spawn(Serve {
+            member: self.clone(),
+            stream,
+            sink,
+            watches: Vec::new(),
+            out: std::collections::VecDeque::new(),
+        });
+    }
+}
+
+/// One watch on a fake member's stream: its ID, its range, the next revision it gets.
+struct FakeWatch {
+    id: i64,
+    key: Vec<u8>,
+    range_end: Vec<u8>,
+    next: i64,
+}
+
+impl FakeWatch {
+    fn covers(&self, key: &[u8]) -> bool {
+        if self.range_end.is_empty() {
+            key == self.key.as_slice()
+        } else {
+            key >= self.key.as_slice() && key < self.range_end.as_slice()
+        }
+    }
+}
+
+/// A fake member's watch stream: creates, cancels and progress requests answered in
+/// order, then every put of the history from each watch's next revision, one response
+/// per revision; a silent member sends nothing.
+struct Serve {
+    member: Member,
+    stream: RequestStream<WatchRequest>,
+    sink: DuplexSink<WatchResponse>,
+    watches: Vec<FakeWatch>,
+    out: std::collections::VecDeque<WatchResponse>,
+}
+
+impl Serve {
+    fn request(&mut self, request: WatchRequest) {
+        let header = Some(self.member.header()).into();
+        match request.request_union {
+            Some(Union::create_request(create)) => {
+                let revision = self.member.script.revision.load(Ordering::Acquire);
+                self.watches.push(FakeWatch {
+                    id: create.watch_id,
+                    key: create.key,
+                    range_end: create.range_end,
+                    next: if create.start_revision > 0 {
+                        create.start_revision
+                    } else {
+                        revision + 1
+                    },
+                });
+                self.out.push_back(WatchResponse {
+                    header,
+                    watch_id: create.watch_id,
+                    created: true,
+                    ..Default::default()
+                });
+            }
+            Some(Union::cancel_request(cancel)) => {
+                self.watches.retain(|w| w.id != cancel.watch_id);
+                self.out.push_back(WatchResponse {
+                    header,
+                    watch_id: cancel.watch_id,
+                    canceled: true,
+                    ..Default::default()
+                });
+            }
+            Some(Union::progress_request(_)) => self.out.push_back(WatchResponse {
+                header,
+                watch_id: -1,
+                ..Default::default()
+            }),
+            None => {}
+        }
+    }
+
+    /// Queues what the history holds for each watch from its next revision on.
+    fn catch_up(&mut self) {
+        let history = self.member.script.history.lock().clone();
+        for watch in &mut self.watches {
+            let from = watch.next;
+            for (revision, key) in history.iter().filter(|(r, _)| *r >= from) {
+                watch.next = revision + 1;
+                if !watch.covers(key) {
+                    continue;
+                }
+                let stray = self.member.script.stray.swap(false, Ordering::AcqRel);
+                let kv = KeyValue {
+                    key: key.clone(),
+                    create_revision: *revision,
+                    mod_revision: *revision,
+                    version: 1,
+                    ..Default::default()
+                };
+                self.out.push_back(WatchResponse {
+                    header: Some(ResponseHeader {
+                        revision: *revision,
+                        ..self.member.header()
+                    })
+                    .into(),
+                    watch_id: if stray { 999_999 } else { watch.id },
+                    events: vec![Event {
+                        kv: Some(kv).into(),
+                        ..Default::default()
+                    }]
+                    .into(),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+}
+
+impl Future for Serve {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use std::pin::Pin;
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            match Pin::new(&mut this.stream).poll_next(cx) {
+                Poll::Ready(Some(Ok(request))) => this.request(request),
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => break,
+            }
+        }
+        this.member.script.feed.lock().push(cx.waker().clone());
+        if this.member.script.silent.lock().contains(&this.member.id) {
+            this.out.clear();
+            return Poll::Pending;
+        }
+        this.catch_up();
+        while !this.out.is_empty() {
+            match Pin::new(&mut this.sink).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+            let Some(response) = this.out.pop_front() else {
+                break;
+            };
+            if Pin::new(&mut this.sink)
+                .start_send((response, WriteFlags::default()))
+                .is_err()
+            {
+                return Poll::Ready(());
+            }
+        }
+        match Pin::new(&mut this.sink).poll_flush(cx) {
+            Poll::Ready(Err(_)) => Poll::Ready(()),
+            _ => Poll::Pending,
+        }
+    }
+}
+
 impl Maintenance for Member {
     fn status(&mut self, ctx: RpcContext, _req: StatusRequest, sink: UnarySink<StatusResponse>) {
         let response = StatusResponse {
@@ -213,6 +393,7 @@ impl FakeCluster {
                 let mut server = ServerBuilder::new(env.clone())
                     .register_service(create_kv(member.clone()))
                     .register_service(create_lease(member.clone()))
+                    .register_service(create_watch(member.clone()))
                     .register_service(create_maintenance(member))
                     .build()
                     .expect("a fake member's server");
@@ -267,6 +448,26 @@ impl FakeCluster {
         } else {
             set.remove(&id);
         }
+    }
+
+    /// A put of `key` applied by the cluster (not through a client): the store's revision
+    /// goes up by one, and every watch that covers the key gets the event. Returns the
+    /// revision.
+    pub(crate) fn emit(&self, key: &str) -> i64 {
+        let revision = self.script.revision.fetch_add(1, Ordering::AcqRel) + 1;
+        self.script
+            .history
+            .lock()
+            .push((revision, key.as_bytes().to_vec()));
+        for waker in std::mem::take(&mut *self.script.feed.lock()) {
+            waker.wake();
+        }
+        revision
+    }
+
+    /// The next watch response goes out with a watch ID nobody created.
+    pub(crate) fn send_stray(&self) {
+        self.script.stray.store(true, Ordering::Release);
     }
 
     /// Puts are answered after `delay` from now on (`None`: never).

@@ -409,3 +409,82 @@ fn progress_request() -> WatchRequest {
     request.set_progress_request(WatchProgressRequest::new());
     request
 }
+
+/// The hub against the in-process fake (`fake.rs`): a stream moved off a silent member
+/// resumes every watch where it left off, and an event for a watch ID never created
+/// moves the stream instead of being dropped.
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::fake::FakeCluster;
+    use crate::{Client, WatchOptions, Watcher};
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    fn client(fake: &FakeCluster) -> Client {
+        Client::builder()
+            .endpoints(fake.endpoints())
+            .probe_interval(Duration::from_millis(10))
+            .connect()
+            .expect("connect to the fake cluster")
+    }
+
+    /// The revisions of the next `n` events.
+    fn revisions(watcher: &Watcher, n: usize) -> Vec<i64> {
+        let mut seen = Vec::new();
+        while seen.len() < n {
+            let response = watcher
+                .recv_timeout(WAIT)
+                .expect("watching")
+                .unwrap_or_else(|| panic!("{} of {n} events: {seen:?}", seen.len()));
+            seen.extend(response.events().iter().map(|e| e.revision()));
+        }
+        seen
+    }
+
+    #[test]
+    fn a_stream_moved_off_a_silent_member_resumes_every_watch_where_it_left_off() {
+        let fake = FakeCluster::start(2);
+        let client = client(&fake);
+        let watch = client.watch();
+        let watcher = watch
+            .watch_with("w/", WatchOptions::new().prefix())
+            .expect("watch");
+        watcher.created_revision().expect("created");
+        let before: Vec<i64> = (0..3).map(|i| fake.emit(&format!("w/{i}"))).collect();
+        assert_eq!(revisions(&watcher, 3), before);
+        let serving = watch.stream_endpoint().expect("a stream");
+        let id = if serving == fake.endpoints()[0] { 1 } else { 2 };
+        fake.set_silent(id, true);
+        // The probes see the store move on; the stream does not follow; the hub asks its
+        // member for progress, hears nothing, and moves.
+        let after: Vec<i64> = (3..6).map(|i| fake.emit(&format!("w/{i}"))).collect();
+        assert_eq!(revisions(&watcher, 3), after, "none lost, none twice");
+        assert!(watch.stream_endpoint().is_some_and(|e| e != serving));
+        assert_eq!(watch.streams_opened(), 2);
+    }
+
+    #[test]
+    fn an_event_for_a_watch_id_never_created_moves_the_stream() {
+        let fake = FakeCluster::start(1);
+        let client = client(&fake);
+        let watch = client.watch();
+        let watcher = watch
+            .watch_with("s/", WatchOptions::new().prefix())
+            .expect("watch");
+        watcher.created_revision().expect("created");
+        fake.send_stray();
+        let first = fake.emit("s/a");
+        // The stray response is not this watch's: the stream is moved (to the one member
+        // there is), and the watch resumes from where it was, so the event comes once.
+        assert_eq!(revisions(&watcher, 1), [first]);
+        let deadline = Instant::now() + WAIT;
+        while watch.streams_opened() < 2 {
+            assert!(Instant::now() < deadline, "the stream was never moved");
+            crate::park::park_until(crate::time::deadline(Duration::from_millis(5)));
+        }
+        let second = fake.emit("s/b");
+        assert_eq!(revisions(&watcher, 1), [second]);
+    }
+}
