@@ -411,6 +411,17 @@ impl FakeCluster {
         }
     }
 
+    /// A client of every member that probes every 10 ms, so that it learns of what the
+    /// script changes within milliseconds.
+    pub(crate) fn client(&self, prefer_leader: bool) -> crate::Client {
+        crate::Client::builder()
+            .endpoints(self.endpoints())
+            .probe_interval(Duration::from_millis(10))
+            .prefer_leader(prefer_leader)
+            .connect()
+            .expect("connect to the fake cluster")
+    }
+
     /// Every member's endpoint, `127.0.0.1:port`.
     pub(crate) fn endpoints(&self) -> Vec<String> {
         self.members
@@ -486,5 +497,14 @@ impl Drop for FakeCluster {
         for (server, _) in &mut self.members {
             drop(server.shutdown());
         }
+    }
+}
+
+/// Polls `condition` every millisecond until it holds; panics after 5 s naming `what`.
+pub(crate) fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        crate::park::park_until(crate::time::deadline(Duration::from_millis(1)));
     }
 }

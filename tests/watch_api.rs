@@ -6,26 +6,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{client, cluster};
+use common::{client, cluster, next_events};
 use etcd_blocking::testing::Cluster;
 use etcd_blocking::{Client, Error, EventKind, Txn, TxnOp, WatchOptions, WatchResponse, Watcher};
 
 /// How long a test waits for a response it expects.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// The next response with events (progress reports are skipped), or a panic.
-fn next_events(watcher: &Watcher) -> WatchResponse {
-    let until = Instant::now() + WAIT;
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        match watcher.recv_timeout(left) {
-            Ok(Some(r)) if r.is_progress() => continue,
-            Ok(Some(r)) => return r,
-            Ok(None) => panic!("no response within {WAIT:?}"),
-            Err(e) => panic!("the watch ended: {e}"),
-        }
-    }
-}
 
 /// (kind, key, value, revision) of each event of a response.
 fn summary(response: &WatchResponse) -> Vec<(EventKind, String, String, i64)> {

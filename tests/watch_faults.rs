@@ -9,26 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{all_healthy, client, cluster};
+use common::{all_healthy, client, cluster, next_events};
 use etcd_blocking::testing::{Cluster, Proxy};
-use etcd_blocking::{Client, WatchOptions, WatchResponse, Watcher};
+use etcd_blocking::{Client, WatchOptions, Watcher};
 
 /// How long a test waits for a response it expects.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// The next response with events (progress reports are skipped), or a panic.
-fn next_events(watcher: &Watcher) -> WatchResponse {
-    let until = Instant::now() + WAIT;
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        match watcher.recv_timeout(left) {
-            Ok(Some(r)) if r.is_progress() => continue,
-            Ok(Some(r)) => return r,
-            Ok(None) => panic!("no response within {WAIT:?}"),
-            Err(e) => panic!("the watch ended: {e}"),
-        }
-    }
-}
 
 /// A writer of puts to keys under `prefix` until `stop`, recording each acknowledged
 /// revision; `count` says how many so far.

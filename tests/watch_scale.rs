@@ -3,27 +3,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{client, cluster};
-use etcd_blocking::{WatchOptions, WatchResponse, Watcher};
-
-/// How long a test waits for a response it expects.
-const WAIT: Duration = Duration::from_secs(10);
-
-/// The next response with events (progress reports are skipped), or a panic.
-fn next_events(watcher: &Watcher) -> WatchResponse {
-    let until = Instant::now() + WAIT;
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        match watcher.recv_timeout(left) {
-            Ok(Some(r)) if r.is_progress() => continue,
-            Ok(Some(r)) => return r,
-            Ok(None) => panic!("no response within {WAIT:?}"),
-            Err(e) => panic!("the watch ended: {e}"),
-        }
-    }
-}
+use common::{client, cluster, next_events};
+use etcd_blocking::{WatchOptions, Watcher};
 
 /// A count or kB field of this process's /proc status.
 fn status_kib(field: &str) -> usize {

@@ -348,29 +348,15 @@ mod tests {
 /// robin, a member without a leader left and taken back.
 #[cfg(test)]
 mod routing_tests {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    use crate::fake::FakeCluster;
+    use crate::fake::{wait_until, FakeCluster};
     use crate::{Client, Health};
 
     const WAIT: Duration = Duration::from_secs(5);
 
     fn client(fake: &FakeCluster, prefer_leader: bool) -> Client {
-        Client::builder()
-            .endpoints(fake.endpoints())
-            .probe_interval(Duration::from_millis(10))
-            .prefer_leader(prefer_leader)
-            .connect()
-            .expect("connect to the fake cluster")
-    }
-
-    /// Polls `condition` until it holds, or panics after `WAIT` naming `what`.
-    fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-        let deadline = Instant::now() + WAIT;
-        while !condition() {
-            assert!(Instant::now() < deadline, "never: {what}");
-            crate::park::park_until(crate::time::deadline(Duration::from_millis(1)));
-        }
+        fake.client(prefer_leader)
     }
 
     /// The member that takes a put.

@@ -446,25 +446,17 @@ impl Leases {
 /// left for another, a lease the server no longer has.
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    use crate::fake::FakeCluster;
-    use crate::{Client, KeepAliveStatus};
+    use crate::fake::{wait_until, FakeCluster};
+    use crate::KeepAliveStatus;
 
     const WAIT: Duration = Duration::from_secs(5);
-
-    fn client(fake: &FakeCluster) -> Client {
-        Client::builder()
-            .endpoints(fake.endpoints())
-            .probe_interval(Duration::from_millis(10))
-            .connect()
-            .expect("connect to the fake cluster")
-    }
 
     #[test]
     fn renewals_come_a_third_of_the_ttl_apart() {
         let fake = FakeCluster::start(1);
-        let client = client(&fake);
+        let client = fake.client(true);
         let kept = client.lease().keep_alive(7).expect("keep");
         // The channel has every renewal, the first (the one keep_alive waited for) too.
         let mut sent = Vec::new();
@@ -487,20 +479,15 @@ mod tests {
     #[test]
     fn a_member_that_answers_no_renewal_is_left_for_another() {
         let fake = FakeCluster::start(2);
-        let client = client(&fake);
+        let client = fake.client(true);
         let lease = client.lease();
         let kept = lease.keep_alive(7).expect("keep");
         let serving = lease.keepalive_endpoint().expect("a stream is open");
         let id = if serving == fake.endpoints()[0] { 1 } else { 2 };
         fake.set_silent(id, true);
-        let deadline = Instant::now() + WAIT;
-        while lease.keepalive_endpoint().is_none_or(|e| e == serving) {
-            assert!(
-                Instant::now() < deadline,
-                "the stream never left the silent member"
-            );
-            crate::park::park_until(crate::time::deadline(Duration::from_millis(5)));
-        }
+        wait_until("the stream to leave the silent member", || {
+            lease.keepalive_endpoint().is_some_and(|e| e != serving)
+        });
         let renewal = kept
             .renewals()
             .recv_timeout(WAIT)
@@ -513,7 +500,7 @@ mod tests {
     #[test]
     fn a_renewal_answering_ttl_zero_ends_the_lease_expired() {
         let fake = FakeCluster::start(1);
-        let client = client(&fake);
+        let client = fake.client(true);
         let kept = client.lease().keep_alive(7).expect("keep");
         fake.set_lease_ttl(0);
         let end = kept.wait(WAIT).expect("ended");

@@ -1,13 +1,12 @@
 //! etcd's own gRPC proxy (`etcd grpc-proxy start`, in every etcd binary) in front of a test
 //! cluster: what users put between many clients and a cluster to spread their watches.
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use super::error::LaunchError;
-use super::support::{free_ports, poll_until, tail};
+use super::support::{free_ports, poll_until, spawn_etcd, tail};
 
 /// A running `etcd grpc-proxy` in front of a [`Cluster`](super::Cluster)'s members, from
 /// [`Cluster::grpc_proxy`](super::Cluster::grpc_proxy). It serves KV, Watch, Lease,
@@ -40,32 +39,13 @@ impl GrpcProxy {
     ) -> Result<GrpcProxy, LaunchError> {
         let port = free_ports(1)?[0];
         let log = dir.join(format!("grpc-proxy-{port}.log"));
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(|e| LaunchError::io(format!("opening {log:?}"), e))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| LaunchError::io("duplicating the log handle", e))?;
-        let mut command = Command::new(etcd);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("ETCD_") {
-                command.env_remove(name);
-            }
-        }
-        let child = command
-            .args([
-                "grpc-proxy".to_owned(),
-                "start".to_owned(),
-                format!("--endpoints={}", endpoints.join(",")),
-                format!("--listen-addr=127.0.0.1:{port}"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .map_err(|e| LaunchError::io(format!("starting {} grpc-proxy", etcd.display()), e))?;
+        let args = [
+            "grpc-proxy".to_owned(),
+            "start".to_owned(),
+            format!("--endpoints={}", endpoints.join(",")),
+            format!("--listen-addr=127.0.0.1:{port}"),
+        ];
+        let child = spawn_etcd(etcd, &args, &log)?;
         let proxy = GrpcProxy {
             port,
             log,

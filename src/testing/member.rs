@@ -1,11 +1,10 @@
 //! One etcd process of a test cluster: how it is started, signalled and stopped.
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use super::error::LaunchError;
-use super::support::tail;
+use super::support::{spawn_etcd, tail};
 
 /// The flags that make a loopback cluster fast: 10 ms heartbeats, 100 ms elections, no fsync,
 /// warnings only in the log.
@@ -86,29 +85,7 @@ impl Member {
 
     /// Starts the process (again, with the same data, after a kill).
     pub(crate) fn spawn(&mut self, etcd: &Path) -> Result<(), LaunchError> {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .map_err(|e| LaunchError::io(format!("opening {:?}", self.log), e))?;
-        let err = log
-            .try_clone()
-            .map_err(|e| LaunchError::io("duplicating the log handle", e))?;
-        let mut command = Command::new(etcd);
-        // etcd reads every `ETCD_*` variable as a flag (`ETCD_VERSION=3.4` as `--version`,
-        // which it then refuses): the members get only their flags.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("ETCD_") {
-                command.env_remove(name);
-            }
-        }
-        let child = command
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .map_err(|e| LaunchError::io(format!("starting {}", etcd.display()), e))?;
+        let child = spawn_etcd(etcd, &self.args, &self.log)?;
         self.child = Some(child);
         self.paused = false;
         Ok(())

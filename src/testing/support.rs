@@ -137,6 +137,37 @@ impl Drop for TempDir {
     }
 }
 
+/// Starts `etcd` with `args`, its output appended to `log`, with none of this process's
+/// `ETCD_*` variables: etcd reads every one as a flag (`ETCD_VERSION=3.4` as `--version`,
+/// which it then refuses).
+pub(crate) fn spawn_etcd(
+    etcd: &Path,
+    args: &[String],
+    log: &Path,
+) -> Result<std::process::Child, LaunchError> {
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| LaunchError::io(format!("opening {log:?}"), e))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| LaunchError::io("duplicating the log handle", e))?;
+    let mut command = std::process::Command::new(etcd);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ETCD_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(out))
+        .stderr(std::process::Stdio::from(err))
+        .spawn()
+        .map_err(|e| LaunchError::io(format!("starting {}", etcd.display()), e))
+}
+
 /// The last `lines` lines of a file, or a note that it could not be read.
 pub(crate) fn tail(path: &Path, lines: usize) -> String {
     match fs::read(path) {

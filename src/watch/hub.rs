@@ -415,20 +415,12 @@ fn progress_request() -> WatchRequest {
 /// moves the stream instead of being dropped.
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    use crate::fake::FakeCluster;
-    use crate::{Client, WatchOptions, Watcher};
+    use crate::fake::{wait_until, FakeCluster};
+    use crate::{WatchOptions, Watcher};
 
     const WAIT: Duration = Duration::from_secs(5);
-
-    fn client(fake: &FakeCluster) -> Client {
-        Client::builder()
-            .endpoints(fake.endpoints())
-            .probe_interval(Duration::from_millis(10))
-            .connect()
-            .expect("connect to the fake cluster")
-    }
 
     /// The revisions of the next `n` events.
     fn revisions(watcher: &Watcher, n: usize) -> Vec<i64> {
@@ -446,7 +438,7 @@ mod tests {
     #[test]
     fn a_stream_moved_off_a_silent_member_resumes_every_watch_where_it_left_off() {
         let fake = FakeCluster::start(2);
-        let client = client(&fake);
+        let client = fake.client(true);
         let watch = client.watch();
         let watcher = watch
             .watch_with("w/", WatchOptions::new().prefix())
@@ -468,7 +460,7 @@ mod tests {
     #[test]
     fn an_event_for_a_watch_id_never_created_moves_the_stream() {
         let fake = FakeCluster::start(1);
-        let client = client(&fake);
+        let client = fake.client(true);
         let watch = client.watch();
         let watcher = watch
             .watch_with("s/", WatchOptions::new().prefix())
@@ -479,11 +471,7 @@ mod tests {
         // The stray response is not this watch's: the stream is moved (to the one member
         // there is), and the watch resumes from where it was, so the event comes once.
         assert_eq!(revisions(&watcher, 1), [first]);
-        let deadline = Instant::now() + WAIT;
-        while watch.streams_opened() < 2 {
-            assert!(Instant::now() < deadline, "the stream was never moved");
-            crate::park::park_until(crate::time::deadline(Duration::from_millis(5)));
-        }
+        wait_until("the stream to be moved", || watch.streams_opened() >= 2);
         let second = fake.emit("s/b");
         assert_eq!(revisions(&watcher, 1), [second]);
     }

@@ -140,3 +140,19 @@ pub fn queued(client: &Client, prefix: &str) -> i64 {
         .expect("count")
         .count()
 }
+
+/// The next watch response with events (progress reports are skipped), waiting up to
+/// 10 s; a panic if none comes or the watch ends.
+pub fn next_events(watcher: &etcd_blocking::Watcher) -> etcd_blocking::WatchResponse {
+    let wait = Duration::from_secs(10);
+    let until = std::time::Instant::now() + wait;
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        match watcher.recv_timeout(left) {
+            Ok(Some(r)) if r.is_progress() => continue,
+            Ok(Some(r)) => return r,
+            Ok(None) => panic!("no response within {wait:?}"),
+            Err(e) => panic!("the watch ended: {e}"),
+        }
+    }
+}
