@@ -122,7 +122,16 @@ fn a_session_ends_when_no_quorum_is_in_reach_past_its_ttl() {
 /// value read, resent while its outcome is unknown (a late copy finds the value changed).
 fn increment(client: &Client, guard: &MutexGuard) {
     let kv = client.kv();
+    // A regression that makes every try fail must fail the test, not hang it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let in_time = || {
+        assert!(
+            Instant::now() < deadline,
+            "an increment undecided after 60 s"
+        )
+    };
     let read = loop {
+        in_time();
         match kv.get("counter") {
             Ok(r) => break r,
             Err(e) => assert!(e.is_unavailable() || e.is_deadline_exceeded(), "{e}"),
@@ -138,6 +147,7 @@ fn increment(client: &Client, guard: &MutexGuard) {
         None => Compare::create_revision("counter").eq(0),
     };
     loop {
+        in_time();
         let txn = Txn::new()
             .when([guard.fence(), same.clone()])
             .and_then([TxnOp::put("counter", (old + 1).to_string())]);

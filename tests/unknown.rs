@@ -16,9 +16,18 @@ use std::time::{Duration, Instant};
 use common::all_healthy;
 use etcd_blocking::{Client, Compare, Kv, Txn, TxnOp};
 
+/// How long a retry loop of these tests may go on before it fails the test: a regression
+/// that makes every try fail must fail, not hang.
+const GIVE_UP: Duration = Duration::from_secs(60);
+
 /// The key's value as a number and its mod revision (0, 0 if it does not exist).
 fn read(kv: &Kv, key: &str) -> (u64, i64) {
+    let deadline = Instant::now() + GIVE_UP;
     loop {
+        assert!(
+            Instant::now() < deadline,
+            "{key}: no read succeeded in {GIVE_UP:?}"
+        );
         if let Ok(got) = kv.get_one(key) {
             return got.map_or((0, 0), |kv| {
                 let v = kv
@@ -42,7 +51,12 @@ fn increment(kv: &Kv, key: &str, stop: &AtomicBool) -> (u64, u64) {
         let txn = Txn::new()
             .when([Compare::mod_revision(key).eq(revision)])
             .and_then([TxnOp::put(key, (value + 1).to_string())]);
+        let deadline = Instant::now() + GIVE_UP;
         loop {
+            assert!(
+                Instant::now() < deadline,
+                "{key}: an increment undecided after {GIVE_UP:?} of resends"
+            );
             match kv.txn(txn.clone()) {
                 Ok(r) if r.succeeded() => {
                     value += 1;

@@ -34,7 +34,7 @@ fn thread_names() -> Vec<String> {
 #[test]
 fn ten_thousand_watches_share_one_thread_and_each_gets_its_event() {
     // In a process of its own, so that the thread count is this test's alone.
-    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+    let run = std::process::Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
             "ten_thousand_watches_alone",
@@ -42,9 +42,20 @@ fn ten_thousand_watches_share_one_thread_and_each_gets_its_event() {
             "--nocapture",
         ])
         .args(["--test-threads=1"])
-        .status()
+        .output()
         .expect("running the test binary");
-    assert!(status.success(), "{status}");
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}\n{out}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // A filter that matched no test would pass too: it must have run exactly that one.
+    assert!(
+        out.contains("test result: ok. 1 passed"),
+        "the child ran no test, or more than one:\n{out}"
+    );
 }
 
 #[test]
