@@ -25,6 +25,8 @@ const SETTLED_STALL: Duration = Duration::from_millis(500);
 
 /// One call of the load, as it went.
 struct Record {
+    /// The caller thread that made it.
+    caller: usize,
     started: Instant,
     took: Duration,
     outcome: Outcome,
@@ -38,8 +40,10 @@ enum Outcome {
     Unknown(String),
     /// A successful read.
     Read,
-    /// Any other failure.
-    Failed(String),
+    /// A put that failed for sure (never applied, the client says): the key and why.
+    FailedWrite(String, String),
+    /// A read that failed.
+    FailedRead(String),
 }
 
 /// Caller threads writing unique keys (and reading some back) until stopped.
@@ -70,19 +74,20 @@ impl Load {
                                 GetOptions::new().serializable(),
                             ) {
                                 Ok(_) => Outcome::Read,
-                                Err(e) => Outcome::Failed(e.to_string()),
+                                Err(e) => Outcome::FailedRead(e.to_string()),
                             }
                         } else {
                             match kv.put(key.clone(), key.clone()) {
                                 Ok(_) => Outcome::Written(key),
                                 Err(Error::WriteOutcomeUnknown { .. }) => Outcome::Unknown(key),
-                                Err(e) => Outcome::Failed(e.to_string()),
+                                Err(e) => Outcome::FailedWrite(key, e.to_string()),
                             }
                         };
                         if matches!(outcome, Outcome::Written(_) | Outcome::Read) {
                             successes.fetch_add(1, Ordering::Relaxed);
                         }
                         records.push(Record {
+                            caller: t,
                             started,
                             took: started.elapsed(),
                             outcome,
@@ -199,43 +204,83 @@ fn under_load_on<T>(
     );
     eprintln!("first success {resumed:?} after the fault (bound {resume_bound:?})");
 
+    settle_late_writes(cluster);
     check_writes(&client, &records);
     client.close().expect("close");
     resumed
 }
 
-/// Every acknowledged write is there, once; every write of unknown outcome is there once or
-/// not at all.
+/// Waits out writes that may still be applied late: a write through each member on its
+/// own, once every member is back and agrees on the leader, so that what any member had
+/// forwarded before is ahead of it.
+fn settle_late_writes(cluster: &Cluster) {
+    cluster.wait_healthy().unwrap_or_else(|e| panic!("{e}"));
+    for member in 0..cluster.size() {
+        let alone = Client::builder()
+            .endpoints([cluster.endpoint(member)])
+            .request_timeout(Duration::from_secs(10))
+            .connect()
+            .expect("connect to one member");
+        cluster
+            .wait_until(
+                Duration::from_secs(20),
+                "a write through every member",
+                || alone.kv().put(format!("barrier/{member}"), "x").is_ok(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        alone.close().expect("close");
+    }
+}
+
+/// Both halves of the write promise. Every acknowledged write is there, once, and each
+/// caller's acknowledged writes have increasing mod revisions (in the order it made them);
+/// every write of unknown outcome is there once or not at all; and no write that failed
+/// for sure is there: a write that may have been applied always ends
+/// `WriteOutcomeUnknown`.
 fn check_writes(client: &Client, records: &[Record]) {
     let kv = client.kv().with_timeout(Duration::from_secs(10));
-    let stored: std::collections::HashMap<Vec<u8>, (Vec<u8>, i64)> = kv
+    let stored: std::collections::HashMap<Vec<u8>, (Vec<u8>, i64, i64)> = kv
         .get_with("load/", GetOptions::new().prefix())
         .expect("read back")
         .into_kvs()
         .into_iter()
         .map(|kv| {
-            let version = kv.version();
+            let (version, revision) = (kv.version(), kv.mod_revision());
             let (k, v) = kv.into_key_value();
-            (k, (v, version))
+            (k, (v, version, revision))
         })
         .collect();
     let mut acknowledged = 0;
+    let mut last_revision: std::collections::HashMap<usize, (i64, &str)> = Default::default();
     for record in records {
         match &record.outcome {
             Outcome::Written(key) => {
                 acknowledged += 1;
-                let (value, version) = stored
+                let (value, version, revision) = stored
                     .get(key.as_bytes())
                     .unwrap_or_else(|| panic!("acknowledged write {key} was lost"));
                 assert_eq!(value, key.as_bytes(), "{key}");
                 assert_eq!(*version, 1, "{key} was applied {version} times");
+                if let Some((before, earlier)) = last_revision.get(&record.caller) {
+                    assert!(
+                        revision > before,
+                        "{key} (revision {revision}) was applied before {earlier} \
+                         (revision {before}), which its caller wrote first"
+                    );
+                }
+                last_revision.insert(record.caller, (*revision, key));
             }
             Outcome::Unknown(key) => {
-                if let Some((_, version)) = stored.get(key.as_bytes()) {
+                if let Some((_, version, _)) = stored.get(key.as_bytes()) {
                     assert_eq!(*version, 1, "{key} was applied {version} times");
                 }
             }
-            Outcome::Read | Outcome::Failed(_) => {}
+            Outcome::FailedWrite(key, why) => assert!(
+                !stored.contains_key(key.as_bytes()),
+                "{key} failed ({why}), yet it was applied: it should have ended \
+                 WriteOutcomeUnknown"
+            ),
+            Outcome::Read | Outcome::FailedRead(_) => {}
         }
     }
     assert!(acknowledged > 0, "the load wrote something");
