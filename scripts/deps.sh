@@ -47,7 +47,7 @@ ensure_deps() {
     ensure_etcd
 }
 
-# cargo, cmake, a C++ compiler and kill.
+# cargo, cmake, a C++ compiler, kill, and python3 (for CI's README table check).
 ensure_tools() {
     command -v cargo >/dev/null 2>&1 ||
         deps_fail "cargo is missing: install Rust from https://rustup.rs, then run this again"
@@ -56,6 +56,7 @@ ensure_tools() {
     command -v cmake >/dev/null 2>&1 || missing+=(cmake)
     command -v g++ >/dev/null 2>&1 || command -v c++ >/dev/null 2>&1 || missing+=(g++)
     command -v kill >/dev/null 2>&1 || missing+=(procps)
+    command -v python3 >/dev/null 2>&1 || missing+=(python3)
     if [ ${#missing[@]} -gt 0 ]; then
         deps_is_debian ||
             deps_fail "missing: ${missing[*]} (cmake and a C++ compiler build grpcio); install them and run this again"
