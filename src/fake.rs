@@ -2,8 +2,11 @@
 //! balancer: faults a real server cannot produce on demand (an answer held back for as
 //! long as a test says, a leader change at a chosen moment), in milliseconds and without
 //! processes. Each member is a grpcio server on a loopback port that serves KV `Range`
-//! and `Put` and Maintenance `Status` from one shared script; behaviour that involves a
-//! real server is tested against real etcd (`tests/`).
+//! and `Put`, Lease `LeaseKeepAlive`, `Watch` and Maintenance `Status` from one shared
+//! script; behaviour that involves a real server is tested against real etcd (`tests/`).
+#![cfg(test)]
+// Test code only (lib.rs declares it under cfg(test) too): its expects and asserts fail a
+// test, never a user's process.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

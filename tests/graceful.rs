@@ -97,15 +97,6 @@ fn check(writes: &[Write], stopping: &[(Instant, Instant)]) {
             Ok(()) => {}
             Err(e) if e.is_write_outcome_unknown() => {
                 unknown += 1;
-                if std::env::var_os("GRACEFUL_DEBUG").is_some() {
-                    for (from, to) in stopping {
-                        eprintln!(
-                            "unknown: sent {:?} after the signal (exit {:?}): {e:?}",
-                            write.sent.checked_duration_since(*from),
-                            to.duration_since(*from)
-                        );
-                    }
-                }
                 assert!(
                     stopping
                         .iter()

@@ -326,6 +326,11 @@ impl<Req, Resp> DuplexStream<Req, Resp> {
         self.endpoint.target()
     }
 
+    /// The endpoint itself, to hold while the stream is borrowed for something else.
+    pub(crate) fn shared_endpoint(&self) -> Arc<Endpoint> {
+        self.endpoint.clone()
+    }
+
     /// Hands the stream's pump every message of `outbox`; true once the pump has sent
     /// and flushed all it was given.
     pub(crate) fn poll_send(

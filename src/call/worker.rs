@@ -286,10 +286,11 @@ impl<O: Owner> Worker<O> {
             match woke {
                 None | Some(Wake::Look) => {}
                 Some(Wake::Next(Next::Message(message))) => {
-                    let endpoint = self.endpoint().unwrap_or_default();
+                    // A reference count, not the mailbox's lock and a copy, per batch.
+                    let endpoint = side.stream.as_ref().map(DuplexStream::shared_endpoint);
                     let view = StreamView {
                         route,
-                        endpoint: &endpoint,
+                        endpoint: endpoint.as_ref().map_or("", |e| e.target()),
                         doubted: false,
                     };
                     // Messages come in batches: take every one that is here.
@@ -303,6 +304,7 @@ impl<O: Owner> Worker<O> {
                     }
                     if let Some(why) = confused {
                         log::warn!("etcd {} stream: {why}; moving it", O::NAME);
+                        let endpoint = view.endpoint().to_owned();
                         self.detach(
                             side,
                             Error::Abandoned {

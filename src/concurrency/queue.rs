@@ -19,6 +19,9 @@ use crate::{EventKind, PutOptions};
 /// How often a waiter looks again at the key it waits on, besides watching it.
 const RECHECK: Duration = Duration::from_secs(1);
 
+/// The pause between two tries of a queue step that is safe to repeat.
+const PAUSE: Duration = Duration::from_millis(10);
+
 /// Where a key stands in its queue.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Standing {
@@ -72,14 +75,14 @@ impl Queue {
             match self.try_enqueue(value, &fence) {
                 Err(e) if e.is_write_outcome_unknown() => {
                     log::debug!("etcd queue step of unknown outcome, fencing it off: {e}");
-                    retried(&self.session, || self.seal(&fence))?;
+                    self.seal(&fence)?;
                     if let Some(standing) = self.standing()? {
                         return Ok(standing);
                     }
                 }
                 Err(e) if e.is_unavailable() && Instant::now() < deadline => {
                     log::debug!("etcd queue step failed, trying again: {e}");
-                    crate::park::park_until(crate::time::deadline(Duration::from_millis(10)));
+                    crate::park::park_until(crate::time::deadline(PAUSE));
                 }
                 // The session's lease went (revoked by a clone's close, or expired).
                 Err(e) if e.code() == Some(crate::ServerCode::LeaseNotFound) => {
@@ -97,21 +100,18 @@ impl Queue {
         }
     }
 
-    /// Puts `fence` if it is absent: no try that requires its absence can be applied after.
+    /// Puts `fence` if it is absent, with the session's lease (so that it goes with the
+    /// session): no try that requires its absence can be applied after.
     fn seal(&self, fence: &[u8]) -> Result<()> {
-        self.session
-            .client()
-            .kv()
-            .txn(
-                Txn::new()
-                    .when([Compare::create_revision(fence.to_vec()).eq(0)])
-                    .and_then([TxnOp::put_with(
-                        fence.to_vec(),
-                        "sealed",
-                        PutOptions::new().lease(self.session.lease_id()),
-                    )]),
-            )
-            .map(drop)
+        super::fence::seal(
+            &self.session.client().kv(),
+            fence,
+            b"sealed",
+            PutOptions::new().lease(self.session.lease_id()),
+            PAUSE,
+            crate::time::deadline(self.session.ttl()),
+        )
+        .map(drop)
     }
 
     /// Where the key stands, if it is there (put by an earlier try or campaign).
@@ -358,7 +358,7 @@ fn retried<T>(session: &Session, mut step: impl FnMut() -> Result<T>) -> Result<
                     && Instant::now() < deadline =>
             {
                 log::debug!("etcd lock step failed, trying again: {e}");
-                crate::park::park_until(crate::time::deadline(Duration::from_millis(10)));
+                crate::park::park_until(crate::time::deadline(PAUSE));
             }
             other => return other,
         }

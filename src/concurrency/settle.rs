@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::fence;
 use crate::error::{Error, Result};
-use crate::kv::{Compare, Kv, Txn, TxnOp, TxnOpResponse, TxnResponse};
+use crate::kv::{Compare, Kv, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse};
 
 /// The fence's value when the transaction's success branch ran.
 const THEN: &[u8] = b"then";
@@ -13,6 +13,9 @@ const THEN: &[u8] = b"then";
 const ELSE: &[u8] = b"else";
 /// The fence's value when the settling put it: the try it guards can never be applied.
 const SEALED: &[u8] = b"sealed";
+
+/// The pause between two tries of sealing, or of sending again.
+const PAUSE: Duration = Duration::from_millis(10);
 
 /// What a settled transaction did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +141,9 @@ fn settle(
             }
             Err(e) if e.is_write_outcome_unknown() => {
                 log::debug!("etcd transaction of unknown outcome, settling it: {e}");
-                match seal(kv, &fence, deadline)? {
+                let sealed = fence::seal(kv, &fence, SEALED, PutOptions::new(), PAUSE, deadline)?;
+                // The fence there first says which branch of the try ran.
+                match sealed.map(|found| found == THEN) {
                     Some(succeeded) => {
                         forget(kv, &fence);
                         return Ok(Settled {
@@ -148,9 +153,7 @@ fn settle(
                         });
                     }
                     None if Instant::now() < deadline => {
-                        crate::park::park_until(
-                            crate::time::deadline(Duration::from_millis(10)).min(deadline),
-                        );
+                        crate::park::park_until(crate::time::deadline(PAUSE).min(deadline));
                     }
                     None => {
                         return Err(Error::WaitTimeout {
@@ -186,40 +189,6 @@ fn fenced(txn: &Txn, fence: &[u8]) -> Txn {
     Txn::new()
         .when([Compare::create_revision(fence.to_vec()).eq(0)])
         .and_then([TxnOp::txn(inner)])
-}
-
-/// Puts `fence` if it is absent. `Some(branch)` if a try had put it first (it was applied,
-/// and ran that branch); `None` if the seal went in (no try can be applied any more).
-fn seal(kv: &Kv, fence: &[u8], deadline: Instant) -> Result<Option<bool>> {
-    loop {
-        let sealing = Txn::new()
-            .when([Compare::create_revision(fence.to_vec()).eq(0)])
-            .and_then([TxnOp::put(fence.to_vec(), SEALED)])
-            .or_else([TxnOp::get(fence.to_vec())]);
-        match kv.txn(sealing) {
-            Ok(response) if response.succeeded() => return Ok(None),
-            Ok(response) => {
-                let value = response
-                    .responses()
-                    .first()
-                    .and_then(|r| r.as_get())
-                    .and_then(|g| g.first())
-                    .map(|kv| kv.value().to_vec());
-                return Ok(Some(value.as_deref() == Some(THEN)));
-            }
-            // The seal is safe to resend: it puts only what is absent.
-            Err(e)
-                if (e.is_write_outcome_unknown() || e.is_unavailable())
-                    && Instant::now() < deadline =>
-            {
-                log::debug!("etcd fence not sealed yet, trying again: {e}");
-                crate::park::park_until(
-                    crate::time::deadline(Duration::from_millis(10)).min(deadline),
-                );
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// Deletes the fence of a try that was applied: best effort, a fence left costs a key.

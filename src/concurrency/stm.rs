@@ -360,35 +360,20 @@ impl Stm {
 
     /// Whether the commit that writes `fence` was applied; if not, it never will be.
     fn resolve(&self, fence: &[u8], deadline: Instant, unknown: Error) -> Result<bool> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(fence.to_vec()).eq(0)])
-            .and_then([TxnOp::put(fence.to_vec(), "aborted")])
-            .or_else([TxnOp::get(fence.to_vec())]);
-        loop {
-            // Safe to resend: a copy applied before writes `aborted`, which a later copy
-            // reads back.
-            match self.kv.txn(txn.clone()) {
-                Ok(response) if response.succeeded() => return Ok(false),
-                Ok(response) => {
-                    let found = first_kv(response.responses().first());
-                    return Ok(found.is_some_and(|kv| kv.value() == b"committed"));
-                }
-                Err(e)
-                    if e.is_write_outcome_unknown()
-                        || e.is_unavailable()
-                        || e.is_deadline_exceeded() =>
-                {
-                    if Instant::now() >= deadline {
-                        log::warn!("etcd STM: gave up resolving a commit of unknown outcome: {e}");
-                        return Err(unknown);
-                    }
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    std::thread::sleep(RESOLVE_PAUSE.min(left));
-                }
-                Err(e) => {
-                    log::warn!("etcd STM: could not resolve a commit of unknown outcome: {e}");
-                    return Err(unknown);
-                }
+        let sealed = super::fence::seal(
+            &self.kv,
+            fence,
+            b"aborted",
+            PutOptions::new(),
+            RESOLVE_PAUSE,
+            deadline,
+        );
+        match sealed {
+            Ok(None) => Ok(false),
+            Ok(Some(found)) => Ok(found == b"committed"),
+            Err(e) => {
+                log::warn!("etcd STM: could not resolve a commit of unknown outcome: {e}");
+                Err(unknown)
             }
         }
     }
