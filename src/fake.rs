@@ -68,12 +68,12 @@ pub(crate) struct FakeCluster {
 }
 
 #[derive(Clone)]
-struct Member {
+struct FakeMember {
     id: u64,
     script: Arc<Script>,
 }
 
-impl Member {
+impl FakeMember {
     fn leaderless(&self) -> bool {
         self.script.leaderless.lock().contains(&self.id)
     }
@@ -89,7 +89,7 @@ impl Member {
     }
 }
 
-impl Kv for Member {
+impl Kv for FakeMember {
     fn range(&mut self, ctx: RpcContext, _req: RangeRequest, sink: UnarySink<RangeResponse>) {
         if self.leaderless() {
             return no_leader(&ctx, sink);
@@ -133,7 +133,7 @@ impl Kv for Member {
     }
 }
 
-impl Lease for Member {
+impl Lease for FakeMember {
     fn lease_keep_alive(
         &mut self,
         ctx: RpcContext,
@@ -168,7 +168,7 @@ impl Lease for Member {
     }
 }
 
-impl Watch for Member {
+impl Watch for FakeMember {
     fn watch(
         &mut self,
         ctx: RpcContext,
@@ -207,7 +207,7 @@ impl FakeWatch {
 /// order, then every put of the history from each watch's next revision, one response
 /// per revision; a silent member sends nothing.
 struct Serve {
-    member: Member,
+    member: FakeMember,
     stream: RequestStream<WatchRequest>,
     sink: DuplexSink<WatchResponse>,
     watches: Vec<FakeWatch>,
@@ -338,7 +338,7 @@ impl Future for Serve {
     }
 }
 
-impl Maintenance for Member {
+impl Maintenance for FakeMember {
     fn status(&mut self, ctx: RpcContext, _req: StatusRequest, sink: UnarySink<StatusResponse>) {
         let response = StatusResponse {
             header: Some(self.header()).into(),
@@ -389,7 +389,7 @@ impl FakeCluster {
         let env = Arc::new(Environment::new(1));
         let members = (1..=n)
             .map(|id| {
-                let member = Member {
+                let member = FakeMember {
                     id,
                     script: script.clone(),
                 };
@@ -439,7 +439,7 @@ impl FakeCluster {
         self.script.leader.store(leader, Ordering::Release);
     }
 
-    /// Member `id` has no leader from now on (`true`), or has one again.
+    /// FakeMember `id` has no leader from now on (`true`), or has one again.
     pub(crate) fn set_leaderless(&self, id: u64, leaderless: bool) {
         let mut set = self.script.leaderless.lock();
         if leaderless {
@@ -454,7 +454,7 @@ impl FakeCluster {
         self.script.lease_ttl.store(ttl, Ordering::Release);
     }
 
-    /// Member `id` answers no renewal from now on (`true`), or answers again.
+    /// FakeMember `id` answers no renewal from now on (`true`), or answers again.
     pub(crate) fn set_silent(&self, id: u64, silent: bool) {
         let mut set = self.script.silent.lock();
         if silent {

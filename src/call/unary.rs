@@ -146,7 +146,7 @@ enum Outcome<R> {
 }
 
 /// What one look at a call in flight found.
-enum Look<R> {
+enum Polled<R> {
     Ended(Outcome<R>),
     /// The leader changed or was lost since the call was sent.
     LeaderMoved,
@@ -200,11 +200,11 @@ fn wait<R: Unpin>(
         let step =
             |cx: &mut Context<'_>| poll(&mut call, cx, endpoint, balancer, serializable, watched);
         match park::wait(news, until, step) {
-            Some(Look::Ended(outcome)) => return outcome,
-            Some(Look::LeaderMoved) if kind == CallKind::Write => {
+            Some(Polled::Ended(outcome)) => return outcome,
+            Some(Polled::LeaderMoved) if kind == CallKind::Write => {
                 grace_ends = Some(time::deadline(grace).min(end));
             }
-            Some(Look::LeaderMoved) => return abandon(&mut call, endpoint, LEADER_MOVED),
+            Some(Polled::LeaderMoved) => return abandon(&mut call, endpoint, LEADER_MOVED),
             None if grace_ends.is_some_and(|at| Instant::now() >= at) => {
                 return abandon(&mut call, endpoint, LEADER_MOVED);
             }
@@ -242,9 +242,9 @@ fn poll<R: Unpin>(
     balancer: &Balancer,
     serializable: bool,
     epoch: Option<u64>,
-) -> Poll<Look<R>> {
+) -> Poll<Polled<R>> {
     if let Poll::Ready(result) = poll_call(call, cx) {
-        return Poll::Ready(Look::Ended(match result {
+        return Poll::Ready(Polled::Ended(match result {
             Ok(response) => Outcome::Done(response),
             Err(e) => Outcome::Failed(e),
         }));
@@ -256,10 +256,10 @@ fn poll<R: Unpin>(
     };
     if endpoint.unusable(need) {
         let reason = format!("it became unhealthy: {}", endpoint.detail().reason);
-        return Poll::Ready(Look::Ended(abandon(call, endpoint, &reason)));
+        return Poll::Ready(Polled::Ended(abandon(call, endpoint, &reason)));
     }
     if epoch.is_some_and(|epoch| balancer.leader_epoch() != epoch) {
-        return Poll::Ready(Look::LeaderMoved);
+        return Poll::Ready(Polled::LeaderMoved);
     }
     Poll::Pending
 }

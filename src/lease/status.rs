@@ -78,11 +78,11 @@ impl std::fmt::Display for KeepAliveStatus {
 /// the sender whose drop disconnects every `done` receiver.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    inner: Mutex<Inner>,
+    inner: Mutex<Standing>,
 }
 
 #[derive(Debug)]
-struct Inner {
+struct Standing {
     last: LeaseRenewal,
     end: Option<KeepAliveStatus>,
     done: Option<Sender<()>>,
@@ -91,7 +91,7 @@ struct Inner {
 impl Shared {
     pub(crate) fn new(first: LeaseRenewal, done: Sender<()>) -> Shared {
         Shared {
-            inner: Mutex::new(Inner {
+            inner: Mutex::new(Standing {
                 last: first,
                 end: None,
                 done: Some(done),
