@@ -30,6 +30,7 @@ use common::percentile;
 use etcd_blocking::testing::Cluster;
 use etcd_blocking::{Client, Compare, GetOptions, Txn, TxnOp};
 
+mod beside;
 #[path = "../../common/mod.rs"]
 mod common;
 mod floor;
@@ -50,6 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.iter().any(|a| a == "--driver") {
         return driver(&args);
     }
+    beside::start();
     if std::env::var("COMPARE_MODE").is_ok_and(|m| m == "failover") {
         // The floor has no failover to measure: one connection, one endpoint.
         let mut peers = peers()?;
@@ -90,7 +92,11 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let workload = flag(args, "workload").unwrap_or_else(|| "put".to_owned());
     let value_size: usize = flag(args, "value-size").map_or(Ok(64), |v| v.parse())?;
 
-    let mut builder = Client::builder().endpoints(endpoints.split(','));
+    // The deadline every client of the comparison has on every request (etcdctl's; also
+    // this client's default, set here so that the comparison does not depend on it).
+    let mut builder = Client::builder()
+        .endpoints(endpoints.split(','))
+        .request_timeout(Duration::from_secs(5));
     if let Some(threads) = std::env::var("COMPARE_POLL_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -188,13 +194,12 @@ fn measure(
     if trace {
         println!("START {}", unix_micros());
     }
-    let (latencies, errors, records) = thread::scope(|s| {
+    let (latencies, errors) = thread::scope(|s| {
         let workers: Vec<_> = (0..callers)
             .map(|c| {
                 let op = &op;
                 s.spawn(move || {
                     let mut latencies = Vec::new();
-                    let mut records = Vec::new();
                     let mut errors = 0usize;
                     let mut n = c;
                     loop {
@@ -215,32 +220,34 @@ fn measure(
                             errors += 1;
                         }
                         if trace {
-                            records.push((at, took.as_micros(), ok));
+                            trace_line(format_args!(
+                                "R {at} {} {}",
+                                took.as_micros(),
+                                u8::from(ok)
+                            ));
                         }
                         n += callers;
                     }
-                    (latencies, errors, records)
+                    if trace {
+                        trace_line(format_args!("D"));
+                    }
+                    (latencies, errors)
                 })
             })
             .collect();
         let mut all = Vec::with_capacity(ops);
         let mut errors = 0;
-        let mut records = Vec::new();
         for w in workers {
-            let (l, e, r) = w.join().unwrap_or_default();
+            let (l, e) = w.join().unwrap_or_default();
             all.extend(l);
             errors += e;
-            records.extend(r);
         }
-        (all, errors, records)
+        (all, errors)
     });
     let elapsed = started.elapsed();
     let cpu = cpu_seconds() - cpu_before;
     done.store(true, Ordering::Relaxed);
     let _ = sampler.join();
-    for (at, took, ok) in records {
-        println!("R {at} {took} {}", u8::from(ok));
-    }
     let mut latencies = latencies;
     latencies.sort();
     let us = |p: f64| percentile(&latencies, p).as_secs_f64() * 1e6;
@@ -267,22 +274,20 @@ fn unix_micros() -> u128 {
         .map_or(0, |d| d.as_micros())
 }
 
-/// This process's user + system CPU seconds, from `/proc/self/stat` (clock ticks of 10 ms).
+/// This process's CPU clock (user + system, every thread), in seconds.
 fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+/// Prints one trace line at once (stdout's lock keeps lines whole), so that a driver
+/// killed while hung has told everything up to then.
+fn trace_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(line);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
 }
 
 /// A number from `/proc/self/status` (`Threads`, `VmHWM` in KiB).
@@ -312,6 +317,9 @@ struct Run {
     cpu: f64,
     rss: f64,
     threads: f64,
+    /// Requests of an untimed warm-up that succeeded and failed (jetcd's driver only).
+    warmup_ops: f64,
+    warmup_errors: f64,
 }
 
 impl Run {
@@ -329,6 +337,8 @@ impl Run {
             cpu: number("cpu_seconds")?,
             rss: number("peak_rss_kib")?,
             threads: number("threads")?,
+            warmup_ops: number("warmup_ops").unwrap_or(0.0),
+            warmup_errors: number("warmup_errors").unwrap_or(0.0),
         })
     }
 
@@ -426,13 +436,62 @@ fn matrix(quick: bool) -> Vec<Workload> {
     all
 }
 
-/// Operations per run: enough to last well over a second with this many callers.
-fn ops_for(callers: usize) -> usize {
-    match callers {
-        1 => 2_000,
-        c if c <= 8 => 8_000,
-        _ => 16_000,
+/// How long each run's timed phase lasts: long enough that scheduling noise and the CPU
+/// clock's start and end are small against it, for every client and cell.
+const RUN: Duration = Duration::from_secs(3);
+
+/// The columns of `compare-runs.tsv`: every run's own figures, beside the medians.
+const RAW_HEADER: &str = "members\tworkload\tcallers\tvalue_size\tclient\tround\tops\terrors\t\
+                          seconds\tops_per_sec\tp50_us\tp99_us\tp999_us\tcpu_seconds\t\
+                          peak_rss_kib\tthreads\n";
+
+/// One run's row of `compare-runs.tsv`.
+fn raw_row(cell: &Workload, client: &str, round: usize, run: &Run) -> String {
+    format!(
+        "{}\t{}\t{}\t{}\t{client}\t{round}\t{}\t{}\t{:.6}\t{:.1}\t{:.1}\t{:.1}\t{:.1}\t{:.6}\t{}\t{}\n",
+        cell.members,
+        cell.workload,
+        cell.callers,
+        cell.value_size,
+        run.ops,
+        run.errors,
+        run.seconds,
+        run.rate(),
+        run.p50,
+        run.p99,
+        run.p999,
+        run.cpu,
+        run.rss,
+        run.threads
+    )
+}
+
+/// Checks that a run wrote what it counted: the store's revision moved by the driver's
+/// fill ([`KEYS`] puts), plus, for a write workload, every write it reports as done
+/// (warm-up included). A write that failed may or may not have been applied, so each
+/// failed one widens the range by one. A client that wrote more or fewer than it said
+/// fails the run.
+fn written_as_counted(
+    cell: &Workload,
+    run: &Run,
+    moved: i64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let writes = ["put", "txn"].contains(&cell.workload);
+    let (done, failed) = if writes {
+        (run.ops + run.warmup_ops, run.errors + run.warmup_errors)
+    } else {
+        (0.0, 0.0)
+    };
+    let least = KEYS as f64 + done;
+    let moved = moved as f64;
+    if moved < least || moved > least + failed {
+        return Err(format!(
+            "the store's revision moved {moved}, but the run counted {KEYS} fill puts, \
+             {done} writes done and {failed} failed"
+        )
+        .into());
     }
+    Ok(())
 }
 
 fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
@@ -449,6 +508,7 @@ fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
     );
     let mut results: BTreeMap<(Workload, &'static str), Vec<Run>> = BTreeMap::new();
     let mut lost: Vec<String> = Vec::new();
+    let mut raw = String::from(RAW_HEADER);
     let cells = matrix(quick);
     for members in [1, 3] {
         let here: Vec<&Workload> = cells.iter().filter(|w| w.members == members).collect();
@@ -467,20 +527,19 @@ fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
                 let mut order: Vec<&Peer> = peers.iter().collect();
                 order.rotate_left(round % peers.len());
                 for peer in order {
-                    // A run that gives no result (a driver that gave up during one of the
-                    // elections a loaded 2-core machine sees now and then) is tried once
-                    // more, then recorded as lost rather than ending the whole comparison.
-                    let run = run_driver(peer, &endpoints, cell).or_else(|first| {
-                        eprintln!("{}: {first}; trying once more", peer.name);
-                        thread::sleep(Duration::from_secs(1));
-                        run_driver(peer, &endpoints, cell)
-                    });
+                    // A run that fails is recorded as failed, with why, and never tried
+                    // again: a retry would hide how often a client fails.
+                    let before = admin.kv().get("bench/k/0")?.header().revision();
+                    let run = run_driver(peer, &endpoints, cell);
                     let now = admin.kv().get("bench/k/0")?.header().revision();
                     admin.kv().compact(now)?;
+                    let run = run
+                        .and_then(|run| written_as_counted(cell, &run, now - before).map(|()| run));
                     let run = match run {
                         Ok(run) => run,
                         Err(e) => {
                             let first_line = e.to_string().lines().next().unwrap_or("").to_owned();
+                            eprintln!("{}: {first_line}", peer.name);
                             lost.push(format!(
                                 "- {members} member(s), {}, {} caller(s), {} B, {}, round {}: \
                                  {first_line}",
@@ -501,6 +560,7 @@ fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
                         peer.name,
                         run.rate()
                     );
+                    raw.push_str(&raw_row(cell, peer.name, round + 1, &run));
                     results
                         .entry((cell.clone(), peer.name))
                         .or_default()
@@ -513,7 +573,7 @@ fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
         String::new()
     } else {
         format!(
-            "Runs that gave no result, twice (left out of the medians):\n\n{}\n\n",
+            "Runs that failed (left out of the medians, not tried again):\n\n{}\n\n",
             lost.join("\n")
         )
     };
@@ -529,8 +589,12 @@ fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
         report(&results, &peers)
     );
     std::fs::create_dir_all(&out)?;
-    std::fs::write(format!("{out}/compare.md"), &table)?;
+    std::fs::write(
+        format!("{out}/compare.md"),
+        format!("{table}{}", beside::note()),
+    )?;
     std::fs::write(format!("{out}/compare.tsv"), tsv(&results))?;
+    std::fs::write(format!("{out}/compare-runs.tsv"), raw)?;
     println!("{table}");
     Ok(())
 }
@@ -547,7 +611,7 @@ fn run_driver(
             format!("--workload={}", cell.workload),
             format!("--callers={}", cell.callers),
             format!("--value-size={}", cell.value_size),
-            format!("--ops={}", ops_for(cell.callers)),
+            format!("--duration-ms={}", RUN.as_millis()),
         ],
         Run::parse,
     )
@@ -603,7 +667,13 @@ fn preface(rounds: usize) -> String {
         "# Side by side: etcd-blocking and its peers\n\n\
          Made by `scripts/compare` on {cores} cores ({cpu}), {etcd}, launcher flags (no fsync); \
          each figure is the median of {rounds} alternating round(s), every client its own \
-         process on the same cluster. CPU is the client process's user + system time.\n"
+         process on the same cluster, each run a timed phase of {} s. CPU is the client \
+         process's CPU clock (user + system, every thread; the jetcd driver adds up its \
+         threads' clocks) over that phase. Every request has a deadline of 5 s, in every \
+         client. After every run the store's revision is checked against the writes the \
+         driver counted; a run that fails that check, or fails at all, is listed as failed \
+         and not tried again. Every run's own figures are in `compare-runs.tsv`.\n",
+        RUN.as_secs()
     )
 }
 
@@ -641,8 +711,8 @@ fn cell_rows(
     }
 }
 
-/// Ends a side-by-side table with the runs that gave no result, writes it to
-/// `{out}/{file}` and prints it.
+/// Ends a side-by-side table with the runs that gave no result and what ran beside the
+/// comparison, writes it to `{out}/{file}` and prints it.
 fn write_table(
     out: &str,
     file: &str,
@@ -651,10 +721,11 @@ fn write_table(
 ) -> Result<(), Box<dyn std::error::Error>> {
     if !lost.is_empty() {
         table.push_str(&format!(
-            "\nRuns that gave no result:\n\n{}\n",
+            "\nRuns that gave no result (not tried again):\n\n{}\n",
             lost.join("\n")
         ));
     }
+    table.push_str(&beside::note());
     std::fs::create_dir_all(out)?;
     std::fs::write(format!("{out}/{file}"), &table)?;
     println!("{table}");

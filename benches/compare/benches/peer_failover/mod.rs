@@ -2,7 +2,8 @@
 //! put load from 8 callers against a fresh 3-member cluster, the leader first in its
 //! endpoint list; one second into the timed phase the leader is faulted. From the trace:
 //! time from the fault to the first success, requests failed and stalled (over 1 s) after
-//! it, and whether the driver finished at all.
+//! it, and whether the driver finished at all (or how many requests it had in flight
+//! when it was killed as hung).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -46,8 +47,13 @@ struct Outcome {
     first_us: Option<u128>,
     failed: usize,
     stalled: usize,
-    finished: bool,
+    /// `None` when the driver ended by itself; else how many of its callers were still in
+    /// a request when it was killed as hung.
+    killed_in_flight: Option<usize>,
 }
+
+/// The callers of every driver's failover load.
+const CALLERS: usize = 8;
 
 /// Runs every fault against every peer, `COMPARE_FAILOVER_ROUNDS` times (default 3, the
 /// peers' order rotating each round), and writes `failover-compare.md` with every round's
@@ -60,9 +66,12 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
          load. {rounds} rounds, the clients' order rotating; each cell lists the rounds in \
          order. \"first success\" is from the fault to the end of the first request that \
          succeeded after it; \"stalled\" counts requests in flight at or after the fault \
-         that took over 1 s; a driver still running {} s after its load ended is killed as \
-         hung.\n\n\
-         | fault | client | first success after fault (median) | each round | failed after | \
+         that took over 1 s (a request still in flight when its driver was killed counts as \
+         stalled); a driver still running {} s after its load ended is killed as hung, and \
+         \"killed, N in flight\" says how many of its {CALLERS} callers were then inside a \
+         request. Every client has the same deadline on every request: 5 s, etcdctl's \
+         default; every driver prints each request's line as the request ends.\n\n\
+         | fault | client | first success after fault: median, worst | each round | failed after | \
          stalled > 1 s | finished |\n|---|---|---|---|---|---|---|\n",
         LOAD_MS / 1000,
         GRACE.as_secs()
@@ -81,14 +90,14 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
             for i in order {
                 let outcome = run(&peers[i], fault)?;
                 eprintln!(
-                    "{} / {} / round {}: first success {}, failed {}, stalled {}, finished {}",
+                    "{} / {} / round {}: first success {}, failed {}, stalled {}, {}",
                     fault.name(),
                     peers[i].name,
                     round + 1,
                     ms(outcome.first_us),
                     outcome.failed,
                     outcome.stalled,
-                    outcome.finished
+                    outcome.ending()
                 );
                 outcomes[i].push(outcome);
             }
@@ -104,26 +113,33 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
                 peer.name,
                 // `None` (never) sorts last, as the slowest.
                 {
+                    // The worst beside the median, so that one failed round shows here too.
                     firsts.sort_by_key(|f| f.unwrap_or(u128::MAX));
-                    ms(firsts[firsts.len() / 2])
+                    format!(
+                        "{}, worst {}",
+                        ms(firsts[firsts.len() / 2]),
+                        ms(firsts[firsts.len() - 1])
+                    )
                 },
                 each(&|o| ms(o.first_us)),
                 each(&|o| o.failed.to_string()),
                 each(&|o| o.stalled.to_string()),
-                each(&|o| if o.finished {
-                    "yes"
-                } else {
-                    "no: hung, killed"
-                }
-                .to_owned()),
+                each(&|o| o.ending()),
             );
             table.push_str(&row);
         }
     }
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(format!("{out}/failover-compare.md"), &table)?;
-    println!("{table}");
-    Ok(())
+    crate::write_table(&out, "failover-compare.md", table, &[])
+}
+
+impl Outcome {
+    /// How the driver ended, for the table.
+    fn ending(&self) -> String {
+        match self.killed_in_flight {
+            None => "yes".to_owned(),
+            Some(n) => format!("killed, {n} in flight"),
+        }
+    }
 }
 
 fn ms(us: Option<u128>) -> String {
@@ -149,12 +165,8 @@ fn run(peer: &Peer, fault: Fault) -> Result<Outcome, Box<dyn std::error::Error>>
     let mut child = Command::new(&peer.command[0])
         .args(&peer.command[1..])
         .arg(format!("--endpoints={}", endpoints.join(",")))
-        .args([
-            "--workload=put",
-            "--callers=8",
-            "--value-size=64",
-            "--trace",
-        ])
+        .args(["--workload=put", "--value-size=64", "--trace"])
+        .arg(format!("--callers={CALLERS}"))
         .arg(format!("--duration-ms={LOAD_MS}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -193,7 +205,7 @@ fn run(peer: &Peer, fault: Fault) -> Result<Outcome, Box<dyn std::error::Error>>
         unix_micros()
     };
     let deadline = Instant::now() + Duration::from_millis(LOAD_MS) + GRACE;
-    let mut finished = true;
+    let mut killed = false;
     loop {
         if child.try_wait()?.is_some() {
             break;
@@ -201,7 +213,7 @@ fn run(peer: &Peer, fault: Fault) -> Result<Outcome, Box<dyn std::error::Error>>
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            finished = false;
+            killed = true;
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -211,8 +223,12 @@ fn run(peer: &Peer, fault: Fault) -> Result<Outcome, Box<dyn std::error::Error>>
         let _ = cluster.resume(leader);
     }
     let _ = reader.join();
+    let lines: Vec<String> = lines.try_iter().collect();
+    // Each caller prints D as it ends: the others were inside a request when killed.
+    let ended = lines.iter().filter(|l| *l == "D").count();
+    let killed_in_flight = killed.then(|| CALLERS.saturating_sub(ended));
     let records: Vec<(u128, u128, bool)> = lines
-        .try_iter()
+        .iter()
         .filter_map(|l| {
             let mut f = l.strip_prefix("R ")?.split(' ');
             let at = f.next()?.parse().ok()?;
@@ -231,11 +247,12 @@ fn run(peer: &Peer, fault: Fault) -> Result<Outcome, Box<dyn std::error::Error>>
     let stalled = records
         .iter()
         .filter(|r| r.0 + r.1 >= fault_at && r.1 > 1_000_000)
-        .count();
+        .count()
+        + killed_in_flight.unwrap_or(0);
     Ok(Outcome {
         first_us,
         failed,
         stalled,
-        finished,
+        killed_in_flight,
     })
 }

@@ -2,8 +2,10 @@
 //!
 //! Two parts, every client its own driver process (protocol: `peers/README.md`):
 //!
-//! - **Latency and cost** (`--workload=watch --watchers=N --puts=P`), on one 1-member
-//!   cluster: the driver creates N watches on the prefix `wbench/` and reports the time
+//! - **Latency and cost** (`--workload=watch --watchers=N --puts=P [--distinct]`), on one
+//!   1-member cluster: the driver creates N watches on the prefix `wbench/` (with
+//!   `--distinct`, watch i covers `[wbench/, wbench/~i)` instead: a range of its own, so
+//!   that every client makes N watches on the server) and reports the time
 //!   until every one is created, its RSS and thread count then, and, over P sequential
 //!   puts of its own, the time from each put until every watcher has its event (p50, p99,
 //!   p99.9), the events per second that makes, and the CPU it took.
@@ -31,8 +33,23 @@ use crate::{cpu_seconds, flag, status, unix_micros, Peer};
 /// How long a driver waits for an event, and we for a driver's first event after a fault.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Watchers per cell, with the puts each is timed over.
-const CELLS: [(usize, usize); 3] = [(1, 300), (100, 300), (10_000, 30)];
+/// Watchers per cell, the puts each is timed over, and whether every watch has a range of
+/// its own (so that no client can serve two from one server watch, as this one does for
+/// watches of one range). The distinct cells come first: they are the same work on the
+/// server for every client.
+const CELLS: [(usize, usize, bool); 5] = [
+    (1, 300, true),
+    (100, 300, true),
+    (10_000, 30, true),
+    (100, 300, false),
+    (10_000, 30, false),
+];
+
+/// The range of watch `i` of a distinct cell: from `wbench/` to `wbench/~i`, which holds
+/// every key the puts write (`wbench/<digits>`).
+fn distinct_end(i: usize) -> String {
+    format!("wbench/~{i}")
+}
 
 // ---------------------------------------------------------------------------------------
 // This client's driver.
@@ -43,7 +60,8 @@ pub fn drive(args: &[String], client: &Client) -> Result<(), Box<dyn std::error:
         Some("watch") => {
             let watchers: usize = flag(args, "watchers").map_or(Ok(1), |v| v.parse())?;
             let puts: usize = flag(args, "puts").map_or(Ok(300), |v| v.parse())?;
-            latency(client, watchers, puts)
+            let distinct = args.iter().any(|a| a == "--distinct");
+            latency(client, watchers, puts, distinct)
         }
         _ => {
             let ms: u64 = flag(args, "duration-ms").map_or(Ok(20_000), |v| v.parse())?;
@@ -66,12 +84,20 @@ fn latency(
     client: &Client,
     watchers: usize,
     puts: usize,
+    distinct: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let watch = client.watch();
-    let options = WatchOptions::new().prefix().buffer(usize::MAX);
+    let options = |i: usize| {
+        let options = WatchOptions::new().buffer(usize::MAX);
+        if distinct {
+            options.range_end(distinct_end(i))
+        } else {
+            options.prefix()
+        }
+    };
     let started = Instant::now();
     let all: Vec<Watcher> = (0..watchers)
-        .map(|_| watch.watch_with("wbench/", options.clone()))
+        .map(|i| watch.watch_with("wbench/", options(i)))
         .collect::<Result<_, _>>()?;
     for w in &all {
         w.created_revision()?;
@@ -195,24 +221,28 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
         "watch: comparing {} over {rounds} rounds",
         peers.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
     );
-    let mut figures: BTreeMap<(usize, &str), Vec<Latency>> = BTreeMap::new();
+    let mut figures: BTreeMap<(usize, bool, &str), Vec<Latency>> = BTreeMap::new();
     let mut lost = Vec::new();
     {
         let cluster = Cluster::start(1)?;
         let admin = cluster.client()?;
-        for (watchers, puts) in CELLS {
+        for (watchers, puts, distinct) in CELLS {
             for round in 0..rounds {
                 let mut order = peers.clone();
                 order.rotate_left(round % peers.len().max(1));
                 for peer in order {
-                    match run_latency(peer, &cluster.endpoints().join(","), watchers, puts) {
+                    let endpoints = cluster.endpoints().join(",");
+                    match run_latency(peer, &endpoints, watchers, puts, distinct) {
                         Ok(figure) => {
                             eprintln!(
-                                "{watchers:>5} watchers {:<15} created in {:>8.1} ms, p50 {:>8.0} us",
-                                peer.name, figure.create_ms, figure.p50
+                                "{watchers:>5} watchers {} {:<15} created in {:>8.1} ms, p50 {:>8.0} us",
+                                ranges(watchers, distinct),
+                                peer.name,
+                                figure.create_ms,
+                                figure.p50
                             );
                             figures
-                                .entry((watchers, peer.name))
+                                .entry((watchers, distinct, peer.name))
                                 .or_default()
                                 .push(figure);
                         }
@@ -220,7 +250,8 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
                             let first = e.to_string().lines().next().unwrap_or("").to_owned();
                             eprintln!("{watchers} watchers, {}: {first}", peer.name);
                             lost.push(format!(
-                                "- {watchers} watchers, {}, round {}: {first}",
+                                "- {watchers} watchers ({}), {}, round {}: {first}",
+                                ranges(watchers, distinct),
                                 peer.name,
                                 round + 1
                             ));
@@ -268,10 +299,7 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let table = report(&peers, rounds, &figures, &faults, &lost);
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(format!("{out}/watch-compare.md"), &table)?;
-    println!("{table}");
-    Ok(())
+    crate::write_table(&out, "watch-compare.md", table, &[])
 }
 
 fn run_latency(
@@ -279,17 +307,27 @@ fn run_latency(
     endpoints: &str,
     watchers: usize,
     puts: usize,
+    distinct: bool,
 ) -> Result<Latency, Box<dyn std::error::Error>> {
-    crate::run_peer(
-        peer,
-        &[
-            format!("--endpoints={endpoints}"),
-            "--workload=watch".to_owned(),
-            format!("--watchers={watchers}"),
-            format!("--puts={puts}"),
-        ],
-        Latency::parse,
-    )
+    let mut args = vec![
+        format!("--endpoints={endpoints}"),
+        "--workload=watch".to_owned(),
+        format!("--watchers={watchers}"),
+        format!("--puts={puts}"),
+    ];
+    if distinct {
+        args.push("--distinct".to_owned());
+    }
+    crate::run_peer(peer, &args, Latency::parse)
+}
+
+/// What the watches of a cell cover, for the table.
+fn ranges(watchers: usize, distinct: bool) -> &'static str {
+    match (watchers, distinct) {
+        (1, _) => "one range",
+        (_, true) => "a range each",
+        (_, false) => "one prefix, shared",
+    }
 }
 
 /// etcd's count of watch streams on the member at `endpoint`, from its metrics.
@@ -434,7 +472,7 @@ fn ms(first: Option<f64>) -> String {
 fn report(
     peers: &[&Peer],
     rounds: usize,
-    figures: &BTreeMap<(usize, &str), Vec<Latency>>,
+    figures: &BTreeMap<(usize, bool, &str), Vec<Latency>>,
     faults: &[(Fault, &str, Vec<Outcome>)],
     lost: &[String],
 ) -> String {
@@ -442,21 +480,29 @@ fn report(
         "# Watch side by side\n\n\
          Made by `scripts/compare` (`COMPARE_MODE=watch`, `benches/compare/benches/peer_watch/mod.rs`): \
          every client its own process, {rounds} alternating round(s), medians. Each driver \
-         creates N watches on one prefix (the time is until every one is confirmed \
-         created; RSS and threads are the process's then), then makes sequential puts of its \
-         own and waits, for each, until every watcher has its event. CPU is the client \
-         process's user + system time over the puts, per 1,000 events delivered.\n\n\
-         | watchers | client | create all ms | p50 ms | p99 ms | p99.9 ms | events/s | CPU ms / 1k events | RSS MiB | threads |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n"
+         creates N watches (the time is until every one is confirmed created; RSS and \
+         threads are the process's then), then makes sequential puts of its own and waits, \
+         for each, until every watcher has its event. CPU is the client process's CPU \
+         clock over the puts, per 1,000 events delivered.\n\n\
+         **\"a range each\"**: watch i covers `[wbench/, wbench/~i)`, a range of its own \
+         that holds every key put, so every client makes N watches on the server and etcd \
+         sends every event N times: the same work on the server for every client. \
+         **\"one prefix, shared\"**: every watch is of the prefix `wbench/`. The peers still \
+         make one server watch each; etcd-blocking makes one server watch for all the \
+         watchers of one range and copies each event to them, so etcd sends each event \
+         once: a design difference, not the same work.\n\n\
+         | watchers | ranges | client | create all ms | p50 ms | p99 ms | p99.9 ms | events/s | CPU ms / 1k events | RSS MiB | threads |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n"
     );
-    for (watchers, puts) in CELLS {
+    for (watchers, puts, distinct) in CELLS {
         for peer in peers {
-            let Some(runs) = figures.get(&(watchers, peer.name)) else {
+            let Some(runs) = figures.get(&(watchers, distinct, peer.name)) else {
                 continue;
             };
             let events = |r: &Latency| r.events_per_sec;
             table.push_str(&format!(
-                "| {watchers} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.1} | {:.0} |\n",
+                "| {watchers} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.1} | {:.0} |\n",
+                ranges(watchers, distinct),
                 peer.name,
                 crate::median(runs, |r| r.create_ms),
                 crate::median(runs, |r| r.p50) / 1e3,

@@ -18,6 +18,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"golang.org/x/sys/unix"
 )
 
 type result struct {
@@ -36,17 +37,27 @@ type result struct {
 	Threads    int     `json:"threads"`
 }
 
-// cpuSeconds reads this process's user+system CPU time from /proc/self/stat.
+// cpuSeconds reads this process's CPU clock (user + system, every thread, nanoseconds).
 func cpuSeconds() float64 {
-	data, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts); err != nil {
 		return 0
 	}
-	text := string(data)
-	fields := strings.Fields(text[strings.LastIndex(text, ")")+2:])
-	utime, _ := strconv.ParseFloat(fields[11], 64)
-	stime, _ := strconv.ParseFloat(fields[12], 64)
-	return (utime + stime) / 100.0
+	return float64(ts.Sec) + float64(ts.Nsec)/1e9
+}
+
+// deadline is every request's deadline, the same for every client of the comparison
+// (etcdctl's default command timeout).
+const deadline = 5 * time.Second
+
+// traceOut writes trace lines as they happen, one at a time, so that a driver killed
+// while hung has told everything up to then.
+var traceOut sync.Mutex
+
+func traceLine(line string) {
+	traceOut.Lock()
+	fmt.Println(line)
+	traceOut.Unlock()
 }
 
 // status reads a kB or count field of /proc/self/status.
@@ -72,7 +83,8 @@ func main() {
 	valueSize := flag.Int("value-size", 64, "value size in bytes")
 	ops := flag.Int("ops", 2000, "operations in all")
 	durationMs := flag.Int("duration-ms", 0, "run for this long instead of --ops")
-	trace := flag.Bool("trace", false, "print every request: R <start unix us> <took us> <ok>")
+	trace := flag.Bool("trace", false, "print every request as it ends (R <start unix us> <took us> <ok>) and D as each caller ends")
+	distinct := flag.Bool("distinct", false, "workload watch: every watch a range of its own")
 	watchers := flag.Int("watchers", 1, "watches to create (workload watch)")
 	puts := flag.Int("puts", 300, "sequential puts to time (workload watch)")
 	leases := flag.Int("leases", 10000, "leases to keep alive (workload keepalive)")
@@ -90,7 +102,7 @@ func main() {
 	defer cli.Close()
 	switch *workload {
 	case "watch":
-		watchBench(cli, *watchers, *puts)
+		watchBench(cli, *watchers, *puts, *distinct)
 		return
 	case "watch-fault":
 		watchFault(cli, time.Duration(*durationMs)*time.Millisecond)
@@ -120,6 +132,8 @@ func main() {
 
 	op := func(n int) error {
 		key := fmt.Sprintf("bench/k/%d", n%keys)
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		defer cancel()
 		var err error
 		switch *workload {
 		case "put":
@@ -159,7 +173,6 @@ func main() {
 
 	latencies := make([][]time.Duration, *callers)
 	errors := make([]int, *callers)
-	records := make([][]string, *callers)
 	var wg sync.WaitGroup
 	cpuBefore := cpuSeconds()
 	started := time.Now()
@@ -170,6 +183,9 @@ func main() {
 		wg.Add(1)
 		go func(c int) {
 			defer wg.Done()
+			if *trace {
+				defer traceLine("D")
+			}
 			for n := c; ; n += *callers {
 				if *durationMs > 0 {
 					if time.Since(started) >= time.Duration(*durationMs)*time.Millisecond {
@@ -186,7 +202,7 @@ func main() {
 					if err != nil {
 						ok = 0
 					}
-					records[c] = append(records[c], fmt.Sprintf("R %d %d %d", t.UnixNano()/1000, took.Microseconds(), ok))
+					traceLine(fmt.Sprintf("R %d %d %d", t.UnixNano()/1000, took.Microseconds(), ok))
 				}
 				if err != nil {
 					errors[c]++
@@ -197,11 +213,6 @@ func main() {
 		}(c)
 	}
 	wg.Wait()
-	for _, per := range records {
-		for _, line := range per {
-			fmt.Println(line)
-		}
-	}
 	elapsed := time.Since(started)
 	cpu := cpuSeconds() - cpuBefore
 	close(done)
@@ -272,13 +283,18 @@ func percentile(all []time.Duration, p float64) float64 {
 // watchBench creates `watchers` watches on the prefix wbench/ (timed until every one has
 // its created notification), then times `puts` sequential puts, each until every watcher
 // has received its event. Watches share the client's stream, as clientv3 does by default;
-// each is read by a goroutine of its own, as its users write it.
-func watchBench(cli *clientv3.Client, watchers, puts int) {
+// each is read by a goroutine of its own, as its users write it. With `distinct`, watch i
+// covers [wbench/, wbench/~i): a range of its own that holds every key put.
+func watchBench(cli *clientv3.Client, watchers, puts int, distinct bool) {
 	ctx := context.Background()
 	started := time.Now()
 	chans := make([]clientv3.WatchChan, watchers)
 	for i := range chans {
-		chans[i] = cli.Watch(ctx, "wbench/", clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+		if distinct {
+			chans[i] = cli.Watch(ctx, "wbench/", clientv3.WithRange(fmt.Sprintf("wbench/~%d", i)), clientv3.WithCreatedNotify())
+		} else {
+			chans[i] = cli.Watch(ctx, "wbench/", clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+		}
 	}
 	for _, ch := range chans {
 		resp, ok := <-ch

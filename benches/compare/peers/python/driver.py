@@ -16,8 +16,21 @@ KEYS = 1000
 
 
 def cpu_seconds():
-    t = os.times()
-    return t.user + t.system
+    # The process CPU clock (clock_gettime(CLOCK_PROCESS_CPUTIME_ID)): every thread.
+    return time.process_time()
+
+
+# Every request's deadline, the same for every client of the comparison (etcdctl's):
+# python-etcd3 applies its client timeout to each request.
+DEADLINE_S = 5
+
+_trace_lock = threading.Lock()
+
+
+def trace_line(line):
+    """Prints one trace line at once, so that a driver killed while hung has told all."""
+    with _trace_lock:
+        print(line, flush=True)
 
 
 def status(name):
@@ -31,7 +44,7 @@ def status(name):
 def connect(endpoints):
     # python-etcd3 0.12, the last release, takes one endpoint: it gets the first.
     host, port = endpoints.split(",")[0].rsplit(":", 1)
-    return etcd3.client(host=host, port=int(port), timeout=5)
+    return etcd3.client(host=host, port=int(port), timeout=DEADLINE_S)
 
 
 def main():
@@ -76,9 +89,14 @@ def main():
             threads[0] = max(threads[0], status("Threads"))
             done.wait(0.05)
 
-    records = [[] for _ in range(a.callers)]
-
     def caller(c):
+        try:
+            calls(c)
+        finally:
+            if a.trace:
+                trace_line("D")
+
+    def calls(c):
         n = c
         while True:
             if a.duration_ms > 0:
@@ -95,7 +113,7 @@ def main():
                 ok = False
             took = time.perf_counter() - t
             if a.trace:
-                records[c].append("R %d %d %d" % (at * 1e6, took * 1e6, ok))
+                trace_line("R %d %d %d" % (at * 1e6, took * 1e6, ok))
             if ok:
                 latencies[c].append(took)
             else:
@@ -117,9 +135,6 @@ def main():
     cpu = cpu_seconds() - cpu_before
     done.set()
     sampler.join()
-    for per in records:
-        for line in per:
-            print(line)
 
     all_lat = sorted(x for per in latencies for x in per)
 

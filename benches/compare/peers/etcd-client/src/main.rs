@@ -22,12 +22,23 @@ fn flag(args: &[String], name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
+/// Every request's deadline, the same for every client of the comparison (etcdctl's).
+const DEADLINE: Duration = Duration::from_secs(5);
+
+/// This process's CPU clock (user + system, every thread), in seconds.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (t(11) + t(12)) / 100.0
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+/// Prints one trace line at once (stdout's lock keeps lines whole), so that a driver
+/// killed while hung has told everything up to then.
+fn trace_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(line);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
 }
 
 fn status(name: &str) -> usize {
@@ -60,7 +71,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "watch" => {
             let watchers: usize = flag(&args, "watchers", "1").parse()?;
             let puts: usize = flag(&args, "puts", "300").parse()?;
-            return watch_bench(client, watchers, puts).await;
+            let distinct = args.iter().any(|a| a == "--distinct");
+            return watch_bench(client, watchers, puts, distinct).await;
         }
         "watch-fault" => return watch_fault(client, Duration::from_millis(duration_ms)).await,
         "keepalive" => {
@@ -105,7 +117,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let workload = workload.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let mut records = Vec::new();
             let mut errors = 0usize;
             let mut n = c;
             loop {
@@ -123,25 +134,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_micros());
                 let t = Instant::now();
+                // etcd-client has no per-request deadline of its own: its users bound the
+                // future with tokio's timeout, which cancels the request when it fires.
                 let ok = match workload.as_str() {
-                    "put" => kv.put(key, value.clone(), None).await.is_ok(),
-                    "get" => kv.get(key, None).await.is_ok(),
-                    "get-serializable" => kv
-                        .get(key, Some(GetOptions::new().with_serializable()))
-                        .await
-                        .is_ok(),
-                    _ => kv
-                        .txn(
-                            Txn::new()
-                                .when([Compare::version(key.clone(), CompareOp::Greater, -1)])
-                                .and_then([TxnOp::put(key, value.clone(), None)]),
+                    "put" => within(kv.put(key, value.clone(), None)).await,
+                    "get" => within(kv.get(key, None)).await,
+                    "get-serializable" => {
+                        within(kv.get(key, Some(GetOptions::new().with_serializable()))).await
+                    }
+                    _ => {
+                        within(
+                            kv.txn(
+                                Txn::new()
+                                    .when([Compare::version(key.clone(), CompareOp::Greater, -1)])
+                                    .and_then([TxnOp::put(key, value.clone(), None)]),
+                            ),
                         )
                         .await
-                        .is_ok(),
+                    }
                 };
                 let took = t.elapsed();
                 if trace {
-                    records.push((at, took.as_micros(), ok));
+                    trace_line(format_args!("R {at} {} {}", took.as_micros(), u8::from(ok)));
                 }
                 if ok {
                     latencies.push(took);
@@ -149,20 +163,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     errors += 1;
                 }
             }
-            (latencies, errors, records)
+            if trace {
+                trace_line(format_args!("D"));
+            }
+            (latencies, errors)
         }));
     }
     let mut all = Vec::with_capacity(ops);
     let mut errors = 0;
-    let mut records = Vec::new();
     for t in tasks {
-        let (l, e, r) = t.await?;
+        let (l, e) = t.await?;
         all.extend(l);
         errors += e;
-        records.extend(r);
-    }
-    for (at, took, ok) in records {
-        println!("R {at} {took} {}", u8::from(ok));
     }
     let elapsed = started.elapsed();
     let cpu = cpu_seconds() - cpu_before;
@@ -197,19 +209,32 @@ fn unix_micros() -> u128 {
 /// Creates `watchers` watches on the prefix wbench/, all at once from tasks of their own
 /// (each `watch` opens a gRPC stream of its own and waits for its created response), then
 /// times `puts` sequential puts, each until every watch has received its event.
+/// Whether `request` succeeded within the deadline.
+async fn within<T>(
+    request: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> bool {
+    matches!(tokio::time::timeout(DEADLINE, request).await, Ok(Ok(_)))
+}
+
 async fn watch_bench(
     client: Client,
     watchers: usize,
     puts: usize,
+    distinct: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut creating = tokio::task::JoinSet::new();
-    for _ in 0..watchers {
+    for i in 0..watchers {
         let mut watch = client.watch_client();
+        // With `distinct`, watch i covers [wbench/, wbench/~i): a range of its own that
+        // holds every key put.
+        let options = if distinct {
+            WatchOptions::new().with_range(format!("wbench/~{i}"))
+        } else {
+            WatchOptions::new().with_prefix()
+        };
         creating.spawn(async move {
-            let mut stream = watch
-                .watch("wbench/", Some(WatchOptions::new().with_prefix()))
-                .await?;
+            let mut stream = watch.watch("wbench/", Some(options)).await?;
             match stream.message().await? {
                 Some(r) if r.created() => Ok(stream),
                 other => Err(etcd_client::Error::WatchError(format!(

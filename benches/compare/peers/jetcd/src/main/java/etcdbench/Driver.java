@@ -29,8 +29,11 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -38,16 +41,43 @@ import java.util.concurrent.atomic.AtomicInteger;
 public final class Driver {
     private static final int KEYS = 1000;
     private static final long WARM_UP_NANOS = 2_000_000_000L;
+    /** Every request's deadline, the same for every client of the comparison (etcdctl's). */
+    private static final long DEADLINE_SECONDS = 5;
+    /** CPU nanoseconds of the callers that ended, by OS thread id (see cpuSeconds). */
+    private static final Map<String, Long> RETIRED = new java.util.concurrent.ConcurrentHashMap<>();
 
+    /**
+     * Waits for `future` at most the deadline. jetcd has no per-request deadline of its own:
+     * its users bound the wait on the future and cancel it, as this does.
+     */
+    private static <T> T within(CompletableFuture<T> future) throws Exception {
+        try {
+            return future.get(DEADLINE_SECONDS, TimeUnit.SECONDS);
+        } catch (TimeoutException e) {
+            future.cancel(true);
+            throw e;
+        }
+    }
+
+    /** Prints one trace line at once, so that a driver killed while hung has told all. */
+    private static synchronized void traceLine(String line) {
+        System.out.println(line);
+        System.out.flush();
+    }
     /** One request of the workload on one key, blocking until it is done. */
     private interface Operation {
         void run(ByteSequence key) throws Exception;
     }
 
-    /** Runs the workload untimed for `nanos` with `callers` threads; errors are ignored. */
-    private static void warmUp(Operation op, ByteSequence[] keys, int callers, long nanos)
+    /**
+     * Runs the workload untimed for `nanos` with `callers` threads, and returns how many
+     * requests succeeded and how many failed (the orchestrator counts the writes).
+     */
+    private static long[] warmUp(Operation op, ByteSequence[] keys, int callers, long nanos)
             throws InterruptedException {
         long until = System.nanoTime() + nanos;
+        AtomicLong ok = new AtomicLong();
+        AtomicLong failed = new AtomicLong();
         Thread[] threads = new Thread[callers];
         for (int c = 0; c < callers; c++) {
             final int caller = c;
@@ -55,8 +85,9 @@ public final class Driver {
                 for (int n = caller; System.nanoTime() < until; n += callers) {
                     try {
                         op.run(keys[n % KEYS]);
+                        ok.incrementAndGet();
                     } catch (Exception e) {
-                        // Not measured.
+                        failed.incrementAndGet();
                     }
                 }
             }, "warm-up-" + c);
@@ -65,6 +96,7 @@ public final class Driver {
         for (Thread t : threads) {
             t.join();
         }
+        return new long[] {ok.get(), failed.get()};
     }
 
     public static void main(String[] args) throws Exception {
@@ -99,7 +131,7 @@ public final class Driver {
         Client client = Client.builder().endpoints(urls).build();
         if (workload.equals("watch")) {
             watchBench(client, Integer.parseInt(flags.getOrDefault("watchers", "1")),
-                    Integer.parseInt(flags.getOrDefault("puts", "300")));
+                    Integer.parseInt(flags.getOrDefault("puts", "300")), flags.containsKey("distinct"));
             Runtime.getRuntime().halt(0);
         }
         if (workload.equals("watch-fault")) {
@@ -133,19 +165,18 @@ public final class Driver {
         GetOption serializable = GetOption.builder().withSerializable(true).build();
         Operation op = key -> {
             switch (workload) {
-                case "put" -> kv.put(key, value).get();
-                case "get" -> kv.get(key).get();
-                case "get-serializable" -> kv.get(key, serializable).get();
-                default -> kv.txn()
+                case "put" -> within(kv.put(key, value));
+                case "get" -> within(kv.get(key));
+                case "get-serializable" -> within(kv.get(key, serializable));
+                default -> within(kv.txn()
                         .If(new Cmp(key, Cmp.Op.GREATER, CmpTarget.version(-1)))
                         .Then(Op.put(key, value, PutOption.DEFAULT))
-                        .commit()
-                        .get();
+                        .commit());
             }
         };
         // The JVM compiles the hot paths after some thousands of calls: the timed phase
         // measures jetcd warm, as in a service that has run a while.
-        warmUp(op, keys, callers, WARM_UP_NANOS);
+        long[] warm = warmUp(op, keys, callers, WARM_UP_NANOS);
 
         AtomicInteger threads = new AtomicInteger();
         AtomicBoolean done = new AtomicBoolean();
@@ -165,10 +196,8 @@ public final class Driver {
         long[][] latencies = new long[callers][];
         int[] counts = new int[callers];
         int[] errors = new int[callers];
-        List<List<String>> records = new ArrayList<>();
         for (int c = 0; c < callers; c++) {
             latencies[c] = new long[1024];
-            records.add(new ArrayList<>());
         }
         double cpuBefore = cpuSeconds();
         long startedNanos = System.nanoTime();
@@ -183,10 +212,10 @@ public final class Driver {
                 for (int n = caller; ; n += callers) {
                     if (durationMs > 0) {
                         if (System.nanoTime() - startedNanos >= durationMs * 1_000_000L) {
-                            return;
+                            break;
                         }
                     } else if (n >= ops) {
-                        return;
+                        break;
                     }
                     ByteSequence key = keys[n % KEYS];
                     long atMicros = nowMicros();
@@ -199,7 +228,7 @@ public final class Driver {
                     }
                     long took = System.nanoTime() - t;
                     if (trace) {
-                        records.get(caller).add("R " + atMicros + " " + took / 1000 + " " + (ok ? 1 : 0));
+                        traceLine("R " + atMicros + " " + took / 1000 + " " + (ok ? 1 : 0));
                     }
                     if (!ok) {
                         errors[caller]++;
@@ -210,6 +239,10 @@ public final class Driver {
                     }
                     latencies[caller][counts[caller]++] = took;
                 }
+                retire();
+                if (trace) {
+                    traceLine("D");
+                }
             }, "caller-" + c);
             workers[c].start();
         }
@@ -219,11 +252,6 @@ public final class Driver {
         double seconds = (System.nanoTime() - startedNanos) / 1e9;
         double cpu = cpuSeconds() - cpuBefore;
         done.set(true);
-        for (List<String> per : records) {
-            for (String line : per) {
-                System.out.println(line);
-            }
-        }
 
         int total = 0;
         int errs = 0;
@@ -241,9 +269,10 @@ public final class Driver {
         System.out.println(String.format(java.util.Locale.ROOT,
                 "{\"client\":\"jetcd\",\"workload\":\"%s\",\"callers\":%d,\"value_size\":%d,"
                         + "\"ops\":%d,\"errors\":%d,\"seconds\":%.6f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
-                        + "\"p999_us\":%.1f,\"cpu_seconds\":%.3f,\"peak_rss_kib\":%d,\"threads\":%d}",
+                        + "\"p999_us\":%.1f,\"cpu_seconds\":%.6f,\"peak_rss_kib\":%d,\"threads\":%d,"
+                        + "\"warmup_ops\":%d,\"warmup_errors\":%d}",
                 workload, callers, valueSize, total, errs, seconds, pct(all, 0.50), pct(all, 0.99),
-                pct(all, 0.999), cpu, status("VmHWM"), threads.get()));
+                pct(all, 0.999), cpu, status("VmHWM"), threads.get(), warm[0], warm[1]));
         System.out.flush();
         // client.close() waits for jetcd's executors; the numbers are out, so do not wait.
         Runtime.getRuntime().halt(0);
@@ -254,16 +283,24 @@ public final class Driver {
      * created notification), then times `puts` sequential puts, each until every watch's
      * listener has had its event. The put loop runs once untimed first, for the JIT.
      */
-    private static void watchBench(Client client, int watchers, int puts) throws Exception {
+    private static void watchBench(Client client, int watchers, int puts, boolean distinct)
+            throws Exception {
         Watch watch = client.getWatchClient();
         KV kv = client.getKVClient();
         ByteSequence prefix = ByteSequence.from("wbench/", StandardCharsets.UTF_8);
-        WatchOption option = WatchOption.builder().isPrefix(true).withCreateNotify(true).build();
+        WatchOption shared = WatchOption.builder().isPrefix(true).withCreateNotify(true).build();
         CountDownLatch created = new CountDownLatch(watchers);
         AtomicReference<CountDownLatch> pending = new AtomicReference<>(new CountDownLatch(0));
         List<Watch.Watcher> all = new ArrayList<>();
         long started = System.nanoTime();
         for (int i = 0; i < watchers; i++) {
+            // With `distinct`, watch i covers [wbench/, wbench/~i): a range of its own that
+            // holds every key put.
+            WatchOption option = distinct
+                    ? WatchOption.builder()
+                            .withRange(ByteSequence.from("wbench/~" + i, StandardCharsets.UTF_8))
+                            .withCreateNotify(true).build()
+                    : shared;
             all.add(watch.watch(prefix, option, Watch.listener(response -> {
                 if (response.isCreatedNotify()) {
                     created.countDown();
@@ -430,7 +467,8 @@ public final class Driver {
         System.out.println(String.format(java.util.Locale.ROOT,
                 "{\"client\":\"jetcd\",\"workload\":\"lock\",\"callers\":%d,\"value_size\":0,"
                         + "\"ops\":%d,\"errors\":0,\"seconds\":%.6f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
-                        + "\"p999_us\":%.1f,\"cpu_seconds\":%.3f,\"peak_rss_kib\":%d,\"threads\":%d}",
+                        + "\"p999_us\":%.1f,\"cpu_seconds\":%.6f,\"peak_rss_kib\":%d,\"threads\":%d,"
+                        + "\"warmup_ops\":%d,\"warmup_errors\":%d}",
                 callers, all.length, seconds[0], pct(all, 0.50), pct(all, 0.99), pct(all, 0.999),
                 cpu[0], status("VmHWM"), status("Threads")));
         System.out.flush();
@@ -486,7 +524,8 @@ public final class Driver {
         System.out.println(String.format(java.util.Locale.ROOT,
                 "{\"client\":\"jetcd\",\"workload\":\"election\",\"callers\":1,\"value_size\":0,"
                         + "\"ops\":%d,\"errors\":0,\"seconds\":%.6f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
-                        + "\"p999_us\":%.1f,\"cpu_seconds\":%.3f,\"peak_rss_kib\":%d,\"threads\":%d}",
+                        + "\"p999_us\":%.1f,\"cpu_seconds\":%.6f,\"peak_rss_kib\":%d,\"threads\":%d,"
+                        + "\"warmup_ops\":%d,\"warmup_errors\":%d}",
                 all.length, seconds, pct(all, 0.50), pct(all, 0.99), pct(all, 0.999),
                 cpu, status("VmHWM"), status("Threads")));
         System.out.flush();
@@ -506,12 +545,48 @@ public final class Driver {
     }
 
     /** This process's user + system CPU time, from /proc/self/stat. */
+    /**
+     * This process's CPU seconds, in nanoseconds: the JDK 17 process figure
+     * (OperatingSystemMXBean) counts 10 ms ticks, so this adds up every thread's own CPU
+     * clock (/proc/self/task/N/schedstat, which counts the JVM's own threads too), plus
+     * what the measured callers used before they ended. A JVM thread that ends during the
+     * phase other than a caller is not counted (the JIT's, rarely).
+     */
     private static double cpuSeconds() {
-        try {
-            String text = Files.readString(Path.of("/proc/self/stat"));
-            String[] fields = text.substring(text.lastIndexOf(')') + 2).split(" ");
-            return (Double.parseDouble(fields[11]) + Double.parseDouble(fields[12])) / 100.0;
+        long total = 0;
+        for (long nanos : RETIRED.values()) {
+            total += nanos;
+        }
+        try (var tasks = Files.list(Path.of("/proc/self/task"))) {
+            for (Path task : (Iterable<Path>) tasks::iterator) {
+                // An ended caller may linger here a moment after join(): counted once.
+                if (!RETIRED.containsKey(task.getFileName().toString())) {
+                    total += threadCpuNanos(task.resolve("schedstat"));
+                }
+            }
         } catch (IOException e) {
+            return 0;
+        }
+        return total / 1e9;
+    }
+
+    /** Called by a caller as it ends: keeps its CPU time, under its OS thread id. */
+    private static void retire() {
+        try {
+            // /proc/thread-self links to "<pid>/task/<tid>".
+            Path self = Files.readSymbolicLink(Path.of("/proc/thread-self"));
+            RETIRED.put(self.getFileName().toString(),
+                    threadCpuNanos(Path.of("/proc/thread-self/schedstat")));
+        } catch (IOException e) {
+            // Then its time is not counted; cpuSeconds says so in its doc.
+        }
+    }
+
+    /** The CPU nanoseconds in a thread's schedstat (0 once it has ended). */
+    private static long threadCpuNanos(Path schedstat) {
+        try {
+            return Long.parseLong(Files.readString(schedstat).trim().split(" ")[0]);
+        } catch (IOException | NumberFormatException e) {
             return 0;
         }
     }
