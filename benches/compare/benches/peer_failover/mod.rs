@@ -13,8 +13,9 @@ use etcd_blocking::testing::{Cluster, Proxy};
 
 use crate::{unix_micros, Peer};
 
-/// How long each driver runs its load.
-const LOAD_MS: u64 = 5000;
+/// How long each driver runs its load: long enough after the fault (at 1 s) to see a
+/// client that waits out the whole 5 s deadline of its requests recover after it.
+const LOAD_MS: u64 = 10_000;
 /// When, into the timed phase, the fault comes.
 const FAULT_AFTER: Duration = Duration::from_secs(1);
 /// How long past its load a driver may take before it is killed as hung.
