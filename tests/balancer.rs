@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{all_healthy, cluster};
+use common::{all_healthy, alone};
 use etcd_blocking::{Client, Error, GetOptions, Health};
 
 fn health_of(client: &Client, endpoint: &str) -> Health {
@@ -22,7 +22,7 @@ fn health_of(client: &Client, endpoint: &str) -> Health {
 
 #[test]
 fn a_killed_member_turns_unhealthy_and_rejoins_as_soon_as_it_serves() {
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let client = Client::connect(cluster.endpoints()).expect("connect");
     let endpoint = cluster.endpoint(1);
     all_healthy(&cluster, &client);
@@ -55,7 +55,7 @@ fn a_killed_member_turns_unhealthy_and_rejoins_as_soon_as_it_serves() {
 
 #[test]
 fn calls_go_round_robin_over_the_healthy_members() {
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let client = Client::connect(cluster.endpoints()).expect("connect");
     all_healthy(&cluster, &client);
     let kv = client.kv();
@@ -77,7 +77,7 @@ fn calls_go_round_robin_over_the_healthy_members() {
 
 #[test]
 fn nothing_healthy_fails_at_the_deadline_listing_every_endpoint() {
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let client = Client::builder()
         .endpoints(cluster.endpoints())
         .request_timeout(Duration::from_millis(400))
@@ -130,8 +130,8 @@ fn nothing_healthy_fails_at_the_deadline_listing_every_endpoint() {
 
 #[test]
 fn an_endpoint_of_another_cluster_is_refused() {
-    let ours = cluster(1);
-    let theirs = cluster(1);
+    let ours = common::cluster(1);
+    let theirs = common::cluster(1);
     let client = Client::connect([ours.endpoint(0), theirs.endpoint(0)]).expect("connect");
     let mut verdict = Vec::new();
     ours.wait_until(
@@ -158,7 +158,7 @@ fn an_endpoint_of_another_cluster_is_refused() {
 
 #[test]
 fn writes_stalled_on_a_leader_cut_off_from_its_peers_move_to_the_next_leader() {
-    let cluster = common::cluster_with_peer_proxies(3);
+    let cluster = common::alone_with_peer_proxies(3);
     // Regular probes a minute apart, and a long deadline: only the stalled calls
     // themselves can make the balancer look for the new leader in time.
     let client = Client::builder()
@@ -203,7 +203,7 @@ fn writes_stalled_on_a_leader_cut_off_from_its_peers_move_to_the_next_leader() {
 
 #[test]
 fn serializable_reads_are_served_while_the_quorum_is_lost() {
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let client = Client::builder()
         .endpoints(cluster.endpoints())
         .request_timeout(Duration::from_secs(1))
@@ -264,7 +264,7 @@ fn serializable_reads_are_served_while_the_quorum_is_lost() {
 
 #[test]
 fn serializable_reads_never_go_back_in_time() {
-    let cluster = common::cluster_with_peer_proxies(3);
+    let cluster = common::alone_with_peer_proxies(3);
     let leader = cluster.leader().expect("leader");
     let lagging = (leader + 1) % 3;
     // Probes so rare that the client keeps using the lagging member: only the revision
@@ -318,7 +318,7 @@ fn serializable_reads_never_go_back_in_time() {
 
 #[test]
 fn auto_sync_adds_members_and_drops_endpoints_that_are_not_members() {
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let not_a_member = listener.local_addr().expect("addr").to_string();
     drop(listener);
@@ -362,7 +362,7 @@ fn auto_sync_adds_members_and_drops_endpoints_that_are_not_members() {
 
 #[test]
 fn writes_and_linearizable_reads_go_to_the_leader_by_default() {
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let client = Client::connect(cluster.endpoints()).expect("connect");
     let leader = cluster.leader().expect("leader");
     let leader_id = cluster.member_id(leader).expect("leader id");

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{all_healthy, client, cluster};
+use common::{all_healthy, alone, client};
 use etcd_blocking::concurrency::{Election, Mutex, MutexGuard, Session};
 use etcd_blocking::{Client, Compare, Error, GetOptions, Txn, TxnOp};
 
@@ -16,7 +16,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 #[test]
 fn bad_input_is_refused_with_a_typed_error() {
-    let cluster = cluster(1);
+    let cluster = alone(1);
     let client = client(&cluster);
     assert!(matches!(
         Session::new(&client, Duration::ZERO),
@@ -39,7 +39,7 @@ fn queued(client: &Client, prefix: &str) -> i64 {
 
 #[test]
 fn try_lock_says_none_while_held_and_lock_waits_its_turn() {
-    let cluster = cluster(1);
+    let cluster = alone(1);
     let client = client(&cluster);
     let a = Session::new(&client, Duration::from_secs(5)).expect("session");
     let b = Session::new(&client, Duration::from_secs(5)).expect("session");
@@ -69,7 +69,7 @@ fn try_lock_says_none_while_held_and_lock_waits_its_turn() {
 
 #[test]
 fn a_holder_whose_session_is_lost_is_fenced_out() {
-    let cluster = cluster(1);
+    let cluster = alone(1);
     let client = client(&cluster);
     let a = Session::new(&client, Duration::from_secs(5)).expect("session");
     let b = Session::new(&client, Duration::from_secs(5)).expect("session");
@@ -104,7 +104,7 @@ fn a_holder_whose_session_is_lost_is_fenced_out() {
 
 #[test]
 fn a_session_ends_when_no_quorum_is_in_reach_past_its_ttl() {
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let client = client(&cluster);
     all_healthy(&cluster, &client);
     let ttl = Duration::from_secs(2);
@@ -122,8 +122,14 @@ fn a_session_ends_when_no_quorum_is_in_reach_past_its_ttl() {
     // Ended once the last renewal's TTL ran out: never later than a TTL after the fault
     // (plus the thread's wake-up), and not before: the last renewal was at most a third
     // of the TTL (and a batch's early margin) before the fault.
-    assert!(took <= ttl + Duration::from_millis(500), "ended after {took:?}");
-    assert!(took >= ttl / 2, "ended after {took:?}, before the lease could run out");
+    assert!(
+        took <= ttl + Duration::from_millis(500),
+        "ended after {took:?}"
+    );
+    assert!(
+        took >= ttl / 2,
+        "ended after {took:?}, before the lease could run out"
+    );
 }
 
 /// Increments the counter under `guard`: a write fenced to the holder and guarded by the
@@ -185,7 +191,7 @@ fn increment(client: &Client, guard: &MutexGuard) {
 #[test]
 fn holders_never_overlap_and_every_increment_counts_through_member_faults() {
     const ROUNDS: usize = 12;
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let clients: Vec<Client> = (0..2).map(|_| client(&cluster)).collect();
     for c in &clients {
         all_healthy(&cluster, c);
@@ -295,7 +301,7 @@ fn holders_never_overlap_and_every_increment_counts_through_member_faults() {
 
 #[test]
 fn observe_sees_every_leader_in_order_and_a_lost_leader_is_replaced() {
-    let cluster = cluster(1);
+    let cluster = alone(1);
     let client = client(&cluster);
     let session = |ttl: u64| Session::new(&client, Duration::from_secs(ttl)).expect("session");
     let watcher_session = session(5);
@@ -365,7 +371,7 @@ fn observe_sees_every_leader_in_order_and_a_lost_leader_is_replaced() {
 
 #[test]
 fn the_servers_lock_and_election_services_through_their_thin_handles() {
-    let cluster = cluster(1);
+    let cluster = alone(1);
     let client = client(&cluster);
     let lease = || {
         client
@@ -496,7 +502,7 @@ fn late_lock_round(
 
 #[test]
 fn a_lock_attempt_of_unknown_outcome_leaves_no_key_when_applied_late() {
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let client = client(&cluster);
     all_healthy(&cluster, &client);
     let kv = client.kv();

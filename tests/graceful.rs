@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{all_healthy, cluster};
+use common::{all_healthy, alone};
 use etcd_blocking::testing::Cluster;
 use etcd_blocking::{Client, Error};
 
@@ -124,7 +124,7 @@ fn round_robin(cluster: &Cluster) -> Client {
 
 #[test]
 fn writes_through_a_graceful_stop_of_the_leader_are_unknown_only_while_it_stops() {
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let client = round_robin(&cluster);
     all_healthy(&cluster, &client);
     let writers = Writers::start(&client, 4);
@@ -141,7 +141,7 @@ fn writes_through_a_graceful_stop_of_the_leader_are_unknown_only_while_it_stops(
 
 #[test]
 fn writes_through_a_rolling_restart_are_unknown_only_while_a_member_stops() {
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let client = round_robin(&cluster);
     all_healthy(&cluster, &client);
     let writers = Writers::start(&client, 4);

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{all_healthy, client, cluster};
+use common::{all_healthy, alone, client};
 use etcd_blocking::testing::{Cluster, Proxy};
 use etcd_blocking::{
     Client, Error, EventKind, KeepAlive, KeepAliveStatus, LeaseRenewal, PutOptions, ServerCode,
@@ -25,7 +25,7 @@ fn lease_not_found(result: Result<impl std::fmt::Debug, Error>) -> bool {
 
 #[test]
 fn bad_input_and_unknown_leases_are_typed_errors() {
-    let cluster = cluster(1);
+    let cluster = alone(1);
     let client = client(&cluster);
     let lease = client.lease();
     assert!(matches!(
@@ -53,7 +53,7 @@ fn bad_input_and_unknown_leases_are_typed_errors() {
 
 #[test]
 fn a_kept_lease_outlives_its_ttl_renewed_every_third_of_it() {
-    let cluster = cluster(1);
+    let cluster = alone(1);
     let client = client(&cluster);
     let lease = client.lease();
     let id = lease.grant(TTL).expect("grant").id();
@@ -89,7 +89,7 @@ fn a_kept_lease_outlives_its_ttl_renewed_every_third_of_it() {
 
 #[test]
 fn a_lease_revoked_elsewhere_ends_its_keepalive_expired() {
-    let cluster = cluster(1);
+    let cluster = alone(1);
     let client = client(&cluster);
     let lease = client.lease();
     let id = lease.grant(TTL).expect("grant").id();
@@ -117,7 +117,7 @@ fn a_lease_revoked_elsewhere_ends_its_keepalive_expired() {
 
 #[test]
 fn dropping_the_handle_stops_renewing_and_revoke_on_drop_revokes() {
-    let cluster = cluster(1);
+    let cluster = alone(1);
     let client = client(&cluster);
     let lease = client.lease();
     let revoked = lease.grant(TTL).expect("grant").id();
@@ -245,7 +245,11 @@ fn kept_through(
     // The fault is over for the lease: the key is there, and no delete came before.
     let at_heal = observer.kv().get("through").expect("get");
     assert_eq!(at_heal.kvs().len(), 1, "the key outlived the fault");
-    assert_eq!(delete_in(&watcher, Duration::ZERO), None, "no delete in the fault");
+    assert_eq!(
+        delete_in(&watcher, Duration::ZERO),
+        None,
+        "no delete in the fault"
+    );
     let healed_from = at_heal.header().revision();
     heal(serving);
     let healed = Instant::now();
@@ -300,7 +304,7 @@ fn kept_through(
 }
 
 fn on_three_members(fault: impl FnOnce(&Cluster, usize), heal: impl FnOnce(&Cluster, usize)) {
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let client = client(&cluster);
     all_healthy(&cluster, &client);
     kept_through(
@@ -330,7 +334,7 @@ fn a_lease_outlives_a_hang_of_the_member_serving_its_keepalives() {
 
 #[test]
 fn a_lease_outlives_its_keepalive_member_cut_off_from_its_peers() {
-    let cluster = common::cluster_with_peer_proxies(3);
+    let cluster = common::alone_with_peer_proxies(3);
     let client = client(&cluster);
     all_healthy(&cluster, &client);
     kept_through(
@@ -344,7 +348,7 @@ fn a_lease_outlives_its_keepalive_member_cut_off_from_its_peers() {
 
 #[test]
 fn a_lease_outlives_a_blackhole_of_its_keepalive_member() {
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let proxies: Vec<Proxy> = (0..3)
         .map(|i| Proxy::start(0, cluster.client_port(i)).expect("proxy"))
         .collect();
@@ -362,7 +366,7 @@ fn a_lease_outlives_a_blackhole_of_its_keepalive_member() {
 
 #[test]
 fn a_lease_without_quorum_past_its_ttl_is_reported_lost() {
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let client = client(&cluster);
     all_healthy(&cluster, &client);
     let lease = client.lease();

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{all_healthy, cluster};
+use common::{all_healthy, alone};
 use etcd_blocking::testing::{Cluster, Proxy};
 use etcd_blocking::{Client, ClientBuilder, Error, Health};
 
@@ -35,7 +35,7 @@ fn worker_alive(cluster: &Cluster, client: &Client, dead: &str, what: &str) {
 
 #[test]
 fn every_duration_setting_takes_zero_one_nanosecond_and_the_maximum() {
-    let cluster = cluster(1);
+    let cluster = alone(1);
     type Set = fn(ClientBuilder, Duration) -> ClientBuilder;
     let settings: [(&str, Set); 7] = [
         ("dial timeout", |b, d| b.dial_timeout(d)),
@@ -79,18 +79,21 @@ fn every_duration_setting_takes_zero_one_nanosecond_and_the_maximum() {
             } else {
                 worker_alive(&cluster, &client, &dead, &what);
             }
-            let put = client.kv().put("k", "v");
+            let key = format!("setting/{name}/{d:?}");
+            let put = client.kv().put(key.as_str(), "v");
             let one_ns_call = name == "request timeout" || name == "probe timeout";
             if d == Duration::MAX || !one_ns_call {
                 put.unwrap_or_else(|e| panic!("{name} {d:?}: {e:?}"));
             } else if let Err(e) = put {
-                // Too short to answer in: a typed failure, never a hang or a panic.
+                // Too short to answer in: a typed failure, never a hang or a panic; and
+                // unless the outcome is unknown, not applied.
                 assert!(
                     e.is_deadline_exceeded()
                         || e.is_write_outcome_unknown()
                         || matches!(e, Error::NoHealthyEndpoint { .. }),
                     "{name} {d:?}: {e:?}"
                 );
+                common::failed_write_absent(&cluster, &key, &e);
             }
             client
                 .close()
@@ -101,12 +104,13 @@ fn every_duration_setting_takes_zero_one_nanosecond_and_the_maximum() {
 
 #[test]
 fn every_handle_timeout_takes_zero_one_nanosecond_and_the_maximum() {
-    let cluster = cluster(1);
+    let cluster = alone(1);
     let client = Client::connect(cluster.endpoints()).expect("connect");
     let kv = client.kv();
     let lease = client.lease();
     for d in [Duration::ZERO, Duration::from_nanos(1), Duration::MAX] {
-        let put = kv.with_timeout(d).put("k", "v");
+        let key = format!("handle/{d:?}");
+        let put = kv.with_timeout(d).put(key.as_str(), "v");
         let leases = lease.with_timeout(d).leases();
         if d.is_zero() {
             assert!(matches!(put, Err(Error::InvalidArgument { .. })), "{put:?}");
@@ -123,6 +127,7 @@ fn every_handle_timeout_takes_zero_one_nanosecond_and_the_maximum() {
                     e.is_write_outcome_unknown() || e.is_deadline_exceeded(),
                     "{e:?}"
                 );
+                common::failed_write_absent(&cluster, &key, &e);
             }
             if let Err(e) = leases {
                 assert!(e.is_deadline_exceeded(), "{e:?}");
@@ -134,7 +139,7 @@ fn every_handle_timeout_takes_zero_one_nanosecond_and_the_maximum() {
 
 #[test]
 fn a_panicking_balancer_worker_is_restarted_and_then_reported() {
-    let cluster = cluster(1);
+    let cluster = alone(1);
     let dead = dead_endpoint();
     let client = Client::builder()
         .endpoints([cluster.endpoint(0), dead.clone()])
@@ -191,7 +196,7 @@ fn thread_state(tid: &str) -> Option<char> {
 
 #[test]
 fn close_waits_for_a_call_in_flight_until_its_own_deadline() {
-    let cluster = cluster(1);
+    let cluster = alone(1);
     // Probes a minute apart: nothing but the call's deadline ends it.
     let client = Client::builder()
         .endpoints(cluster.endpoints())
@@ -244,7 +249,7 @@ fn close_waits_for_a_call_in_flight_until_its_own_deadline() {
 
 #[test]
 fn a_blackholed_leader_port_fails_no_write_on_a_follower() {
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let proxies: Vec<Proxy> = (0..3)
         .map(|i| Proxy::start(0, cluster.client_port(i)).expect("proxy"))
         .collect();

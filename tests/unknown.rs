@@ -86,7 +86,7 @@ fn increment(kv: &Kv, key: &str, stop: &AtomicBool) -> (u64, u64) {
 
 #[test]
 fn a_guarded_write_resent_after_an_unknown_outcome_is_applied_once() {
-    let cluster = common::cluster_with_peer_proxies(3);
+    let cluster = common::alone_with_peer_proxies(3);
     let client = Client::builder()
         .endpoints(cluster.endpoints())
         .request_timeout(Duration::from_secs(1))
@@ -309,7 +309,7 @@ fn round(cluster: &etcd_blocking::testing::Cluster, kv: &Kv, n: usize) -> Late {
 
 #[test]
 fn a_blind_put_of_unknown_outcome_can_be_applied_seconds_later_over_a_newer_value() {
-    let cluster = common::cluster(3);
+    let cluster = common::alone(3);
     let client = common::client(&cluster);
     all_healthy(&cluster, &client);
     let kv = client.kv();

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{all_healthy, client, cluster, next_events};
+use common::{all_healthy, alone, client, next_events};
 use etcd_blocking::testing::{Cluster, Proxy};
 use etcd_blocking::{Client, WatchOptions, Watcher};
 
@@ -68,7 +68,7 @@ fn on_three_members(
     fault: impl FnOnce(&Cluster, usize),
     heal: impl FnOnce(&Cluster, usize),
 ) {
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let client = client(&cluster);
     all_healthy(&cluster, &client);
     history_through(
@@ -113,7 +113,7 @@ fn a_stream_behind_the_client_moves_off_a_hung_follower_that_no_probe_has_found(
     // fails on it (writes go to the leader). The watch thread sees the stream fall behind
     // what the writer's calls saw, asks its member for progress, hears nothing for a
     // quarter of the probe timeout (5 s), and moves.
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let leader = cluster.leader().expect("a leader");
     let mut endpoints = cluster.endpoints();
     let leader_endpoint = endpoints.remove(leader);
@@ -230,7 +230,7 @@ fn history_through(
 
 #[test]
 fn a_watch_moves_off_a_member_cut_off_from_its_peers() {
-    let cluster = common::cluster_with_peer_proxies(3);
+    let cluster = common::alone_with_peer_proxies(3);
     let client = client(&cluster);
     all_healthy(&cluster, &client);
     history_through(
@@ -248,7 +248,7 @@ fn a_watch_moves_off_a_member_cut_off_from_its_peers() {
 
 #[test]
 fn a_watch_moves_off_a_blackholed_member() {
-    let cluster = cluster(3);
+    let cluster = alone(3);
     let proxies: Vec<Proxy> = (0..3)
         .map(|i| Proxy::start(0, cluster.client_port(i)).expect("proxy"))
         .collect();
@@ -298,7 +298,7 @@ const THREE_PINGS: Duration = Duration::from_secs(17);
 
 #[test]
 fn an_idle_watch_pings_within_the_servers_policy() {
-    let cluster = cluster(1);
+    let cluster = alone(1);
     let client = pinging_client(&cluster);
     let watch = client.watch();
     let watcher = watch.watch("idle").expect("watch");
@@ -328,6 +328,7 @@ fn pings_more_often_than_the_server_allows_close_the_connection() {
     // The other side of the test above: it can fail.
     let cluster = Cluster::builder()
         .arg("--grpc-keepalive-min-time=60s")
+        .alone()
         .start()
         .expect("cluster");
     let client = pinging_client(&cluster);

@@ -28,6 +28,7 @@ pub struct ClusterBuilder {
     timeout: Duration,
     etcd: Option<PathBuf>,
     peer_proxies: bool,
+    alone: bool,
 }
 
 impl Default for ClusterBuilder {
@@ -38,6 +39,7 @@ impl Default for ClusterBuilder {
             timeout: Duration::from_secs(30),
             etcd: None,
             peer_proxies: false,
+            alone: false,
         }
     }
 }
@@ -68,6 +70,14 @@ impl ClusterBuilder {
         self
     }
 
+    /// Runs the cluster alone: it takes every one of the machine's cluster slots (see the
+    /// module docs), so no other launched cluster runs beside it while it lives. For tests
+    /// whose timing bounds assume the machine's cores to themselves and this cluster.
+    pub fn alone(mut self) -> Self {
+        self.alone = true;
+        self
+    }
+
     /// The etcd binary to run, instead of `ETCD_BIN` or the first `etcd` on `PATH`.
     pub fn etcd_binary(mut self, path: impl Into<PathBuf>) -> Self {
         self.etcd = Some(path.into());
@@ -84,7 +94,7 @@ impl ClusterBuilder {
             Some(_) => return Err(LaunchError::EtcdMissing),
             None => etcd_binary()?,
         };
-        let slot = Slot::acquire()?;
+        let slot = Slot::acquire(self.alone)?;
         let mut attempt = 1;
         loop {
             match self.try_start(&etcd) {

@@ -10,7 +10,8 @@
 //!
 //! At most `ETCD_BLOCKING_MAX_CLUSTERS` clusters (default 2) run at once on a machine, across
 //! processes: a start beyond that waits for a slot, so a parallel test run on two cores does
-//! not drown in elections.
+//! not drown in elections. A cluster started with [`ClusterBuilder::alone`] takes every
+//! slot, so that nothing launched runs beside it.
 //!
 //! ```no_run
 //! use etcd_blocking::testing::Cluster;

@@ -62,16 +62,20 @@ pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>, LaunchError> {
 }
 
 /// A machine-wide slot for one running cluster: a lock on one of
-/// `ETCD_BLOCKING_MAX_CLUSTERS` files, released when dropped (or when the process dies).
+/// `ETCD_BLOCKING_MAX_CLUSTERS` files, released when dropped (or when the process dies);
+/// or, for a cluster that runs alone, a lock on every one of them.
 pub(crate) struct Slot {
-    _file: File,
+    _files: Vec<File>,
 }
 
 /// How long a start waits for a slot before it gives up.
 const SLOT_WAIT: Duration = Duration::from_secs(600);
 
 impl Slot {
-    pub(crate) fn acquire() -> Result<Slot, LaunchError> {
+    /// One free slot, or with `all` every slot: all at once or none (a start never waits
+    /// while it holds a slot, so a test that starts two clusters cannot wait on one that
+    /// waits for it).
+    pub(crate) fn acquire(all: bool) -> Result<Slot, LaunchError> {
         let max = std::env::var("ETCD_BLOCKING_MAX_CLUSTERS")
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
@@ -80,25 +84,46 @@ impl Slot {
         let dir = std::env::temp_dir().join("etcd-blocking-slots");
         fs::create_dir_all(&dir).map_err(|e| LaunchError::io(format!("creating {dir:?}"), e))?;
         let deadline = crate::time::deadline(SLOT_WAIT);
+        let open = |i: usize| {
+            let path = dir.join(format!("slot-{i}.lock"));
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| LaunchError::io(format!("opening {path:?}"), e))
+        };
+        let timeout = || LaunchError::Timeout {
+            what: format!(
+                "{} of {max} cluster slots in {dir:?}",
+                if all { "all" } else { "one" }
+            ),
+            waited: SLOT_WAIT,
+            logs: String::new(),
+        };
         loop {
-            for i in 0..max {
-                let path = dir.join(format!("slot-{i}.lock"));
-                let file = OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| LaunchError::io(format!("opening {path:?}"), e))?;
-                if file.try_lock().is_ok() {
-                    return Ok(Slot { _file: file });
+            if all {
+                let mut taken = Vec::with_capacity(max);
+                for i in 0..max {
+                    let file = open(i)?;
+                    if file.try_lock().is_err() {
+                        break;
+                    }
+                    taken.push(file);
+                }
+                if taken.len() == max {
+                    return Ok(Slot { _files: taken });
+                }
+            } else {
+                for i in 0..max {
+                    let file = open(i)?;
+                    if file.try_lock().is_ok() {
+                        return Ok(Slot { _files: vec![file] });
+                    }
                 }
             }
             if Instant::now() >= deadline {
-                return Err(LaunchError::Timeout {
-                    what: format!("one of {max} cluster slots in {dir:?}"),
-                    waited: SLOT_WAIT,
-                    logs: String::new(),
-                });
+                return Err(timeout());
             }
             std::thread::sleep(Duration::from_millis(20));
         }

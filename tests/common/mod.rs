@@ -11,6 +11,45 @@ pub fn cluster(members: usize) -> Cluster {
     Cluster::start(members).unwrap_or_else(|e| panic!("starting a {members}-member cluster: {e}"))
 }
 
+/// The other half of the write promise, for a write of `key` (a key no other write
+/// touches) that failed with `err`: unless its outcome was reported unknown, it was not
+/// applied. Read through a client of its own after a write of its own (so after what the
+/// failed write could have raced with), since the failed write's client may not answer.
+pub fn failed_write_absent(cluster: &Cluster, key: &str, err: &etcd_blocking::Error) {
+    if err.is_write_outcome_unknown() {
+        return;
+    }
+    let reader = cluster.client().expect("a client to read back");
+    reader.kv().put("promise-barrier", "x").expect("barrier");
+    assert_eq!(
+        reader.kv().get(key).expect("read back").count(),
+        0,
+        "the write of {key} failed with {err:?}, so it must not be applied, yet it was"
+    );
+    reader.close().expect("close");
+}
+
+/// A cluster of `members` members that runs alone: no other launched cluster runs beside
+/// it (`ClusterBuilder::alone`). The fault binaries use it, so that their timing bounds
+/// meet the same load on every run.
+pub fn alone(members: usize) -> Cluster {
+    Cluster::builder()
+        .members(members)
+        .alone()
+        .start()
+        .unwrap_or_else(|e| panic!("starting a {members}-member cluster: {e}"))
+}
+
+/// [`alone`], behind peer proxies (see [`cluster_with_peer_proxies`]).
+pub fn alone_with_peer_proxies(members: usize) -> Cluster {
+    Cluster::builder()
+        .members(members)
+        .peer_proxies()
+        .alone()
+        .start()
+        .unwrap_or_else(|e| panic!("starting a {members}-member cluster with peer proxies: {e}"))
+}
+
 /// A cluster of `members` members behind peer proxies, so that a member can be cut off
 /// from its peers ([`Cluster::isolate`]).
 pub fn cluster_with_peer_proxies(members: usize) -> Cluster {
