@@ -95,4 +95,9 @@ impl Endpoint {
     pub(crate) fn connection_failed(&self) -> bool {
         self.connection.connection_failed()
     }
+
+    /// True when the channel has a connection (gRPC's READY): a call started now is sent.
+    pub(crate) fn connected(&self) -> bool {
+        self.connection.connected()
+    }
 }

@@ -150,12 +150,27 @@ enum Polled<R> {
     Ended(Outcome<R>),
     /// The leader changed or was lost since the call was sent.
     LeaderMoved,
+    /// A write's endpoint turned unhealthy (why) and its channel has no connection: the
+    /// write is waiting for one, never sent, or was sent on a transport that broke, and
+    /// gRPC's core is about to end it. It gets a grace for the core to say which.
+    Disconnected(String),
+}
+
+/// What a look at a call in flight judges besides the call: the endpoint's health (with
+/// what a call of its kind needs), and, with `epoch`, the leader epoch moving from it.
+#[derive(Clone, Copy)]
+struct Watching {
+    serializable: bool,
+    kind: CallKind,
+    epoch: Option<u64>,
+    health: bool,
 }
 
 /// The reason a call is given up for when the leader moved under it.
 const LEADER_MOVED: &str = "the leader changed or was lost while it waited";
 
-/// The shortest time a write in flight when the leader moves gets to complete.
+/// The shortest time a write in flight when the leader moves, or its endpoint turns
+/// unhealthy without a connection, gets to complete.
 const MIN_LEADER_GRACE: Duration = Duration::from_millis(25);
 
 /// Blocks until the call completes, woken by its completion or by the balancer's news.
@@ -167,7 +182,9 @@ const MIN_LEADER_GRACE: Duration = Duration::from_millis(25);
 /// new leader was in place (the client learns of a leader a little after the members do,
 /// later still under load) completes within a commit round; giving it up at once would
 /// report it of unknown outcome for nothing. One forwarded to a leader that is gone does
-/// not complete, and is given up when the grace ends. A call that waits past half a probe
+/// not complete, and is given up when the grace ends. A write whose endpoint turns
+/// unhealthy while its channel has no connection gets the same grace, for gRPC's core to
+/// end it and say whether it was ever sent (see [`poll`]). A call that waits past half a probe
 /// timeout makes the worker probe every endpoint fast for a while, so that a new leader is
 /// learnt (and the epoch moves) as soon as one is elected. A serializable read (`epoch`
 /// `None`) is served by its member alone: neither the leader nor the member's lack of one
@@ -188,25 +205,35 @@ fn wait<R: Unpin>(
     // at once instead of at its next regular probe.
     let mut stall_at = epoch.map(|_| time::deadline(balancer.stall()).min(deadline));
     let grace = (balancer.stall() / 2).max(MIN_LEADER_GRACE);
-    let mut grace_ends: Option<Instant> = None;
+    // A write's grace to complete before it is given up: until when, and why.
+    let mut given: Option<(Instant, String)> = None;
     let end = time::after(deadline, DEADLINE_GRACE);
     loop {
-        // Once the grace has begun, the leader moving again changes nothing.
-        let watched = epoch.filter(|_| grace_ends.is_none());
-        let until = [stall_at, grace_ends]
+        // Once the grace has begun, neither the leader moving again nor the endpoint's
+        // health changes anything: the call completes or the grace ends.
+        let look = Watching {
+            serializable,
+            kind,
+            epoch: epoch.filter(|_| given.is_none()),
+            health: given.is_none(),
+        };
+        let until = [stall_at, given.as_ref().map(|g| g.0)]
             .into_iter()
             .flatten()
             .fold(end, Instant::min);
-        let step =
-            |cx: &mut Context<'_>| poll(&mut call, cx, endpoint, balancer, serializable, watched);
+        let step = |cx: &mut Context<'_>| poll(&mut call, cx, endpoint, balancer, look);
         match park::wait(news, until, step) {
             Some(Polled::Ended(outcome)) => return outcome,
             Some(Polled::LeaderMoved) if kind == CallKind::Write => {
-                grace_ends = Some(time::deadline(grace).min(end));
+                given = Some((time::deadline(grace).min(end), LEADER_MOVED.to_owned()));
             }
             Some(Polled::LeaderMoved) => return abandon(&mut call, endpoint, LEADER_MOVED),
-            None if grace_ends.is_some_and(|at| Instant::now() >= at) => {
-                return abandon(&mut call, endpoint, LEADER_MOVED);
+            Some(Polled::Disconnected(reason)) => {
+                given = Some((time::deadline(grace).min(end), reason));
+            }
+            None if given.as_ref().is_some_and(|g| Instant::now() >= g.0) => {
+                let reason = given.map(|g| g.1).unwrap_or_default();
+                return abandon(&mut call, endpoint, &reason);
             }
             None if stall_at.is_some_and(|at| Instant::now() >= at) => {
                 stall_at = None;
@@ -234,14 +261,12 @@ fn abandon<R>(call: &mut ClientUnaryReceiver<R>, endpoint: &Endpoint, reason: &s
 }
 
 /// One look at a call in flight: its result, or a reason to give it up, or neither yet.
-/// With `epoch`, a leader epoch other than that one is news too.
 fn poll<R: Unpin>(
     call: &mut ClientUnaryReceiver<R>,
     cx: &mut Context<'_>,
     endpoint: &Endpoint,
     balancer: &Balancer,
-    serializable: bool,
-    epoch: Option<u64>,
+    look: Watching,
 ) -> Poll<Polled<R>> {
     if let Poll::Ready(result) = poll_call(call, cx) {
         return Poll::Ready(Polled::Ended(match result {
@@ -249,16 +274,28 @@ fn poll<R: Unpin>(
             Err(e) => Outcome::Failed(e),
         }));
     }
-    let need = if serializable {
+    let need = if look.serializable {
         Need::Answering
     } else {
         Need::Healthy
     };
-    if endpoint.unusable(need) {
+    if look.health && endpoint.unusable(need) {
         let reason = format!("it became unhealthy: {}", endpoint.detail().reason);
+        // A write whose channel has no connection is not given up at once: gRPC's core
+        // ends such calls itself, and says which kind each is. One still queued for a
+        // connection (never sent) fails as unreachable, to be tried elsewhere; one sent on
+        // the transport that broke, as a transport error, of unknown outcome. Given up
+        // here first, a write that never left would be reported unknown for nothing. A
+        // member that hangs keeps its connection: there, giving up at once is the point.
+        if look.kind == CallKind::Write && !endpoint.connected() {
+            return Poll::Ready(Polled::Disconnected(reason));
+        }
         return Poll::Ready(Polled::Ended(abandon(call, endpoint, &reason)));
     }
-    if epoch.is_some_and(|epoch| balancer.leader_epoch() != epoch) {
+    if look
+        .epoch
+        .is_some_and(|epoch| balancer.leader_epoch() != epoch)
+    {
         return Poll::Ready(Polled::LeaderMoved);
     }
     Poll::Pending

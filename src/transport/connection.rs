@@ -71,6 +71,11 @@ impl Connection {
         &self.stubs
     }
 
+    /// True when the channel has a connection (READY): calls on it go out at once.
+    pub(crate) fn connected(&self) -> bool {
+        self.channel.check_connectivity_state(false) == ConnectivityState::GRPC_CHANNEL_READY
+    }
+
     /// True when the channel has no connection and its last attempt to make one failed.
     pub(crate) fn connection_failed(&self) -> bool {
         matches!(
