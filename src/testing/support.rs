@@ -84,15 +84,18 @@ impl Slot {
         let dir = std::env::temp_dir().join("etcd-blocking-slots");
         fs::create_dir_all(&dir).map_err(|e| LaunchError::io(format!("creating {dir:?}"), e))?;
         let deadline = crate::time::deadline(SLOT_WAIT);
-        let open = |i: usize| {
-            let path = dir.join(format!("slot-{i}.lock"));
-            OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(|e| LaunchError::io(format!("opening {path:?}"), e))
-        };
+        // Opened once; each try only asks for the locks.
+        let mut files = (0..max)
+            .map(|i| {
+                let path = dir.join(format!("slot-{i}.lock"));
+                OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| LaunchError::io(format!("opening {path:?}"), e))
+            })
+            .collect::<Result<Vec<File>, LaunchError>>()?;
         let timeout = || LaunchError::Timeout {
             what: format!(
                 "{} of {max} cluster slots in {dir:?}",
@@ -103,24 +106,18 @@ impl Slot {
         };
         loop {
             if all {
-                let mut taken = Vec::with_capacity(max);
-                for i in 0..max {
-                    let file = open(i)?;
-                    if file.try_lock().is_err() {
-                        break;
-                    }
-                    taken.push(file);
+                let taken = files.iter().take_while(|f| f.try_lock().is_ok()).count();
+                if taken == max {
+                    return Ok(Slot { _files: files });
                 }
-                if taken.len() == max {
-                    return Ok(Slot { _files: taken });
+                // All or none: give back what this try took.
+                for file in &files[..taken] {
+                    let _ = file.unlock();
                 }
-            } else {
-                for i in 0..max {
-                    let file = open(i)?;
-                    if file.try_lock().is_ok() {
-                        return Ok(Slot { _files: vec![file] });
-                    }
-                }
+            } else if let Some(i) = files.iter().position(|f| f.try_lock().is_ok()) {
+                return Ok(Slot {
+                    _files: vec![files.swap_remove(i)],
+                });
             }
             if Instant::now() >= deadline {
                 return Err(timeout());
