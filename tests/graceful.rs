@@ -1,7 +1,7 @@
 //! Graceful stops (SIGTERM, how every rolling upgrade of etcd stops its members) under a
 //! steady writer: a write ends of unknown outcome only when it was in flight while a
-//! member was stopping; one sent after the stopped member has exited (its leadership
-//! handed over first) succeeds.
+//! member was stopping (sent before it exited, answered after the signal); one sent after
+//! the stopped member has exited (its leadership handed over first) succeeds.
 
 mod common;
 
@@ -16,9 +16,10 @@ use etcd_blocking::{Client, Error};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// One write: when it was sent, and how it ended.
+/// One write: when it was sent, when it ended, and how.
 struct Write {
     sent: Instant,
+    ended: Instant,
     result: Result<(), Error>,
 }
 
@@ -45,7 +46,11 @@ impl Writers {
                         if result.is_ok() {
                             done.fetch_add(1, Ordering::Relaxed);
                         }
-                        writes.push(Write { sent, result });
+                        writes.push(Write {
+                            sent,
+                            ended: Instant::now(),
+                            result,
+                        });
                         n += 1;
                     }
                     writes
@@ -88,8 +93,9 @@ fn terminate(cluster: &Cluster, index: usize) -> (Instant, Instant) {
     (from, Instant::now())
 }
 
-/// Every write succeeded, or ended of unknown outcome while sent during one of the
-/// `stopping` windows; nothing else failed.
+/// Every write succeeded, or ended of unknown outcome while in flight during one of the
+/// `stopping` windows (a write sent a moment before the signal is in flight while the
+/// member stops); nothing else failed.
 fn check(writes: &[Write], stopping: &[(Instant, Instant)]) {
     let mut unknown = 0;
     for write in writes {
@@ -100,8 +106,15 @@ fn check(writes: &[Write], stopping: &[(Instant, Instant)]) {
                 assert!(
                     stopping
                         .iter()
-                        .any(|(from, to)| write.sent >= *from && write.sent <= *to),
-                    "a write sent while no member was stopping ended unknown: {e:?}"
+                        .any(|(from, to)| write.sent <= *to && write.ended >= *from),
+                    "a write in flight while no member was stopping ended unknown: {e:?}; \
+                     it was in flight {} while the members stopped {}",
+                    span(write.sent, write.ended, stopping[0].0),
+                    stopping
+                        .iter()
+                        .map(|(from, to)| span(*from, *to, stopping[0].0))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
             Err(e) => panic!("a write failed: {e:?}"),
@@ -110,6 +123,15 @@ fn check(writes: &[Write], stopping: &[(Instant, Instant)]) {
     let ok = writes.len() - unknown;
     assert!(ok > 100, "only {ok} writes went through");
     eprintln!("{ok} writes succeeded, {unknown} of unknown outcome while a member stopped");
+}
+
+/// `from`..`to` in milliseconds after (or before, negative) `origin`, for messages.
+fn span(from: Instant, to: Instant, origin: Instant) -> String {
+    let ms = |t: Instant| match t.checked_duration_since(origin) {
+        Some(d) => d.as_secs_f64() * 1e3,
+        None => -(origin - t).as_secs_f64() * 1e3,
+    };
+    format!("{:.1}..{:.1} ms", ms(from), ms(to))
 }
 
 /// A client that learns of a new leader from its probes, not from its writes (they go
