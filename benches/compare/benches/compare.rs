@@ -494,6 +494,31 @@ fn written_as_counted(
     Ok(())
 }
 
+/// The store's revision now, read through `admin`.
+fn revision(admin: &Client) -> Result<i64, Box<dyn std::error::Error>> {
+    Ok(admin.kv().get("bench/k/0")?.header().revision())
+}
+
+/// Runs `run` and checks that the store's revision moved by exactly `writes`, what its
+/// workload writes when every step succeeds (a driver fails its run on any error, so
+/// nothing may be of unknown outcome): a client that wrote more or fewer fails the run.
+fn writes_exactly<T>(
+    admin: &Client,
+    writes: i64,
+    run: impl FnOnce() -> Result<T, Box<dyn std::error::Error>>,
+) -> Result<T, Box<dyn std::error::Error>> {
+    let before = revision(admin)?;
+    let out = run()?;
+    let moved = revision(admin)? - before;
+    if moved != writes {
+        return Err(format!(
+            "the store's revision moved {moved}, but the workload writes exactly {writes}"
+        )
+        .into());
+    }
+    Ok(out)
+}
+
 fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
     let rounds: usize = std::env::var("COMPARE_ROUNDS")
         .ok()

@@ -248,7 +248,8 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
         let mut order: Vec<usize> = (0..peers.len()).collect();
         order.rotate_left(round % peers.len().max(1));
         for &i in &order {
-            match run_keepalive(peers[i], &endpoints, &admin) {
+            // Leases without keys: granting, renewing and revoking them writes nothing.
+            match crate::writes_exactly(&admin, 0, || run_keepalive(peers[i], &endpoints, &admin)) {
                 Ok(k) => {
                     eprintln!(
                         "keepalive {:<15} {:.1}% of a core, {} alive",
@@ -261,7 +262,10 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
                 Err(e) => lost.push(format!("- keepalive, {}: {e}", peers[i].name)),
             }
             for (cell, &(callers, ops)) in LOCK_CELLS.iter().enumerate() {
-                match run_lock(peers[i], &endpoints, callers, ops) {
+                // A pair is a put of the caller's key and its delete.
+                match crate::writes_exactly(&admin, 2 * ops as i64, || {
+                    run_lock(peers[i], &endpoints, callers, ops)
+                }) {
                     Ok(run) => {
                         eprintln!(
                             "lock {callers} caller(s) {:<15} p50 {:.0} us",
@@ -272,7 +276,11 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
                     Err(e) => lost.push(format!("- lock {callers}, {}: {e}", peers[i].name)),
                 }
             }
-            match run_election(peers[i], &endpoints) {
+            // A handover: a's and b's campaign puts, the delete of a's key by the revoke,
+            // and b's resignation.
+            match crate::writes_exactly(&admin, 4 * HANDOVERS as i64, || {
+                run_election(peers[i], &endpoints)
+            }) {
                 Ok(run) => {
                     eprintln!("election {:<15} p50 {:.0} us", peers[i].name, run.p50);
                     elections[i].push(run);
@@ -285,7 +293,10 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
         "# Leases and locks side by side\n\n\
          Made by `scripts/compare` (`COMPARE_MODE=lease`, \
          `benches/compare/benches/peer_lease/mod.rs`): every client its own process on one \
-         1-member cluster, {rounds} alternating round(s), medians.\n\n\
+         1-member cluster, {rounds} alternating round(s), medians. After every run the \
+         store's revision moved by exactly what the workload writes (nothing for the \
+         keepalives, two writes a lock pair, four a handover), or the run is listed as \
+         failed.\n\n\
          ## {LEASES} leases kept alive by one client\n\n\
          TTL {TTL_S} s (a renewal every {:.1} s: {:.0} renewals/s). CPU is the client \
          process's user + system time over three TTLs, per second; RSS and threads are the \

@@ -4,7 +4,8 @@
 //! `--workload=stm --callers=C --ops=N`: C callers share N increments of one counter,
 //! each a run of the client's STM at its default isolation (serializable snapshot) that
 //! reads the counter and writes it plus one. The latency is of a run, conflicts and
-//! reruns included; the orchestrator checks that the counter ends at N.
+//! reruns included; the orchestrator checks that the counter ends at N and that the
+//! store's revision moved by exactly N.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -84,16 +85,20 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
         for &i in &order {
             for (cell, &(callers, ops)) in CELLS.iter().enumerate() {
                 admin.kv().delete(COUNTER)?;
-                let run = crate::run_peer(
-                    peers[i],
-                    &[
-                        format!("--endpoints={endpoints}"),
-                        "--workload=stm".to_owned(),
-                        format!("--callers={callers}"),
-                        format!("--ops={ops}"),
-                    ],
-                    Run::parse,
-                );
+                // Every increment commits one transaction with one put; a conflict
+                // commits nothing.
+                let run = crate::writes_exactly(&admin, ops as i64, || {
+                    crate::run_peer(
+                        peers[i],
+                        &[
+                            format!("--endpoints={endpoints}"),
+                            "--workload=stm".to_owned(),
+                            format!("--callers={callers}"),
+                            format!("--ops={ops}"),
+                        ],
+                        Run::parse,
+                    )
+                });
                 let counted = admin.kv().get_one(COUNTER)?.map_or(0, |kv| {
                     String::from_utf8_lossy(kv.value())
                         .parse::<usize>()
@@ -122,7 +127,8 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
          `benches/compare/benches/peer_stm/mod.rs`): every client its own process on one \
          1-member cluster, {rounds} alternating round(s), medians. Callers share increments \
          of one counter, each a run of the client's STM (serializable snapshot); the latency \
-         is of a run, conflicts and reruns included, and every run's counter ended exact. \
+         is of a run, conflicts and reruns included; every run's counter ended exact and the \
+         store's revision moved by exactly the increments. \
          Only the Go client has an STM among the peers.\n\n\
          | callers | client | runs/s | p50 ms | p99 ms | CPU ms / run |\n|---|---|---|---|---|---|\n"
     );
