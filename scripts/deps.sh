@@ -3,11 +3,12 @@
 #
 #   cargo          the Rust toolchain (https://rustup.rs); never installed here
 #   cmake, g++     to build grpcio-sys (gRPC C-core)
+#   libssl-dev     OpenSSL's headers and libraries, for the `tls` feature (on by default)
 #   etcd           the server the tests, the demo and the benches start on loopback,
 #                  of the version ETCD_VERSION chooses (see ensure_etcd below)
 #   go             to build etcd 3.5 and later; never installed here
 #
-# On Debian or Ubuntu, missing cmake and g++ are installed with apt-get (as root, or with
+# On Debian or Ubuntu, missing cmake, g++ and libssl-dev are installed with apt-get (as root, or with
 # sudo). Elsewhere the script stops and names what to install.
 
 deps_fail() {
@@ -57,9 +58,12 @@ ensure_tools() {
     command -v g++ >/dev/null 2>&1 || command -v c++ >/dev/null 2>&1 || missing+=(g++)
     command -v kill >/dev/null 2>&1 || missing+=(procps)
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    # gRPC's cmake finds OpenSSL by its headers (and links its libraries).
+    [ -r /usr/include/openssl/ssl.h ] || [ -r /usr/local/include/openssl/ssl.h ] ||
+        missing+=(libssl-dev)
     if [ ${#missing[@]} -gt 0 ]; then
         deps_is_debian ||
-            deps_fail "missing: ${missing[*]} (cmake and a C++ compiler build grpcio); install them and run this again"
+            deps_fail "missing: ${missing[*]} (cmake, a C++ compiler and OpenSSL's headers build grpcio); install them and run this again"
         echo "etcd-blocking: installing ${missing[*]} with apt-get" >&2
         deps_apt_update
         deps_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2

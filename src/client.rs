@@ -13,7 +13,7 @@ use crate::kv::Kv;
 use crate::lease::Lease;
 use crate::threads::Threads;
 use crate::time::clamp;
-use crate::transport::{self, ChannelConfig, Connector};
+use crate::transport::{self, ChannelConfig, Connector, Scheme, Tls};
 use crate::watch::Watch;
 
 /// The smallest keepalive interval etcd accepts by default: pings more often than this are
@@ -43,6 +43,7 @@ pub struct ClientBuilder {
     probe_timeout: Duration,
     auto_sync_interval: Option<Duration>,
     prefer_leader: bool,
+    tls: Option<Tls>,
 }
 
 impl Default for ClientBuilder {
@@ -60,12 +61,18 @@ impl Default for ClientBuilder {
             probe_timeout: Duration::from_millis(400),
             auto_sync_interval: None,
             prefer_leader: true,
+            tls: None,
         }
     }
 }
 
 impl ClientBuilder {
-    /// The endpoints to use: `host:port` or `http://host:port`, one per etcd member.
+    /// The endpoints to use, one per etcd member: `https://host:port` for TLS,
+    /// `http://host:port` for plaintext, or `host:port`, which is TLS when [`tls`] settings
+    /// are given and plaintext when not. One client is all TLS or all plaintext: mixed
+    /// schemes are refused, and so are `http://` endpoints with TLS settings.
+    ///
+    /// [`tls`]: ClientBuilder::tls
     pub fn endpoints<I, S>(mut self, endpoints: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -175,23 +182,40 @@ impl ClientBuilder {
         }
     }
 
+    /// TLS on every connection, with these settings: which certificate authorities to
+    /// trust, the client's own certificate for mutual TLS, the server name. `https://`
+    /// endpoints without this trust the system's authorities ([`Tls::new`]). A client with
+    /// TLS never falls back to plaintext.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Checks the settings, opens a channel per endpoint and waits up to the dial timeout
     /// for one of them to connect. If none does, [`Error::ConnectFailed`] names each
     /// endpoint with its cause.
     pub fn connect(self) -> Result<Client> {
-        let targets = self.validate()?;
+        let (targets, tls) = self.validate()?;
         let (env, stopped) = transport::environment(self.poll_threads, "etcd-grpc");
-        let connector = Connector::new(self.channel_config(), env.clone());
+        let mut connector = Connector::new(self.channel_config(), env.clone());
+        if let Some(tls) = tls {
+            connector = connector.with_tls(tls);
+        }
         let connections: Vec<_> = targets.iter().map(|t| connector.open(t)).collect();
-        let first = match transport::dial(&connections, self.dial_timeout) {
+        let first = match transport::dial(&connections, self.dial_timeout, connector.is_tls()) {
             Ok(first) => first,
-            Err(endpoints) => {
+            Err(failure) => {
                 drop((connections, connector, env));
                 // Let the poll threads stop before reporting.
                 let _ = stopped.recv_timeout(CONNECT_GRACE);
-                return Err(Error::ConnectFailed {
-                    endpoints,
-                    timeout: clamp(self.dial_timeout),
+                let endpoints = failure.endpoints;
+                return Err(if failure.handshake {
+                    Error::HandshakeFailed { endpoints }
+                } else {
+                    Error::ConnectFailed {
+                        endpoints,
+                        timeout: clamp(self.dial_timeout),
+                    }
                 });
             }
         };
@@ -220,8 +244,8 @@ impl ClientBuilder {
     }
 
     /// Refuses settings that cannot work, before anything is started; returns the parsed
-    /// endpoints.
-    fn validate(&self) -> Result<Vec<String>> {
+    /// endpoints, and the TLS settings read and checked when the connections are TLS.
+    fn validate(&self) -> Result<(Vec<String>, Option<transport::LoadedTls>)> {
         let invalid = |argument, reason: &str| Error::InvalidArgument {
             argument,
             reason: reason.to_owned(),
@@ -230,13 +254,33 @@ impl ClientBuilder {
             return Err(invalid("endpoints", "at least one endpoint is needed"));
         }
         let mut targets: Vec<String> = Vec::with_capacity(self.endpoints.len());
+        let mut schemes: Vec<Scheme> = Vec::new();
         for given in &self.endpoints {
-            let target = transport::parse_endpoint(given)?;
+            let (scheme, target) = transport::parse_endpoint(given)?;
             if targets.contains(&target) {
                 return Err(invalid("endpoints", &format!("{given} is listed twice")));
             }
             targets.push(target);
+            schemes.push(scheme);
         }
+        let https = schemes.contains(&Scheme::Https);
+        if https && schemes.contains(&Scheme::Http) {
+            return Err(invalid(
+                "endpoints",
+                "http:// and https:// in one client: it is all TLS or all plaintext",
+            ));
+        }
+        if self.tls.is_some() && schemes.contains(&Scheme::Http) {
+            return Err(invalid(
+                "endpoints",
+                "http:// with TLS settings: write https:// or host:port for TLS",
+            ));
+        }
+        let tls = match (&self.tls, https) {
+            (Some(tls), _) => Some(tls.load()?),
+            (None, true) => Some(Tls::new().load()?),
+            (None, false) => None,
+        };
         for (argument, duration) in [
             ("dial timeout", Some(self.dial_timeout)),
             ("request timeout", Some(self.request_timeout)),
@@ -269,7 +313,7 @@ impl ClientBuilder {
         if !(1..=64).contains(&self.poll_threads) {
             return Err(invalid("poll threads", "must be from 1 to 64"));
         }
-        Ok(targets)
+        Ok((targets, tls))
     }
 }
 

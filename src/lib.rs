@@ -34,6 +34,34 @@
 //! [`DeleteOptions`], [`CompactOptions`]) are plain `Clone + Default` values, so the same
 //! value serves a direct call and a [`TxnOp`] inside a [`Txn`].
 //!
+//! # TLS and mutual TLS
+//!
+//! With the cargo feature `tls` (on by default; it builds gRPC's C core on the system's
+//! OpenSSL, Debian's `libssl-dev`), `https://` endpoints connect with TLS, and
+//! [`ClientBuilder::tls`] says what to trust and which certificate to show:
+//!
+//! ```no_run
+//! use etcd_blocking::{Client, Tls};
+//!
+//! let client = Client::builder()
+//!     .endpoints(["https://10.0.0.1:2379", "https://10.0.0.2:2379", "https://10.0.0.3:2379"])
+//!     .tls(
+//!         Tls::new()
+//!             .ca_file("/etc/etcd/pki/ca.crt")
+//!             // Mutual TLS, for members started with --client-cert-auth.
+//!             .identity_files("/etc/etcd/pki/client.crt", "/etc/etcd/pki/client.key"),
+//!     )
+//!     .connect()?;
+//! # Ok::<(), etcd_blocking::Error>(())
+//! ```
+//!
+//! A client is all TLS or all plaintext (mixed schemes are refused), and a client with TLS
+//! settings never falls back to plaintext. A credential the members refuse (a certificate
+//! not trusted, expired or naming another host, none where one is asked for, TLS at a
+//! plaintext member or the reverse) ends [`ClientBuilder::connect`] at once with
+//! [`Error::HandshakeFailed`], each endpoint with gRPC's reason, rather than at the dial
+//! timeout. Private keys never appear in `Debug` output or errors.
+//!
 //! # Errors
 //!
 //! Every call returns [`Result`] with the one [`Error`] enum. A gRPC status is read once, at
@@ -421,6 +449,7 @@ pub use lease::{
     LeaseLeasesResponse, LeaseRenewal, LeaseRevokeResponse, LeaseTimeToLiveResponse,
 };
 pub use services::{ElectionService, LockService, ServiceLeader, ServiceLock};
+pub use transport::Tls;
 pub use types::{KeyValue, ResponseHeader};
 pub use watch::{Event, EventKind, Watch, WatchOptions, WatchResponse, Watcher};
 

@@ -145,7 +145,8 @@ fn under_load_on<T>(
     recover: impl FnOnce(&Cluster, T),
     resume_bound: Duration,
 ) -> Duration {
-    let client = Client::builder()
+    let client = cluster
+        .client_builder()
         .endpoints(endpoints)
         .request_timeout(DEADLINE)
         .connect()
@@ -216,7 +217,8 @@ fn under_load_on<T>(
 fn settle_late_writes(cluster: &Cluster) {
     cluster.wait_healthy().unwrap_or_else(|e| panic!("{e}"));
     for member in 0..cluster.size() {
-        let alone = Client::builder()
+        let alone = cluster
+            .client_builder()
             .endpoints([cluster.endpoint(member)])
             .request_timeout(Duration::from_secs(10))
             .connect()
@@ -323,9 +325,13 @@ fn pause_and_resume(pick: fn(&Cluster) -> usize, bound: Duration) {
 /// Cuts the picked member off from its peers under load (clients still reach it), then
 /// heals the links.
 fn cut_off_and_heal(pick: fn(&Cluster) -> usize, bound: Duration) {
-    let cluster = common::alone_with_peer_proxies(3);
+    cut_off_and_heal_on(&common::alone_with_peer_proxies(3), pick, bound);
+}
+
+/// [`cut_off_and_heal`] on a given cluster (one with peer proxies).
+fn cut_off_and_heal_on(cluster: &Cluster, pick: fn(&Cluster) -> usize, bound: Duration) {
     under_load_on(
-        &cluster,
+        cluster,
         &cluster.endpoints(),
         |c| c.isolate(pick(c)).expect("isolate"),
         |c, ()| c.heal().expect("heal"),
@@ -361,6 +367,42 @@ fn a_member_cut_off_from_its_peers_but_reachable() {
 #[test]
 fn the_leader_cut_off_from_its_peers_but_reachable() {
     cut_off_and_heal(leader, Duration::from_millis(1500));
+}
+
+/// A 3-member cluster, alone, with mutual TLS for clients and between members.
+fn alone_with_tls(peer_proxies: bool) -> Cluster {
+    let mut builder = Cluster::builder()
+        .members(3)
+        .mutual_tls()
+        .peer_tls()
+        .alone();
+    if peer_proxies {
+        builder = builder.peer_proxies();
+    }
+    builder
+        .start()
+        .unwrap_or_else(|e| panic!("starting a TLS cluster: {e}"))
+}
+
+#[test]
+fn sigkill_of_the_leader_under_mutual_tls() {
+    let cluster = alone_with_tls(false);
+    under_load_on(
+        &cluster,
+        &cluster.endpoints(),
+        |c| {
+            let member = leader(c);
+            c.kill(member).expect("kill");
+            member
+        },
+        |c, member| c.restart(member).expect("restart"),
+        Duration::from_secs(1),
+    );
+}
+
+#[test]
+fn the_leader_cut_off_from_its_peers_under_mutual_tls() {
+    cut_off_and_heal_on(&alone_with_tls(true), leader, Duration::from_millis(1500));
 }
 
 #[test]

@@ -26,7 +26,7 @@ use crate::proto::rpc::{
 };
 use crate::threads::Threads;
 use crate::time;
-use crate::transport::{self, call_options, poll_call};
+use crate::transport::{self, call_options, poll_call, Scheme};
 
 /// How often the worker looks at the channels' connectivity even when no probe is due.
 const TICK: Duration = Duration::from_millis(50);
@@ -231,10 +231,18 @@ fn sync_members(
     };
     let mut targets: Vec<String> = Vec::new();
     for member in response.members.iter().filter(|m| !m.isLearner) {
+        // A TLS client takes a member's https:// URL, a plaintext one its http:// URL.
+        let tls = balancer.connector.is_tls();
         if let Some(target) = member
             .clientURLs
             .iter()
-            .find_map(|u| transport::parse_endpoint(u).ok())
+            .filter_map(|u| transport::parse_endpoint(u).ok())
+            .find_map(|(scheme, target)| match scheme {
+                Scheme::Bare => Some(target),
+                Scheme::Https if tls => Some(target),
+                Scheme::Http if !tls => Some(target),
+                _ => None,
+            })
         {
             if !targets.contains(&target) {
                 targets.push(target);

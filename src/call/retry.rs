@@ -56,6 +56,7 @@ pub(crate) fn decide(kind: CallKind, error: &Error) -> Decision {
         // Request-shaped failures: another endpoint would say the same.
         Error::MessageTooLarge { .. }
         | Error::ConnectFailed { .. }
+        | Error::HandshakeFailed { .. }
         | Error::InvalidEndpoint { .. }
         | Error::InvalidArgument { .. }
         | Error::NotUtf8 { .. }

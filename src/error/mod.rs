@@ -10,6 +10,8 @@ mod server;
 pub use code::{ServerCode, StatusCode};
 pub use server::{EndpointFailure, ServerError};
 
+pub(crate) use grpc::{closed_early_hint, connect_failure, ConnectFailure};
+
 use std::time::Duration;
 
 use crate::time::Human;
@@ -90,6 +92,22 @@ pub enum Error {
         endpoints: Vec<EndpointFailure>,
         /// The dial timeout.
         timeout: Duration,
+    },
+
+    /// [`ClientBuilder::connect`] gave up before the dial timeout because every endpoint
+    /// failed the connection's handshake: a certificate not trusted, expired or naming
+    /// another host, a client certificate missing where the member asks for one, or TLS
+    /// spoken to a plaintext member or the reverse. Each endpoint is listed with what gRPC
+    /// said; waiting would not mend it, so the client does not wait.
+    ///
+    /// [`ClientBuilder::connect`]: crate::ClientBuilder::connect
+    #[error(
+        "every endpoint refused the connection in its handshake (TLS or plaintext): {}",
+        .endpoints.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    HandshakeFailed {
+        /// Every endpoint, with gRPC's account of its failed handshake.
+        endpoints: Vec<EndpointFailure>,
     },
 
     /// An endpoint string could not be understood.

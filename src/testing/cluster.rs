@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::certs::{Authority, Identity, Validity};
 use super::error::LaunchError;
 use super::etcd_binary;
 use super::grpc_proxy::GrpcProxy;
@@ -29,6 +30,20 @@ pub struct ClusterBuilder {
     etcd: Option<PathBuf>,
     peer_proxies: bool,
     alone: bool,
+    tls: ClusterTls,
+}
+
+/// Which of a test cluster's connections are TLS, with certificates the launcher makes
+/// for the run (see [`Cluster::authority`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClusterTls {
+    /// Clients connect with TLS (`https://` endpoints).
+    pub client: bool,
+    /// Members ask clients for a certificate of the cluster's authority
+    /// (`--client-cert-auth`): mutual TLS.
+    pub client_certificates: bool,
+    /// Members talk to each other with mutual TLS.
+    pub peer: bool,
 }
 
 impl Default for ClusterBuilder {
@@ -40,6 +55,7 @@ impl Default for ClusterBuilder {
             etcd: None,
             peer_proxies: false,
             alone: false,
+            tls: ClusterTls::default(),
         }
     }
 }
@@ -78,6 +94,28 @@ impl ClusterBuilder {
         self
     }
 
+    /// Clients connect with TLS: the members serve a certificate of the cluster's own
+    /// authority, and [`Cluster::client`] trusts it.
+    pub fn tls(mut self) -> Self {
+        self.tls.client = true;
+        self
+    }
+
+    /// [`ClusterBuilder::tls`], and the members accept only clients that show a
+    /// certificate of the cluster's authority (`--client-cert-auth`); [`Cluster::client`]
+    /// shows one whose common name is `root`.
+    pub fn mutual_tls(mut self) -> Self {
+        self.tls.client = true;
+        self.tls.client_certificates = true;
+        self
+    }
+
+    /// The members talk to each other with mutual TLS.
+    pub fn peer_tls(mut self) -> Self {
+        self.tls.peer = true;
+        self
+    }
+
     /// The etcd binary to run, instead of `ETCD_BIN` or the first `etcd` on `PATH`.
     pub fn etcd_binary(mut self, path: impl Into<PathBuf>) -> Self {
         self.etcd = Some(path.into());
@@ -94,12 +132,21 @@ impl ClusterBuilder {
             Some(_) => return Err(LaunchError::EtcdMissing),
             None => etcd_binary()?,
         };
+        let certificates = Certificates::make(self.tls)?;
         let slot = Slot::acquire(self.alone)?;
         let mut attempt = 1;
         loop {
-            match self.try_start(&etcd) {
+            match self.try_start(&etcd, certificates.as_ref()) {
                 Ok((members, proxies, dir)) => {
-                    let cluster = Cluster::new(members, proxies, dir, etcd, slot, self.timeout);
+                    let cluster = Cluster::new(
+                        members,
+                        proxies,
+                        dir,
+                        etcd,
+                        slot,
+                        self.timeout,
+                        certificates,
+                    )?;
                     cluster.wait_healthy()?;
                     log::info!(
                         "test cluster of {} members runs etcd {} ({})",
@@ -123,8 +170,18 @@ impl ClusterBuilder {
     fn try_start(
         &self,
         etcd: &std::path::Path,
+        certificates: Option<&Certificates>,
     ) -> Result<(Vec<Member>, Vec<Proxy>, TempDir), (LaunchError, bool)> {
         let dir = TempDir::new().map_err(|e| (e, false))?;
+        let tls_args = match certificates {
+            Some(c) => c.member_args(dir.path()).map_err(|e| (e, false))?,
+            None => Vec::new(),
+        };
+        let extra: Vec<String> = tls_args
+            .into_iter()
+            .chain(self.extra_args.iter().cloned())
+            .collect();
+        let schemes = (self.tls.client, self.tls.peer);
         let per_member = if self.peer_proxies { 3 } else { 2 };
         let ports = free_ports(per_member * self.members).map_err(|e| (e, false))?;
         let triples: Vec<(u16, u16, u16)> = ports
@@ -145,7 +202,7 @@ impl ClusterBuilder {
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let mut members: Vec<Member> = (0..self.members)
-            .map(|i| Member::new(i, &triples, dir.path(), &token, &self.extra_args))
+            .map(|i| Member::new(i, &triples, dir.path(), &token, &extra, schemes))
             .collect();
         let deadline = crate::time::deadline(self.timeout);
         for i in 0..members.len() {
@@ -155,7 +212,14 @@ impl ClusterBuilder {
             let mut exited = None;
             let up = poll_until(deadline.saturating_duration_since(Instant::now()), || {
                 exited = members[i].exited();
-                exited.is_some() || probe::http_ok(peer, "/members", PROBE_TIMEOUT)
+                // A TLS peer port is only seen to accept: the launcher speaks no TLS
+                // outside gRPC.
+                exited.is_some()
+                    || if self.tls.peer {
+                        probe::accepts(peer, PROBE_TIMEOUT)
+                    } else {
+                        probe::http_ok(peer, "/members", PROBE_TIMEOUT)
+                    }
             });
             if let Some(status) = exited.or_else(|| members[i].exited()) {
                 let logs = all_logs(&members);
@@ -189,6 +253,7 @@ pub struct Cluster {
     client_ports: Vec<u16>,
     etcd: PathBuf,
     timeout: Duration,
+    certificates: Option<Certificates>,
     dir: TempDir,
     _slot: Slot,
 }
@@ -219,10 +284,12 @@ impl Cluster {
         etcd: PathBuf,
         slot: Slot,
         timeout: Duration,
-    ) -> Cluster {
+        certificates: Option<Certificates>,
+    ) -> Result<Cluster, LaunchError> {
         let client_ports: Vec<u16> = members.iter().map(|m| m.client_port).collect();
-        Cluster {
-            prober: Prober::new(&client_ports),
+        let tls = certificates.as_ref().and_then(Certificates::client_tls);
+        Ok(Cluster {
+            prober: Prober::new(&client_ports, tls)?,
             member_ids: Mutex::new(vec![0; members.len()]),
             version: Mutex::new(None),
             members: Mutex::new(members),
@@ -230,9 +297,10 @@ impl Cluster {
             client_ports,
             etcd,
             timeout,
+            certificates,
             dir,
             _slot: slot,
-        }
+        })
     }
 
     /// The etcd version the members report in their status (the first that answered).
@@ -251,7 +319,8 @@ impl Cluster {
         self.client_ports.len()
     }
 
-    /// Every member's client endpoint, `127.0.0.1:port`, in member order.
+    /// Every member's client endpoint, `127.0.0.1:port` (`https://127.0.0.1:port` when
+    /// clients connect with TLS), in member order.
     pub fn endpoints(&self) -> Vec<String> {
         (0..self.size()).map(|i| self.endpoint(i)).collect()
     }
@@ -261,7 +330,27 @@ impl Cluster {
     /// # Panics
     /// If there is no such member.
     pub fn endpoint(&self, index: usize) -> String {
-        format!("127.0.0.1:{}", self.client_ports[index])
+        let scheme = if self.client_tls().is_some() {
+            "https://"
+        } else {
+            ""
+        };
+        format!("{scheme}127.0.0.1:{}", self.client_ports[index])
+    }
+
+    /// The authority that made the TLS certificates of this cluster, if it has TLS: for
+    /// client certificates of other users, or expired ones.
+    pub fn authority(&self) -> Option<&Authority> {
+        self.certificates.as_ref().map(|c| &c.authority)
+    }
+
+    /// The TLS settings a client of this cluster needs, if clients connect with TLS: its
+    /// authority, and with [`ClusterBuilder::mutual_tls`] a client certificate whose
+    /// common name is `root`.
+    pub fn client_tls(&self) -> Option<crate::Tls> {
+        self.certificates
+            .as_ref()
+            .and_then(Certificates::client_tls)
     }
 
     /// Member `index`'s client port.
@@ -272,9 +361,18 @@ impl Cluster {
         self.client_ports[index]
     }
 
-    /// A client of every member, with default settings.
+    /// A client of every member, with default settings (and [`Cluster::client_tls`]).
     pub fn client(&self) -> crate::Result<crate::Client> {
-        crate::Client::connect(self.endpoints())
+        self.client_builder().connect()
+    }
+
+    /// A client builder with every member's endpoint (and [`Cluster::client_tls`]).
+    pub fn client_builder(&self) -> crate::ClientBuilder {
+        let builder = crate::Client::builder().endpoints(self.endpoints());
+        match self.client_tls() {
+            Some(tls) => builder.tls(tls),
+            None => builder,
+        }
     }
 
     /// The index of the member that leads, waiting for an election if there is none.
@@ -424,6 +522,13 @@ impl Cluster {
     /// of every member, on a free loopback port; it logs into the cluster's directory and
     /// stops when dropped (drop it before the cluster).
     pub fn grpc_proxy(&self) -> Result<GrpcProxy, LaunchError> {
+        if self.certificates.is_some() {
+            return Err(LaunchError::StartFailed {
+                reason: "the launcher starts etcd's gRPC proxy for plaintext clusters only"
+                    .to_owned(),
+                logs: String::new(),
+            });
+        }
         GrpcProxy::start(&self.etcd, &self.endpoints(), self.dir(), self.timeout)
     }
 
@@ -504,4 +609,71 @@ fn all_logs(members: &[Member]) -> String {
         .map(|m| m.log_tail(30))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// A TLS cluster's certificates: its authority, the one certificate every member serves
+/// and dials with, and the `root` client certificate when members check clients'.
+struct Certificates {
+    tls: ClusterTls,
+    authority: Authority,
+    member: Identity,
+    root: Option<Identity>,
+}
+
+impl Certificates {
+    /// The certificates `tls` needs, or none for a plaintext cluster.
+    fn make(tls: ClusterTls) -> Result<Option<Certificates>, LaunchError> {
+        if !(tls.client || tls.peer) {
+            return Ok(None);
+        }
+        let authority = Authority::new("etcd-blocking test authority")?;
+        let member = authority.member()?;
+        let root = if tls.client_certificates {
+            Some(authority.client("root", Validity::Current)?)
+        } else {
+            None
+        };
+        Ok(Some(Certificates {
+            tls,
+            authority,
+            member,
+            root,
+        }))
+    }
+
+    /// Writes the files into `dir`; the flags that make a member use them.
+    fn member_args(&self, dir: &std::path::Path) -> Result<Vec<String>, LaunchError> {
+        let write = |name: &str, content: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, content)
+                .map_err(|e| LaunchError::io(format!("writing {}", path.display()), e))?;
+            Ok::<_, LaunchError>(path.display().to_string())
+        };
+        let ca = write("ca.pem", &self.authority.certificate())?;
+        let cert = write("member.pem", &self.member.certificate)?;
+        let key = write("member-key.pem", &self.member.key)?;
+        let mut args = Vec::new();
+        if self.tls.client {
+            args.push(format!("--cert-file={cert}"));
+            args.push(format!("--key-file={key}"));
+            if self.tls.client_certificates {
+                args.push("--client-cert-auth".to_owned());
+                args.push(format!("--trusted-ca-file={ca}"));
+            }
+        }
+        if self.tls.peer {
+            args.push(format!("--peer-cert-file={cert}"));
+            args.push(format!("--peer-key-file={key}"));
+            args.push("--peer-client-cert-auth".to_owned());
+            args.push(format!("--peer-trusted-ca-file={ca}"));
+        }
+        Ok(args)
+    }
+
+    /// What a client needs, when clients connect with TLS.
+    fn client_tls(&self) -> Option<crate::Tls> {
+        self.tls
+            .client
+            .then(|| self.authority.tls(self.root.as_ref()))
+    }
 }

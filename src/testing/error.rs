@@ -54,6 +54,10 @@ pub enum LaunchError {
         reason: &'static str,
     },
 
+    /// The certificates of a TLS cluster could not be made.
+    #[error("making TLS certificates failed: {0}")]
+    Certificates(String),
+
     /// The member count is not supported.
     #[error("a test cluster has 1 to 7 members, not {0}")]
     Size(usize),

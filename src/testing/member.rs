@@ -47,18 +47,21 @@ impl Member {
         dir: &Path,
         token: &str,
         extra: &[String],
+        (client_tls, peer_tls): (bool, bool),
     ) -> Member {
+        let scheme = |tls| if tls { "https" } else { "http" };
+        let (client, peer) = (scheme(client_tls), scheme(peer_tls));
         let name = format!("m{index}");
         let (client_port, peer_port, advertised) = ports[index];
         let initial_cluster = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, _, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .map(|(i, (_, _, port))| format!("m{i}={peer}://127.0.0.1:{port}"))
             .collect::<Vec<_>>()
             .join(",");
-        let client_url = format!("http://127.0.0.1:{client_port}");
-        let listen_peer_url = format!("http://127.0.0.1:{peer_port}");
-        let peer_url = format!("http://127.0.0.1:{advertised}");
+        let client_url = format!("{client}://127.0.0.1:{client_port}");
+        let listen_peer_url = format!("{peer}://127.0.0.1:{peer_port}");
+        let peer_url = format!("{peer}://127.0.0.1:{advertised}");
         let mut args = vec![
             format!("--name={name}"),
             format!("--data-dir={}", dir.join(&name).display()),

@@ -8,6 +8,12 @@
 //! Members can be killed, stopped gracefully (SIGTERM), paused, resumed and restarted with
 //! their data. Dropping the cluster kills and reaps every process and removes the data.
 //!
+//! [`ClusterBuilder::tls`], [`ClusterBuilder::mutual_tls`] and [`ClusterBuilder::peer_tls`]
+//! start members that serve TLS on certificates of an [`Authority`] made for the run;
+//! [`Cluster::client`] trusts it (and shows a `root` client certificate for mutual TLS),
+//! and [`Cluster::authority`] issues more, expired ones included, for tests of bad
+//! credentials.
+//!
 //! At most `ETCD_BLOCKING_MAX_CLUSTERS` clusters (default 2) run at once on a machine, across
 //! processes: a start beyond that waits for a slot, so a parallel test run on two cores does
 //! not drown in elections. A cluster started with [`ClusterBuilder::alone`] takes every
@@ -24,6 +30,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod certs;
 mod cluster;
 mod error;
 mod grpc_proxy;
@@ -33,7 +40,8 @@ mod proxy;
 mod support;
 mod version;
 
-pub use cluster::{Cluster, ClusterBuilder};
+pub use certs::{Authority, Identity, Validity};
+pub use cluster::{Cluster, ClusterBuilder, ClusterTls};
 pub use error::LaunchError;
 pub use grpc_proxy::GrpcProxy;
 pub use proxy::{Proxy, ProxyMode};

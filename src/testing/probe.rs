@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
+use super::error::LaunchError;
 use crate::proto::rpc::StatusRequest;
 use crate::transport::{environment, ChannelConfig, Connection, Connector};
 use grpcio::CallOption;
@@ -44,18 +45,28 @@ pub(crate) struct Prober {
 }
 
 impl Prober {
-    pub(crate) fn new(client_ports: &[u16]) -> Prober {
+    /// Connections to every client port, with `tls` when clients connect with TLS.
+    pub(crate) fn new(
+        client_ports: &[u16],
+        tls: Option<crate::Tls>,
+    ) -> Result<Prober, LaunchError> {
         let (env, _) = environment(1, "etcd-test-probe");
         let config = ChannelConfig {
             reconnect: (Duration::from_millis(20), Duration::from_millis(200)),
             ..ChannelConfig::default()
         };
-        let connector = Connector::new(config, env);
+        let mut connector = Connector::new(config, env);
+        if let Some(tls) = tls {
+            let loaded = tls
+                .load()
+                .map_err(|e| LaunchError::Certificates(e.to_string()))?;
+            connector = connector.with_tls(loaded);
+        }
         let connections = client_ports
             .iter()
             .map(|port| connector.open(&format!("127.0.0.1:{port}")))
             .collect();
-        Prober { connections }
+        Ok(Prober { connections })
     }
 
     /// The member's status, or `None` if it does not answer within `timeout`.

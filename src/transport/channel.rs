@@ -8,6 +8,7 @@ use crossbeam_channel::Receiver;
 use grpcio::{Channel, ChannelBuilder, EnvBuilder, Environment};
 
 use super::connection::Connection;
+use super::tls::Loaded;
 use crate::time::clamp;
 
 /// How a channel is built: the part of the client's settings the transport needs.
@@ -35,7 +36,7 @@ impl Default for ChannelConfig {
 }
 
 impl ChannelConfig {
-    fn channel(&self, env: &Arc<Environment>, target: &str) -> Channel {
+    fn channel(&self, env: &Arc<Environment>, target: &str, tls: Option<&Loaded>) -> Channel {
         let mut builder = ChannelBuilder::new(env.clone())
             // A connection of its own per client: gRPC would otherwise share connections
             // between clients, and closing one client would not close its sockets.
@@ -67,25 +68,63 @@ impl ChannelConfig {
                 // or keepalive stream sends none, so its pings would stop. No limit.
                 .http2_max_pings_without_data(0);
         }
+        if let Some(tls) = tls {
+            builder = secure(builder, tls);
+        }
         builder.connect(target)
     }
 }
 
-/// Opens connections to endpoints: a channel config and the environment they run on.
+/// The builder with TLS credentials, and the name certificates are checked against.
+#[cfg(feature = "tls")]
+fn secure(mut builder: ChannelBuilder, tls: &Loaded) -> ChannelBuilder {
+    if let Some(name) = tls.server_name() {
+        builder = builder.override_ssl_target(name);
+    }
+    builder.set_credentials(tls.credentials())
+}
+
+/// Without the `tls` feature there is no `Loaded` to come here with: `Tls::load` refuses
+/// to make one, so TLS asked for is never silently plaintext.
+#[cfg(not(feature = "tls"))]
+fn secure(builder: ChannelBuilder, _: &Loaded) -> ChannelBuilder {
+    builder
+}
+
+/// Opens connections to endpoints: a channel config, the TLS settings if any, and the
+/// environment they run on.
 #[derive(Clone)]
 pub(crate) struct Connector {
     config: ChannelConfig,
+    tls: Option<Arc<Loaded>>,
     env: Arc<Environment>,
 }
 
 impl Connector {
+    /// A connector of plaintext connections.
     pub(crate) fn new(config: ChannelConfig, env: Arc<Environment>) -> Connector {
-        Connector { config, env }
+        Connector {
+            config,
+            tls: None,
+            env,
+        }
+    }
+
+    /// The same connector with TLS on every connection it opens.
+    pub(crate) fn with_tls(mut self, tls: Loaded) -> Connector {
+        self.tls = Some(Arc::new(tls));
+        self
+    }
+
+    /// True if the connections are TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// A connection to `target` (`host:port`); gRPC connects in the background.
     pub(crate) fn open(&self, target: &str) -> Connection {
-        Connection::new(target, self.config.channel(&self.env, target))
+        let channel = self.config.channel(&self.env, target, self.tls.as_deref());
+        Connection::new(target, channel)
     }
 }
 

@@ -4,11 +4,11 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use grpcio::{Channel, ConnectivityState};
 
-use crate::error::EndpointFailure;
+use crate::error::{closed_early_hint, connect_failure, ConnectFailure, EndpointFailure};
 use crate::park;
 use crate::proto::rpc::StatusRequest;
 use crate::proto::rpc_grpc::{
@@ -89,44 +89,100 @@ impl Connection {
 /// How long a dial that failed spends asking each endpoint why.
 const CAUSE_TIMEOUT: Duration = Duration::from_millis(300);
 
-/// Waits up to `timeout` for one of `connections` to connect; returns its index, or each
-/// endpoint with the cause of its failure (refused, no such host, timed out).
+/// How often a dial looks for endpoints whose connection failed in a way that waiting
+/// cannot mend (a TLS handshake refused), so that it can give up before its timeout.
+const HANDSHAKE_CHECK: Duration = Duration::from_millis(50);
+
+/// How long a member must go on closing connections before HTTP/2 begins for the dial to
+/// take it as a refusal of the client's TLS (or plaintext), not a member going down.
+const CLOSING_PERSISTS: Duration = Duration::from_millis(300);
+
+/// Why a dial failed: each endpoint with its cause, and whether every one of them refused
+/// the client's TLS (or its plaintext) in the handshake, so that it gave up early.
+#[derive(Debug)]
+pub(crate) struct DialFailure {
+    pub(crate) endpoints: Vec<EndpointFailure>,
+    pub(crate) handshake: bool,
+}
+
+/// Waits up to `timeout` for one of `connections` (TLS ones if `tls`) to connect; returns
+/// its index, or each endpoint with the cause of its failure (refused, no such host, timed
+/// out). When every endpoint has failed its handshake, it returns at once: a bad
+/// certificate or a plaintext client at a TLS member does not mend by waiting.
 pub(crate) fn dial(
     connections: &[Connection],
     timeout: Duration,
-) -> Result<usize, Vec<EndpointFailure>> {
+    tls: bool,
+) -> Result<usize, DialFailure> {
     let timeout = time::clamp(timeout);
     let deadline = time::deadline(timeout);
     let mut waits: Vec<Option<Pin<Box<dyn Future<Output = bool> + '_>>>> = connections
         .iter()
         .map(|c| Some(Box::pin(c.channel.wait_for_connected(timeout)) as _))
         .collect();
-    let first = park::wait(None, deadline, |cx| {
-        let mut pending = false;
-        for (i, slot) in waits.iter_mut().enumerate() {
-            let Some(wait) = slot else { continue };
-            match wait.as_mut().poll(cx) {
-                Poll::Ready(true) => return Poll::Ready(Some(i)),
-                Poll::Ready(false) => *slot = None,
-                Poll::Pending => pending = true,
+    // Per endpoint: a refusal for sure, or since when it has been closing connections.
+    let mut refused: Vec<Option<EndpointFailure>> = vec![None; connections.len()];
+    let mut closing: Vec<Option<Instant>> = vec![None; connections.len()];
+    loop {
+        let slice = time::deadline(HANDSHAKE_CHECK).min(deadline);
+        let first = park::wait(None, slice, |cx| {
+            let mut pending = false;
+            for (i, slot) in waits.iter_mut().enumerate() {
+                let Some(wait) = slot else { continue };
+                match wait.as_mut().poll(cx) {
+                    Poll::Ready(true) => return Poll::Ready(Some(i)),
+                    Poll::Ready(false) => *slot = None,
+                    Poll::Pending => pending = true,
+                }
+            }
+            if pending {
+                Poll::Pending
+            } else {
+                Poll::Ready(None)
+            }
+        });
+        match first {
+            Some(Some(i)) => return Ok(i),
+            Some(None) => break,
+            None if Instant::now() >= deadline => break,
+            None => {}
+        }
+        let failed: Vec<usize> = (0..connections.len())
+            .filter(|&i| refused[i].is_none() && connections[i].connection_failed())
+            .collect();
+        let asked: Vec<&Connection> = failed.iter().map(|&i| &connections[i]).collect();
+        let now = Instant::now();
+        for (i, mut cause) in failed.into_iter().zip(causes(&asked, timeout)) {
+            match connect_failure(&cause.reason) {
+                ConnectFailure::Handshake => refused[i] = Some(cause),
+                ConnectFailure::ClosedEarly => {
+                    let since = *closing[i].get_or_insert(now);
+                    if now.duration_since(since) >= CLOSING_PERSISTS {
+                        cause.reason = closed_early_hint(&cause.reason, tls);
+                        refused[i] = Some(cause);
+                    }
+                }
+                ConnectFailure::Other => closing[i] = None,
             }
         }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(None)
+        if refused.iter().all(Option::is_some) {
+            return Err(DialFailure {
+                endpoints: refused.into_iter().flatten().collect(),
+                handshake: true,
+            });
         }
-    });
-    drop(waits);
-    match first.flatten() {
-        Some(i) => Ok(i),
-        None => Err(causes(connections, timeout)),
     }
+    drop(waits);
+    let all: Vec<&Connection> = connections.iter().collect();
+    Err(DialFailure {
+        endpoints: causes(&all, timeout),
+        handshake: false,
+    })
 }
 
 /// Why each connection is down: a call that does not wait for a connection fails at once
 /// with the channel's last error (refused, no such host), or times out while it connects.
-fn causes(connections: &[Connection], dial_timeout: Duration) -> Vec<EndpointFailure> {
+fn causes(connections: &[&Connection], dial_timeout: Duration) -> Vec<EndpointFailure> {
     let option = || super::calls::options(CAUSE_TIMEOUT, false);
     let mut calls: Vec<_> = connections
         .iter()

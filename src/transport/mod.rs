@@ -6,8 +6,11 @@ mod channel;
 mod connection;
 mod metadata;
 mod target;
+mod tls;
 
 pub(crate) use calls::{options as call_options, poll as poll_call};
 pub(crate) use channel::{environment, ChannelConfig, Connector};
 pub(crate) use connection::{dial, Connection, Stubs};
-pub(crate) use target::parse as parse_endpoint;
+pub(crate) use target::{parse as parse_endpoint, Scheme};
+pub(crate) use tls::Loaded as LoadedTls;
+pub use tls::Tls;

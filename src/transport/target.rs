@@ -2,9 +2,21 @@
 
 use crate::error::{Error, Result};
 
+/// The scheme an endpoint was written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// `host:port`: TLS if the client has TLS settings, plaintext if not.
+    Bare,
+    /// `http://`: plaintext.
+    Http,
+    /// `https://`: TLS.
+    Https,
+}
+
 /// Parses one endpoint as a user writes it (`host:port`, `http://host:port`,
-/// `[::1]:2379`) into the `host:port` target gRPC dials.
-pub(crate) fn parse(endpoint: &str) -> Result<String> {
+/// `https://host:port`, `[::1]:2379`) into its scheme and the `host:port` target gRPC
+/// dials.
+pub(crate) fn parse(endpoint: &str) -> Result<(Scheme, String)> {
     let invalid = |reason| Error::InvalidEndpoint {
         endpoint: endpoint.to_owned(),
         reason,
@@ -18,15 +30,11 @@ pub(crate) fn parse(endpoint: &str) -> Result<String> {
     {
         return Err(invalid("it contains white space or control characters"));
     }
-    let rest = match endpoint.split_once("://") {
-        None => endpoint,
-        Some(("http", rest)) => rest,
-        Some(("https", _)) => {
-            return Err(invalid(
-                "https needs TLS, which this build of the client does not have",
-            ))
-        }
-        Some(_) => return Err(invalid("the scheme must be http:// or none")),
+    let (scheme, rest) = match endpoint.split_once("://") {
+        None => (Scheme::Bare, endpoint),
+        Some(("http", rest)) => (Scheme::Http, rest),
+        Some(("https", rest)) => (Scheme::Https, rest),
+        Some(_) => return Err(invalid("the scheme must be http://, https:// or none")),
     };
     let authority = rest.strip_suffix('/').unwrap_or(rest);
     if authority.contains(['/', '?', '#', '@']) {
@@ -57,7 +65,7 @@ pub(crate) fn parse(endpoint: &str) -> Result<String> {
     {
         return Err(invalid("the host is neither a name nor an IP address"));
     }
-    Ok(format!("{host}:{port}"))
+    Ok((scheme, format!("{host}:{port}")))
 }
 
 /// Splits `host:port` or `[v6]:port` at the port's colon.
@@ -83,10 +91,20 @@ mod tests {
             ("[::1]:2379", "[::1]:2379"),
             ("http://[::1]:2379", "[::1]:2379"),
             ("etcd-0.etcd.svc:2379", "etcd-0.etcd.svc:2379"),
+            ("https://127.0.0.1:2379", "127.0.0.1:2379"),
+            ("https://[::1]:2379/", "[::1]:2379"),
         ];
         for (given, target) in cases {
-            assert_eq!(parse(given).ok().as_deref(), Some(target), "{given}");
+            assert_eq!(
+                parse(given).ok().map(|(_, t)| t).as_deref(),
+                Some(target),
+                "{given}"
+            );
         }
+        let scheme = |given| parse(given).map(|(s, _)| s).ok();
+        assert_eq!(scheme("a:1"), Some(Scheme::Bare));
+        assert_eq!(scheme("http://a:1"), Some(Scheme::Http));
+        assert_eq!(scheme("https://a:1"), Some(Scheme::Https));
     }
 
     #[test]
@@ -99,8 +117,9 @@ mod tests {
             "127.0.0.1:0",
             "127.0.0.1:65536",
             "127.0.0.1:port",
-            "https://127.0.0.1:2379",
+            "https://127.0.0.1:2379/v3",
             "ftp://127.0.0.1:2379",
+            "HTTPS://127.0.0.1:2379",
             "http://127.0.0.1:2379/v3",
             "::1:2379",
             "[::1]2379",
