@@ -312,3 +312,41 @@ fn a_commit_fenced_off_is_never_applied_though_forwarded_writes_arrive_late() {
     }
     panic!("no round saw a commit fenced off while forwarded writes arrived late: {rounds:?}");
 }
+
+/// A commit that conflicts writes nothing: the store's revision moves by the other
+/// client's write and the rerun's commit, not by the conflict (the fence the first
+/// commit left waits for the next commit that succeeds, which deletes it).
+#[test]
+fn a_commit_that_conflicts_writes_nothing() {
+    let cluster = cluster(1);
+    let client = client(&cluster);
+    let kv = client.kv();
+    let stm = Stm::new(&client).fence_prefix("quiet-fences/");
+    increment(&stm, "quiet").expect("a first commit, which leaves its fence");
+    let revision = |kv: &Kv| kv.get("quiet").expect("get").header().revision();
+    let before = revision(&kv);
+    let mut runs = 0;
+    stm.run(|tx| {
+        runs += 1;
+        let n = number(tx, "quiet")?;
+        if runs == 1 {
+            // Another writer moves the key after this run read it: the commit conflicts.
+            kv.put("quiet", "100").expect("the other write");
+        }
+        tx.put("quiet", (n + 1).to_string());
+        Ok::<_, Error>(())
+    })
+    .expect("the STM run");
+    assert_eq!(runs, 2, "the first run conflicted, the second committed");
+    assert_eq!(read(&kv, "quiet"), 101);
+    assert_eq!(
+        revision(&kv) - before,
+        2,
+        "the other write and the second commit, and nothing for the conflict"
+    );
+    assert_eq!(
+        fences(&kv, "quiet-fences/"),
+        ["committed"],
+        "the first fence is gone"
+    );
+}

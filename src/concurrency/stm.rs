@@ -19,7 +19,8 @@
 //! stands), or it writes its own, and then the commit can never be applied, however late
 //! it arrives: its compare fails. The closure then runs again. An `aborted` fence stays in
 //! etcd for good (nothing bounds how late its commit may come); a `committed` one is
-//! deleted by the next commit of the same [`Stm`], or when the last clone of it is dropped.
+//! deleted by the next commit of the same [`Stm`] that succeeds (a commit that conflicts
+//! writes nothing), or when the last clone of it is dropped.
 
 use std::collections::BTreeMap;
 #[cfg(feature = "testing")]
@@ -300,17 +301,14 @@ impl Stm {
             }))
             .and_then([TxnOp::put(fence.clone(), "committed")])
             .and_then(deletes())
-            .or_else(read_keys.iter().map(|k| get(k)))
-            .or_else(deletes());
+            // A conflict writes nothing: the fences wait for the next commit that succeeds.
+            .or_else(read_keys.iter().map(|k| get(k)));
         match self.send(txn) {
-            Ok(response) => {
-                self.cleaned(&cleanup, response.succeeded().then_some(fence));
-                Ok(if response.succeeded() {
-                    Outcome::Committed
-                } else {
-                    refreshed(response)
-                })
+            Ok(response) if response.succeeded() => {
+                self.cleaned(&cleanup, Some(fence));
+                Ok(Outcome::Committed)
             }
+            Ok(response) => Ok(refreshed(response)),
             Err(e) if e.is_write_outcome_unknown() => {
                 if self.resolve(&fence, deadline, e)? {
                     self.shared

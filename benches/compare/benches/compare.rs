@@ -507,12 +507,27 @@ fn writes_exactly<T>(
     writes: i64,
     run: impl FnOnce() -> Result<T, Box<dyn std::error::Error>>,
 ) -> Result<T, Box<dyn std::error::Error>> {
+    writes_within(admin, writes, writes, run)
+}
+
+/// [`writes_exactly`], for a workload that writes from `least` to `most` times.
+fn writes_within<T>(
+    admin: &Client,
+    least: i64,
+    most: i64,
+    run: impl FnOnce() -> Result<T, Box<dyn std::error::Error>>,
+) -> Result<T, Box<dyn std::error::Error>> {
     let before = revision(admin)?;
     let out = run()?;
     let moved = revision(admin)? - before;
-    if moved != writes {
+    if !(least..=most).contains(&moved) {
+        let expected = if least == most {
+            format!("exactly {least}")
+        } else {
+            format!("{least} to {most}")
+        };
         return Err(format!(
-            "the store's revision moved {moved}, but the workload writes exactly {writes}"
+            "the store's revision moved {moved}, but the workload writes {expected}"
         )
         .into());
     }
