@@ -249,7 +249,11 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
         order.rotate_left(round % peers.len().max(1));
         for &i in &order {
             // Leases without keys: granting, renewing and revoking them writes nothing.
-            match crate::writes_exactly(&admin, 0, || run_keepalive(peers[i], &endpoints, &admin)) {
+            match crate::writes_checked(
+                &admin,
+                |_| (0, 0),
+                || run_keepalive(peers[i], &endpoints, &admin),
+            ) {
                 Ok(k) => {
                     eprintln!(
                         "keepalive {:<15} {:.1}% of a core, {} alive",
@@ -263,9 +267,12 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
             }
             for (cell, &(callers, ops)) in LOCK_CELLS.iter().enumerate() {
                 // A pair is a put of the caller's key and its delete.
-                match crate::writes_exactly(&admin, 2 * ops as i64, || {
-                    run_lock(peers[i], &endpoints, callers, ops)
-                }) {
+                let pairs = |r: &Run| 2 * (ops as i64 + r.warmup_ops as i64);
+                match crate::writes_checked(
+                    &admin,
+                    |r| (pairs(r), pairs(r)),
+                    || run_lock(peers[i], &endpoints, callers, ops),
+                ) {
                     Ok(run) => {
                         eprintln!(
                             "lock {callers} caller(s) {:<15} p50 {:.0} us",
@@ -278,9 +285,12 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
             }
             // A handover: a's and b's campaign puts, the delete of a's key by the revoke,
             // and b's resignation.
-            match crate::writes_exactly(&admin, 4 * HANDOVERS as i64, || {
-                run_election(peers[i], &endpoints)
-            }) {
+            let handovers = |r: &Run| 4 * (HANDOVERS as i64 + r.warmup_ops as i64);
+            match crate::writes_checked(
+                &admin,
+                |r| (handovers(r), handovers(r)),
+                || run_election(peers[i], &endpoints),
+            ) {
                 Ok(run) => {
                     eprintln!("election {:<15} p50 {:.0} us", peers[i].name, run.p50);
                     elections[i].push(run);
@@ -295,8 +305,8 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
          `benches/compare/benches/peer_lease/mod.rs`): every client its own process on one \
          1-member cluster, {rounds} alternating round(s), medians. After every run the \
          store's revision moved by exactly what the workload writes (nothing for the \
-         keepalives, two writes a lock pair, four a handover), or the run is listed as \
-         failed.\n\n\
+         keepalives, two writes a lock pair, four a handover, untimed warm-up included), \
+         or the run is listed as failed.\n\n\
          ## {LEASES} leases kept alive by one client\n\n\
          TTL {TTL_S} s (a renewal every {:.1} s: {:.0} renewals/s). CPU is the client \
          process's user + system time over three TTLs, per second; RSS and threads are the \

@@ -90,18 +90,22 @@ pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
                 // etcd-blocking's STM also deletes the fences its last commits left when
                 // it is dropped: one transaction more, or none if none were left.
                 let most = ops as i64 + i64::from(peers[i].name == crate::OURS);
-                let run = crate::writes_within(&admin, ops as i64, most, || {
-                    crate::run_peer(
-                        peers[i],
-                        &[
-                            format!("--endpoints={endpoints}"),
-                            "--workload=stm".to_owned(),
-                            format!("--callers={callers}"),
-                            format!("--ops={ops}"),
-                        ],
-                        Run::parse,
-                    )
-                });
+                let run = crate::writes_checked(
+                    &admin,
+                    |_| (ops as i64, most),
+                    || {
+                        crate::run_peer(
+                            peers[i],
+                            &[
+                                format!("--endpoints={endpoints}"),
+                                "--workload=stm".to_owned(),
+                                format!("--callers={callers}"),
+                                format!("--ops={ops}"),
+                            ],
+                            Run::parse,
+                        )
+                    },
+                );
                 let counted = admin.kv().get_one(COUNTER)?.map_or(0, |kv| {
                     String::from_utf8_lossy(kv.value())
                         .parse::<usize>()

@@ -470,7 +470,7 @@ public final class Driver {
                         + "\"p999_us\":%.1f,\"cpu_seconds\":%.6f,\"peak_rss_kib\":%d,\"threads\":%d,"
                         + "\"warmup_ops\":%d,\"warmup_errors\":%d}",
                 callers, all.length, seconds[0], pct(all, 0.50), pct(all, 0.99), pct(all, 0.999),
-                cpu[0], status("VmHWM"), status("Threads"), 0, 0));
+                cpu[0], status("VmHWM"), status("Threads"), Math.min(200, ops), 0));
         System.out.flush();
     }
 
@@ -527,7 +527,7 @@ public final class Driver {
                         + "\"p999_us\":%.1f,\"cpu_seconds\":%.6f,\"peak_rss_kib\":%d,\"threads\":%d,"
                         + "\"warmup_ops\":%d,\"warmup_errors\":%d}",
                 all.length, seconds, pct(all, 0.50), pct(all, 0.99), pct(all, 0.999),
-                cpu, status("VmHWM"), status("Threads"), 0, 0));
+                cpu, status("VmHWM"), status("Threads"), Math.min(20, ops), 0));
         System.out.flush();
     }
 
