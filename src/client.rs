@@ -7,10 +7,11 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::balancer::{self, Balancer, EndpointHealth};
-use crate::call::{Caller, Route};
+use crate::call::{token_sendable, Caller, Route, Tokens};
 use crate::error::{Error, Result};
 use crate::kv::Kv;
 use crate::lease::Lease;
+use crate::secret::Secret;
 use crate::threads::Threads;
 use crate::time::clamp;
 use crate::transport::{self, ChannelConfig, Connector, Scheme, Tls};
@@ -44,6 +45,8 @@ pub struct ClientBuilder {
     auto_sync_interval: Option<Duration>,
     prefer_leader: bool,
     tls: Option<Tls>,
+    user: Option<(String, Secret)>,
+    token: Option<Secret>,
 }
 
 impl Default for ClientBuilder {
@@ -62,6 +65,8 @@ impl Default for ClientBuilder {
             auto_sync_interval: None,
             prefer_leader: true,
             tls: None,
+            user: None,
+            token: None,
         }
     }
 }
@@ -191,6 +196,24 @@ impl ClientBuilder {
         self
     }
 
+    /// Authenticates as this user when connecting, and sends the token etcd answers with
+    /// every call and every stream open. When a member refuses a token (expired, issued
+    /// before the last change of users and roles, or unknown to it), the client
+    /// authenticates again and sends the call once more. The password stays in the client
+    /// for that, is never logged, and `Debug` shows it redacted.
+    pub fn user(mut self, name: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = Some((name.into(), Secret(password.into().into_bytes())));
+        self
+    }
+
+    /// Sends this auth token, got elsewhere, with every call and stream open, as it is:
+    /// the client cannot renew it, so once it expires calls fail with
+    /// `ServerCode::InvalidAuthToken`. Exclusive with [`ClientBuilder::user`].
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(Secret(token.into().into_bytes()));
+        self
+    }
+
     /// Checks the settings, opens a channel per endpoint and waits up to the dial timeout
     /// for one of them to connect. If none does, [`Error::ConnectFailed`] names each
     /// endpoint with its cause.
@@ -234,13 +257,25 @@ impl ClientBuilder {
                 source,
             }
         })?;
-        let route = Route::new(balancer, self.prefer_leader, env);
-        Ok(Client {
+        let tokens = match (&self.user, &self.token) {
+            (Some((name, password)), _) => {
+                Some(Arc::new(Tokens::user(name.clone(), password.clone())))
+            }
+            (None, Some(token)) => Some(Arc::new(Tokens::given(token.clone()))),
+            (None, None) => None,
+        };
+        let route = Route::new(balancer, self.prefer_leader, tokens, env);
+        let client = Client {
             caller: Caller::new(route, threads, stopped),
             request_timeout: self.request_timeout,
             watch_hub: Arc::default(),
             keeper: Arc::default(),
-        })
+        };
+        if let Err(e) = client.caller.sign_in(self.dial_timeout) {
+            let _ = client.caller.close();
+            return Err(e);
+        }
+        Ok(client)
     }
 
     /// Refuses settings that cannot work, before anything is started; returns the parsed
@@ -309,6 +344,20 @@ impl ClientBuilder {
             if size == 0 || i32::try_from(size).is_err() {
                 return Err(invalid(argument, "must be from 1 byte to 2 GiB - 1"));
             }
+        }
+        if let Some((name, _)) = &self.user {
+            if self.token.is_some() {
+                return Err(invalid("user", "a user or a token, not both"));
+            }
+            if name.is_empty() {
+                return Err(invalid("user", "the name is empty"));
+            }
+        }
+        if self.token.as_ref().is_some_and(|t| !token_sendable(&t.0)) {
+            return Err(invalid(
+                "token",
+                "an auth token is printable ASCII, and not empty",
+            ));
         }
         if !(1..=64).contains(&self.poll_threads) {
             return Err(invalid("poll threads", "must be from 1 to 64"));
@@ -383,6 +432,11 @@ impl Client {
             self.keeper.clone(),
             self.request_timeout,
         )
+    }
+
+    /// The auth admin API: auth on and off, users, roles, permissions.
+    pub fn auth(&self) -> crate::Auth {
+        crate::Auth::new(self.caller.clone(), self.request_timeout)
     }
 
     /// etcd's lock service (`v3lock`): the server takes and releases locks for the client.

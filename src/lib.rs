@@ -143,6 +143,9 @@
 //! | Election `Proclaim` | at most once |
 //! | Election `Leader` | repeatable |
 //! | Election `Resign` | at most once |
+//! | Auth `Authenticate` | repeatable |
+//! | Auth reads (`AuthStatus`, `UserGet`, `UserList`, `RoleGet`, `RoleList`) | repeatable |
+//! | Auth changes (enable, disable, users, roles, permissions) | at most once |
 //!
 //! The streams: a watch moves to another member and resumes from the revision after the
 //! last one it delivered (nothing lost or repeated); a keepalive renewal is repeatable.
@@ -413,6 +416,7 @@
 //! outside the crate's semver promises: it changes with the tests' needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod auth;
 mod balancer;
 mod call;
 mod client;
@@ -424,6 +428,7 @@ mod kv;
 mod lease;
 mod park;
 mod proto;
+mod secret;
 mod services;
 mod threads;
 mod time;
@@ -436,6 +441,7 @@ mod watch;
 /// so that the version always matches.
 pub use crossbeam_channel as channel;
 
+pub use auth::{Access, Auth, AuthStatus, Permission};
 pub use balancer::{EndpointHealth, Health};
 pub use client::{Client, ClientBuilder};
 pub use error::{EndpointFailure, Error, Result, ServerCode, ServerError, StatusCode};

@@ -212,7 +212,7 @@ fn sync_members(
         let Some(endpoint) = table.iter().find(|e| e.health() == Health::Healthy) else {
             return;
         };
-        let option = call_options(timeout, false);
+        let option = call_options(timeout, false, None);
         sync.in_flight = endpoint
             .stubs()
             .cluster
@@ -288,9 +288,9 @@ fn start_probe(
     request: &RangeRequest,
     settings: Settings,
 ) {
-    let option = call_options(settings.timeout, true);
+    let option = call_options(settings.timeout, true, None);
     if probe.status.is_none() {
-        let option = call_options(settings.timeout, false);
+        let option = call_options(settings.timeout, false, None);
         probe.status = endpoint
             .stubs()
             .maintenance
@@ -349,10 +349,18 @@ fn finish(
             .map_or((0, 0), |h| (h.cluster_id, h.revision)),
         Err(e) => {
             let error = Error::from_grpc(e, endpoint.target(), settings.timeout);
-            // With auth on, a member that answers "permission denied" still served the read.
+            // With auth on, a member that refuses the probe's read for its (missing) token
+            // or its permissions has served it: etcd checks both after the read has passed
+            // its leader and quorum. Probes carry no token, so token expiry never makes an
+            // endpoint look unhealthy.
             if !matches!(
                 error.code(),
-                Some(ServerCode::PermissionDenied | ServerCode::InvalidAuthToken)
+                Some(
+                    ServerCode::PermissionDenied
+                        | ServerCode::InvalidAuthToken
+                        | ServerCode::UserEmpty
+                        | ServerCode::AuthOldRevision
+                )
             ) {
                 // A member that says it has no leader is up and answering: it is unhealthy
                 // for writes and linearizable reads, but can serve serializable ones.

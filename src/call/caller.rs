@@ -87,6 +87,18 @@ impl Caller {
         unary::run(&route, rpc.spec(), timeout, deadline, start)
     }
 
+    /// Authenticates the client's user, if it has one, within `timeout`.
+    pub(crate) fn sign_in(&self, timeout: Duration) -> Result<()> {
+        let route = self.route()?;
+        let Some(tokens) = route.tokens.clone() else {
+            return Ok(());
+        };
+        let timeout = time::clamp(timeout);
+        tokens
+            .renew(&route, None, timeout, time::deadline(timeout))
+            .map(drop)
+    }
+
     /// The balancer, while the client is open (also after a background thread died, so
     /// that its health can still be read).
     pub(crate) fn balancer(&self) -> Result<Arc<Balancer>> {

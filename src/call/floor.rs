@@ -57,6 +57,38 @@ revisioned!(
     v3election::ResignResponse,
 );
 
+/// Auth responses count the auth store's revisions, not the key-value store's: they never
+/// move the floor.
+macro_rules! unrevisioned {
+    ($($ty:ty),* $(,)?) => {$(
+        impl Revisioned for $ty {
+            fn revision(&self) -> i64 {
+                0
+            }
+        }
+    )*};
+}
+
+unrevisioned!(
+    rpc::AuthenticateResponse,
+    rpc::AuthEnableResponse,
+    rpc::AuthDisableResponse,
+    rpc::AuthStatusResponse,
+    rpc::AuthUserAddResponse,
+    rpc::AuthUserGetResponse,
+    rpc::AuthUserListResponse,
+    rpc::AuthUserDeleteResponse,
+    rpc::AuthUserChangePasswordResponse,
+    rpc::AuthUserGrantRoleResponse,
+    rpc::AuthUserRevokeRoleResponse,
+    rpc::AuthRoleAddResponse,
+    rpc::AuthRoleGetResponse,
+    rpc::AuthRoleListResponse,
+    rpc::AuthRoleDeleteResponse,
+    rpc::AuthRoleGrantPermissionResponse,
+    rpc::AuthRoleRevokePermissionResponse,
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

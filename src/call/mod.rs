@@ -3,6 +3,7 @@
 //! keepalive threads run (with the mailbox it shares with their handles). API handles
 //! depend on this layer alone.
 
+mod auth;
 mod caller;
 mod floor;
 mod mailbox;
@@ -14,6 +15,7 @@ mod unary;
 mod worker;
 
 pub(crate) use crate::transport::Stubs;
+pub(crate) use auth::{sendable as token_sendable, Tokens};
 pub(crate) use caller::Caller;
 pub(crate) use floor::Revisioned;
 pub(crate) use route::Route;

@@ -19,6 +19,8 @@ pub(crate) struct Spec {
     /// revision older than one the client has already seen, and may be served without a
     /// leader.
     pub(crate) serializable: bool,
+    /// Sent without the user's token: the authentication itself.
+    pub(crate) anonymous: bool,
 }
 
 /// Every unary RPC the client sends, with what may be retried: the one table to audit (the
@@ -69,6 +71,12 @@ pub(crate) enum Rpc {
     Leader,
     /// Election Resign.
     Resign,
+    /// Auth Authenticate (sent without a token; a second token is harmless).
+    Authenticate,
+    /// Auth reads: AuthStatus, UserGet, UserList, RoleGet, RoleList.
+    AuthRead,
+    /// Auth changes: AuthEnable, AuthDisable, and every change of users and roles.
+    AuthChange,
 }
 
 impl Rpc {
@@ -83,7 +91,9 @@ impl Rpc {
             | Rpc::LeaseRevoke
             | Rpc::LeaseTimeToLive
             | Rpc::LeaseLeases
-            | Rpc::Leader => Repeatable,
+            | Rpc::Leader
+            | Rpc::Authenticate
+            | Rpc::AuthRead => Repeatable,
             Rpc::Put
             | Rpc::DeleteRange
             | Rpc::Txn
@@ -92,11 +102,13 @@ impl Rpc {
             | Rpc::Unlock
             | Rpc::Campaign
             | Rpc::Proclaim
-            | Rpc::Resign => Write,
+            | Rpc::Resign
+            | Rpc::AuthChange => Write,
         };
         Spec {
             kind,
             serializable: matches!(self, Rpc::SerializableRange),
+            anonymous: matches!(self, Rpc::Authenticate),
         }
     }
 }
@@ -136,6 +148,15 @@ mod tests {
             (Rpc::Proclaim, "| Election `Proclaim` | at most once |"),
             (Rpc::Leader, "| Election `Leader` | repeatable |"),
             (Rpc::Resign, "| Election `Resign` | at most once |"),
+            (Rpc::Authenticate, "| Auth `Authenticate` | repeatable |"),
+            (
+                Rpc::AuthRead,
+                "| Auth reads (`AuthStatus`, `UserGet`, `UserList`, `RoleGet`, `RoleList`) | repeatable |",
+            ),
+            (
+                Rpc::AuthChange,
+                "| Auth changes (enable, disable, users, roles, permissions) | at most once |",
+            ),
         ];
         for (rpc, row) in rows {
             let class = match rpc.spec().kind {

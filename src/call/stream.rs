@@ -260,8 +260,13 @@ where
         });
     };
     // A stream lives as long as it is needed: its deadline is the longest there is.
-    let (mut sink, receiver) = open(endpoint.stubs(), call_options(LONGEST, true))
-        .map_err(|e| Error::from_grpc(e, endpoint.target(), LONGEST))?;
+    // The user's token as it is now: a stream is authorised once, when it opens.
+    let token = route.tokens.as_ref().and_then(|t| t.current());
+    let (mut sink, receiver) = open(
+        endpoint.stubs(),
+        call_options(LONGEST, true, token.as_deref()),
+    )
+    .map_err(|e| Error::from_grpc(e, endpoint.target(), LONGEST))?;
     sink.enhance_batch(true);
     let pipe = Arc::new(Mutex::new(Pipe {
         outbox: VecDeque::new(),

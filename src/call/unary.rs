@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use grpcio::{CallOption, ClientUnaryReceiver};
 
+use super::auth::{token_refused, Tokens};
 use super::floor::Revisioned;
 use super::retry::{backoff, decide, Decision};
 use super::route::Route;
@@ -39,6 +40,8 @@ where
     let mut attempts = 0usize;
     let mut last: Option<Error> = None;
     let mut tried: Option<Arc<Endpoint>> = None;
+    let tokens = route.tokens.as_deref().filter(|_| !spec.anonymous);
+    let mut renewed = false;
     loop {
         if let Some(endpoint) = tried.take().filter(|_| Instant::now() >= deadline) {
             // Out of time after a try: the last failure says most.
@@ -74,7 +77,8 @@ where
         }
         attempts += 1;
         tried = Some(endpoint.clone());
-        let option = call_options(remaining, !spec.serializable);
+        let token = tokens.and_then(Tokens::current);
+        let option = call_options(remaining, !spec.serializable, token.as_deref());
         let epoch = balancer.leader_epoch();
         let outcome = match start(endpoint.stubs(), option) {
             Ok(call) => wait(
@@ -118,6 +122,13 @@ where
                 continue;
             }
         };
+        if let Some(tokens) = tokens.filter(|_| !renewed && token_refused(&error)) {
+            // Refused before it did anything: a new token, then the same call once more.
+            renewed = true;
+            if tokens.renew(route, token.as_ref(), timeout, deadline)? {
+                continue;
+            }
+        }
         match decide(spec.kind, &error) {
             Decision::Fail => return Err(error),
             Decision::OutcomeUnknown(mark) => {

@@ -115,6 +115,9 @@ server_codes! {
     AuthNotEnabled => "authentication is not enabled",
     /// The auth token is invalid or expired.
     InvalidAuthToken => "invalid auth token",
+    /// The token was issued before the last change of users, roles or permissions (a JWT
+    /// carries the auth store's revision it was made at).
+    AuthOldRevision => "revision of auth store is old",
     /// The auth management request is invalid.
     InvalidAuthMgmt => "invalid auth management",
     /// The member has no leader (it may be cut off from its quorum).

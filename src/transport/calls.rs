@@ -10,6 +10,7 @@ use std::time::Duration;
 use grpcio::{CallOption, RpcStatus, RpcStatusCode};
 
 use super::metadata::headers;
+use crate::secret::Secret;
 use crate::time;
 
 /// The shortest deadline handed to gRPC: its C core counts in milliseconds, and a deadline
@@ -17,11 +18,15 @@ use crate::time;
 /// a message.
 const SHORTEST: Duration = Duration::from_millis(1);
 
-/// The options of a call with `timeout` (kept within gRPC's range), and etcd's
-/// require-leader metadata when `require_leader`.
-pub(crate) fn options(timeout: Duration, require_leader: bool) -> CallOption {
+/// The options of a call with `timeout` (kept within gRPC's range), etcd's
+/// require-leader metadata when `require_leader`, and the user's `token` if any.
+pub(crate) fn options(
+    timeout: Duration,
+    require_leader: bool,
+    token: Option<&Secret>,
+) -> CallOption {
     let option = CallOption::default().timeout(time::clamp(timeout).max(SHORTEST));
-    match headers(require_leader) {
+    match headers(require_leader, token) {
         Some(headers) => option.headers(headers),
         None => option,
     }

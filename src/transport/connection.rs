@@ -12,7 +12,7 @@ use crate::error::{closed_early_hint, connect_failure, ConnectFailure, EndpointF
 use crate::park;
 use crate::proto::rpc::StatusRequest;
 use crate::proto::rpc_grpc::{
-    ClusterClient, KvClient, LeaseClient, MaintenanceClient, WatchClient,
+    AuthClient, ClusterClient, KvClient, LeaseClient, MaintenanceClient, WatchClient,
 };
 use crate::proto::v3election_grpc::ElectionClient;
 use crate::proto::v3lock_grpc::LockClient;
@@ -29,6 +29,7 @@ pub(crate) struct Stubs {
     pub(crate) watch: WatchClient,
     pub(crate) lock: LockClient,
     pub(crate) election: ElectionClient,
+    pub(crate) auth: AuthClient,
 }
 
 impl Stubs {
@@ -41,6 +42,7 @@ impl Stubs {
             watch: WatchClient::new(channel.clone()),
             lock: LockClient::new(channel.clone()),
             election: ElectionClient::new(channel.clone()),
+            auth: AuthClient::new(channel.clone()),
         }
     }
 }
@@ -183,7 +185,7 @@ pub(crate) fn dial(
 /// Why each connection is down: a call that does not wait for a connection fails at once
 /// with the channel's last error (refused, no such host), or times out while it connects.
 fn causes(connections: &[&Connection], dial_timeout: Duration) -> Vec<EndpointFailure> {
-    let option = || super::calls::options(CAUSE_TIMEOUT, false);
+    let option = || super::calls::options(CAUSE_TIMEOUT, false, None);
     let mut calls: Vec<_> = connections
         .iter()
         .map(|c| {

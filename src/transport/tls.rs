@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 /// TLS for the connections to etcd: the certificate authorities to trust, the client's own
 /// certificate and key (mutual TLS), and the name the servers' certificates must carry.
@@ -191,23 +192,6 @@ impl Pem {
             Pem::Bytes(_) => "<redacted>".to_owned(),
             Pem::File(path) => path.display().to_string(),
         }
-    }
-}
-
-/// Bytes that may be a private key: `Debug` redacts them, and they are overwritten with
-/// zeros when dropped.
-pub(crate) struct Secret(Vec<u8>);
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        self.0.fill(0);
-        std::hint::black_box(&self.0);
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
     }
 }
 

@@ -1,0 +1,120 @@
+//! The user's token: sent with every call and every stream open, and renewed, once per
+//! refusal and by one caller at a time, when a member says it is invalid, old or missing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+
+use super::route::Route;
+use super::spec::Rpc;
+use super::unary;
+use crate::error::{Error, Result, ServerCode};
+use crate::proto::rpc::AuthenticateRequest;
+use crate::secret::Secret;
+
+/// Who the client is to etcd: a user that authenticates (and again when its token is
+/// refused), or a token given as it is.
+pub(crate) struct Tokens {
+    user: Option<(String, Secret)>,
+    current: RwLock<Option<Arc<Secret>>>,
+    /// Held by the one caller that authenticates; the others wait for its token.
+    renewing: Mutex<()>,
+}
+
+impl Tokens {
+    /// A user that authenticates with `password`.
+    pub(crate) fn user(name: String, password: Secret) -> Tokens {
+        Tokens {
+            user: Some((name, password)),
+            current: RwLock::new(None),
+            renewing: Mutex::new(()),
+        }
+    }
+
+    /// A token given by the user, never renewed.
+    pub(crate) fn given(token: Secret) -> Tokens {
+        Tokens {
+            user: None,
+            current: RwLock::new(Some(Arc::new(token))),
+            renewing: Mutex::new(()),
+        }
+    }
+
+    /// The token to send now, if there is one.
+    pub(crate) fn current(&self) -> Option<Arc<Secret>> {
+        self.current.read().clone()
+    }
+
+    /// Authenticates again, unless another caller did since `stale` was sent: then its
+    /// token is the one to use. `Ok(false)` when nothing can be renewed (a token given by
+    /// the user); the error of the authentication when it fails.
+    pub(crate) fn renew(
+        &self,
+        route: &Route,
+        stale: Option<&Arc<Secret>>,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<bool> {
+        let Some((name, password)) = &self.user else {
+            return Ok(false);
+        };
+        let _one = self.renewing.lock();
+        let now = self.current();
+        let moved_on = match (&now, stale) {
+            (Some(now), Some(stale)) => !Arc::ptr_eq(now, stale),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if moved_on {
+            return Ok(true);
+        }
+        let request = AuthenticateRequest {
+            name: name.clone(),
+            password: String::from_utf8_lossy(&password.0).into_owned(),
+            ..Default::default()
+        };
+        let response = match unary::run(
+            route,
+            Rpc::Authenticate.spec(),
+            timeout,
+            deadline,
+            |stubs, option| stubs.auth.authenticate_async_opt(&request, option),
+        ) {
+            Ok(response) => response,
+            // Auth is off: calls go without a token until it is turned on (then they are
+            // refused for the missing token, and the client authenticates), as in Go's
+            // client.
+            Err(e) if e.code() == Some(ServerCode::AuthNotEnabled) => {
+                *self.current.write() = None;
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
+        };
+        let token = Secret(response.token.into_bytes());
+        if !sendable(&token.0) {
+            return Err(Error::InvalidArgument {
+                argument: "token",
+                reason: "the server answered a token that is not printable ASCII".to_owned(),
+            });
+        }
+        log::debug!("etcd: authenticated as {name}");
+        *self.current.write() = Some(Arc::new(token));
+        Ok(true)
+    }
+}
+
+/// True when a member refused a call for its token, so that a new one may let it through:
+/// invalid or expired, issued before the last change of users and roles, or missing (a
+/// call sent before the first authentication, or while auth was being turned on).
+pub(crate) fn token_refused(error: &Error) -> bool {
+    matches!(
+        error.code(),
+        Some(ServerCode::InvalidAuthToken | ServerCode::AuthOldRevision | ServerCode::UserEmpty)
+    )
+}
+
+/// True if `token` can go in a gRPC header: printable ASCII, not empty.
+pub(crate) fn sendable(token: &[u8]) -> bool {
+    !token.is_empty() && token.iter().all(|b| (0x21..0x7f).contains(b))
+}
