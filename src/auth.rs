@@ -171,7 +171,8 @@ impl Auth {
             .map(drop)
     }
 
-    /// Whether auth is on, and the auth store's revision.
+    /// Whether auth is on, and the auth store's revision. etcd 3.4 has no such call:
+    /// [`Error::NotSupported`] there.
     pub fn status(&self) -> Result<AuthStatus> {
         let request = rpc::AuthStatusRequest::new();
         let r = self.caller.unary(Rpc::AuthRead, self.timeout, |s, o| {

@@ -62,6 +62,38 @@
 //! [`Error::HandshakeFailed`], each endpoint with gRPC's reason, rather than at the dial
 //! timeout. Private keys never appear in `Debug` output or errors.
 //!
+//! # Users and tokens
+//!
+//! With [`ClientBuilder::user`] the client authenticates when it connects and sends the
+//! token etcd answers with every call and every stream it opens. Tokens expire (a simple
+//! token after `--auth-token-ttl` of idleness, a JWT at its expiry, both when users or
+//! roles change); when a member refuses one, the client authenticates again, once for all
+//! the callers that were refused, and sends each refused call once more: it did nothing,
+//! so this is safe for writes too. A watch the member refuses for its stream's token is
+//! created again on a new stream with a new token, and the other watches move with it
+//! from where they were. [`Client::auth`] is the admin API: users, roles, permissions,
+//! and auth on and off.
+//!
+//! ```no_run
+//! use etcd_blocking::{Client, Permission};
+//!
+//! let root = Client::builder()
+//!     .endpoints(["127.0.0.1:2379"])
+//!     .user("root", "secret")
+//!     .connect()?;
+//! let auth = root.auth();
+//! auth.role_add("reader")?;
+//! auth.role_grant_permission("reader", &Permission::read("app/").prefix())?;
+//! auth.user_add("alice", "her password")?;
+//! auth.user_grant_role("alice", "reader")?;
+//! # Ok::<(), etcd_blocking::Error>(())
+//! ```
+//!
+//! A refusal is typed: [`Error::Server`] with [`ServerCode::AuthFailed`] for a wrong
+//! password or user (at connect, at once), [`ServerCode::PermissionDenied`] for a key the
+//! user may not touch, `UserNotFound`, `RoleNotFound`, `AuthNotEnabled` and so on for the
+//! admin calls. The password stays in the client to authenticate again; `Debug` redacts it.
+//!
 //! # Errors
 //!
 //! Every call returns [`Result`] with the one [`Error`] enum. A gRPC status is read once, at

@@ -30,6 +30,20 @@ fn user(cluster: &Cluster, name: &str, password: &str) -> Result<Client, Error> 
         .connect()
 }
 
+/// Whether auth is on, where the server can say (etcd 3.4 has no `AuthStatus`: there the
+/// call must fail `NotSupported`, and `None` is returned).
+fn enabled(cluster: &Cluster, client: &Client) -> Option<bool> {
+    let status = client.auth().status();
+    if cluster.server_version() < etcd_blocking::testing::ServerVersion::new(3, 5, 0) {
+        assert!(
+            matches!(status, Err(Error::NotSupported { .. })),
+            "etcd 3.4 has no AuthStatus: {status:?}"
+        );
+        return None;
+    }
+    Some(status.expect("status").enabled)
+}
+
 fn code(result: Result<impl std::fmt::Debug, Error>) -> Option<ServerCode> {
     match result {
         Ok(v) => panic!("expected a refusal, got {v:?}"),
@@ -47,7 +61,7 @@ fn users_roles_and_permissions_are_enforced_with_typed_errors() {
 
     let root = user(&cluster, "root", ROOT_PASSWORD).expect("root connects");
     let auth = root.auth();
-    assert!(auth.status().expect("status").enabled);
+    assert_ne!(enabled(&cluster, &root), Some(false));
     auth.role_add("reader").expect("add a role");
     auth.role_grant_permission("reader", &Permission::read("app/").prefix())
         .expect("grant read of app/");
@@ -112,7 +126,7 @@ fn users_roles_and_permissions_are_enforced_with_typed_errors() {
     auth.role_delete("reader").expect("delete the role");
     auth.user_delete("alice").expect("delete alice");
     auth.disable().expect("disable auth");
-    assert!(!auth.status().expect("status").enabled);
+    assert_ne!(enabled(&cluster, &root), Some(true));
 }
 
 #[test]
@@ -200,5 +214,91 @@ fn auth_turned_on_and_off_under_a_running_client() {
         .kv()
         .put("k", "4")
         .expect("a client without a user writes again");
-    assert!(!admin.auth().status().expect("status").enabled);
+    assert_ne!(enabled(&cluster, &admin), Some(true));
+}
+
+/// A watch created on a stream whose token has expired is refused by the member ("invalid
+/// auth token", as a created-and-canceled answer, not a gRPC error): the client renews the
+/// token and moves every watch to a new stream, so the new watch is created and the old
+/// one goes on without losing or repeating an event.
+#[test]
+fn a_watch_refused_for_an_expired_stream_token_is_created_with_a_new_one() {
+    let ttl = Duration::from_secs(2);
+    let cluster = Cluster::builder()
+        .arg("--auth-token-ttl=2")
+        .start()
+        .expect("start");
+    let admin = cluster.client().expect("connect");
+    enable_auth(&admin);
+    let root = user(&cluster, "root", ROOT_PASSWORD).expect("root connects");
+    let writer = user(&cluster, "root", ROOT_PASSWORD).expect("a second client");
+    let first = root
+        .watch()
+        .watch_with("a/", WatchOptions::new().prefix())
+        .expect("the first watch");
+    first.created_revision().expect("created");
+    writer.kv().put("a/1", "x").expect("put");
+    idle_past(ttl);
+    // The stream's token has expired: the member refuses a watch created on it.
+    let second = root
+        .watch()
+        .watch_with("b/", WatchOptions::new().prefix())
+        .expect("the second watch");
+    second
+        .created_revision()
+        .unwrap_or_else(|e| panic!("the second watch after the token expired: {e}"));
+    writer.kv().put("a/2", "x").expect("put");
+    writer.kv().put("b/1", "x").expect("put");
+    let keys = |watcher: &etcd_blocking::Watcher, n: usize| {
+        let mut seen = Vec::new();
+        while seen.len() < n {
+            for event in common::next_events(watcher).events() {
+                seen.push(String::from_utf8_lossy(event.kv().key()).into_owned());
+            }
+        }
+        seen
+    };
+    assert_eq!(keys(&first, 2), ["a/1", "a/2"], "nothing lost or repeated");
+    assert_eq!(keys(&second, 1), ["b/1"]);
+}
+
+/// With mutual TLS and auth on, a client certificate's common name is the user: a client
+/// without a password acts as the user its certificate names.
+#[test]
+fn a_client_certificate_names_the_user() {
+    let cluster = Cluster::builder()
+        .mutual_tls()
+        .start()
+        .expect("start a mutual TLS cluster");
+    // Cluster::client shows a certificate whose common name is root.
+    let root = cluster.client().expect("connect");
+    enable_auth(&root);
+    root.kv()
+        .put("cn/k", "v")
+        .expect("root, by its certificate, writes");
+    root.auth()
+        .user_add_without_password("alice")
+        .expect("alice, who has no password");
+    let authority = cluster.authority().expect("an authority");
+    let alice = authority
+        .client("alice", etcd_blocking::testing::Validity::Current)
+        .expect("alice's certificate");
+    let as_alice = Client::builder()
+        .endpoints(cluster.endpoints())
+        .tls(authority.tls(Some(&alice)))
+        .connect()
+        .expect("alice connects");
+    assert_eq!(
+        code(as_alice.kv().get("cn/k")),
+        Some(ServerCode::PermissionDenied),
+        "alice has no role"
+    );
+    // Without a password she cannot authenticate.
+    let refused = cluster
+        .client_builder()
+        .user("alice", "anything")
+        .connect()
+        .map(drop);
+    let refused = refused.expect_err("alice has no password");
+    assert_eq!(refused.code(), Some(ServerCode::AuthFailed), "{refused:?}");
 }

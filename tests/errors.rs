@@ -209,7 +209,8 @@ fn malformed_endpoints_and_settings_are_refused() {
         "",
         "localhost",
         "http://h:0",
-        "https://127.0.0.1:2379",
+        "https://127.0.0.1:2379/v3",
+        "ftp://127.0.0.1:2379",
         "a b:1",
         "[::1:2",
     ] {

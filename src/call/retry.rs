@@ -57,6 +57,7 @@ pub(crate) fn decide(kind: CallKind, error: &Error) -> Decision {
         Error::MessageTooLarge { .. }
         | Error::ConnectFailed { .. }
         | Error::HandshakeFailed { .. }
+        | Error::NotSupported { .. }
         | Error::InvalidEndpoint { .. }
         | Error::InvalidArgument { .. }
         | Error::NotUtf8 { .. }

@@ -22,6 +22,7 @@ use super::caller::Caller;
 use super::route::Route;
 use crate::balancer::{Endpoint, Mark, Need};
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 use crate::time::LONGEST;
 use crate::transport::{call_options, Stubs};
 
@@ -54,6 +55,9 @@ pub(crate) enum Next<Resp> {
 pub(crate) struct DuplexStream<Req, Resp> {
     pipe: Arc<Mutex<Pipe<Req, Resp>>>,
     endpoint: Arc<Endpoint>,
+    /// The user's token the stream was opened with: a member checks it on every watch
+    /// created on the stream, for as long as the stream lives.
+    token: Option<Arc<Secret>>,
 }
 
 /// How many received messages the pump holds for its owner before it stops reading (and
@@ -288,7 +292,11 @@ where
         can_send: true,
         unflushed: false,
     });
-    Ok(DuplexStream { pipe, endpoint })
+    Ok(DuplexStream {
+        pipe,
+        endpoint,
+        token,
+    })
 }
 
 /// Waits for the stream's next message until `deadline` (`None` after it), woken by the
@@ -326,6 +334,11 @@ pub(crate) fn send<Req, Resp>(
 }
 
 impl<Req, Resp> DuplexStream<Req, Resp> {
+    /// The token the stream was opened with.
+    pub(crate) fn token(&self) -> Option<Arc<Secret>> {
+        self.token.clone()
+    }
+
     /// The endpoint the stream is on.
     pub(crate) fn endpoint(&self) -> &str {
         self.endpoint.target()

@@ -26,6 +26,7 @@ use super::route::Route;
 use super::stream::{open_stream, DuplexStream, Next};
 use crate::error::{Error, Result};
 use crate::park;
+use crate::secret::Secret;
 use crate::time;
 use crate::transport::Stubs;
 
@@ -112,7 +113,12 @@ pub(crate) struct StreamView<'a> {
     route: &'a Route,
     endpoint: &'a str,
     doubted: bool,
+    /// The token the stream was opened with.
+    token: Option<Arc<Secret>>,
 }
+
+/// How long renewing a stream's token may take.
+const RENEW_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl StreamView<'_> {
     /// The endpoint the stream is on.
@@ -149,6 +155,25 @@ impl StreamView<'_> {
     /// stalled.
     pub(crate) fn doubted(&self) -> bool {
         self.doubted
+    }
+
+    /// The member refused the stream's token (expired, issued before the last change of
+    /// users and roles, or missing): authenticates again, unless a newer token is there
+    /// already. True when there is a token to open a new stream with; false when the
+    /// client cannot renew (no user, or a token the user gave) or the authentication
+    /// failed (logged).
+    pub(crate) fn renew_token(&self) -> bool {
+        let Some(tokens) = self.route.tokens.as_ref() else {
+            return false;
+        };
+        let deadline = time::deadline(RENEW_TIMEOUT);
+        match tokens.renew(self.route, self.token.as_ref(), RENEW_TIMEOUT, deadline) {
+            Ok(renewed) => renewed,
+            Err(e) => {
+                log::warn!("etcd: authenticating again for a stream failed: {e}");
+                false
+            }
+        }
     }
 }
 
@@ -253,6 +278,7 @@ impl<O: Owner> Worker<O> {
                         route,
                         endpoint: stream.endpoint(),
                         doubted: stream.doubted(route),
+                        token: stream.token(),
                     };
                     match side.owner.look(&view, Instant::now()) {
                         Look::Fine(at) => at,
@@ -292,6 +318,7 @@ impl<O: Owner> Worker<O> {
                         route,
                         endpoint: endpoint.as_ref().map_or("", |e| e.target()),
                         doubted: false,
+                        token: side.stream.as_ref().and_then(DuplexStream::token),
                     };
                     // Messages come in batches: take every one that is here.
                     let mut next = Some(message);

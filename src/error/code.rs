@@ -18,6 +18,12 @@ macro_rules! server_codes {
         impl ServerCode {
             /// The code for an etcd status message, if it is one etcd sends.
             pub(crate) fn from_message(message: &str) -> Option<ServerCode> {
+                // The auth store's own refusal of a password for a user that has none
+                // comes bare too ("auth: authentication failed, password was given for
+                // no password user"): a failed authentication all the same.
+                if message.starts_with("auth: authentication failed") {
+                    return Some(ServerCode::AuthFailed);
+                }
                 // The election service sends its two errors bare (status UNKNOWN), not as
                 // etcd's own prefixed ones.
                 let text = message

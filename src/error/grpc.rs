@@ -95,6 +95,12 @@ impl Error {
                 timeout,
             };
         }
+        if code == grpcio::RpcStatusCode::UNIMPLEMENTED {
+            return Error::NotSupported {
+                endpoint: endpoint.to_owned(),
+                detail: message.to_owned(),
+            };
+        }
         if code == grpcio::RpcStatusCode::RESOURCE_EXHAUSTED && message.contains("larger than max")
         {
             return Error::MessageTooLarge {

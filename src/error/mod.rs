@@ -110,6 +110,16 @@ pub enum Error {
         endpoints: Vec<EndpointFailure>,
     },
 
+    /// The member does not know the call: its etcd is older than the API that has it
+    /// (`AuthStatus` came with etcd 3.5, for one). `detail` is gRPC's account.
+    #[error("{endpoint} does not support this call (its etcd is older than the call): {detail}")]
+    NotSupported {
+        /// The endpoint the call went to.
+        endpoint: String,
+        /// gRPC's description.
+        detail: String,
+    },
+
     /// An endpoint string could not be understood.
     #[error("invalid endpoint {endpoint:?}: {reason}")]
     InvalidEndpoint {
@@ -320,6 +330,7 @@ impl Error {
         match self {
             Error::Server(e) => Some(&e.endpoint),
             Error::MessageTooLarge { endpoint, .. }
+            | Error::NotSupported { endpoint, .. }
             | Error::Unreachable { endpoint, .. }
             | Error::WriteOutcomeUnknown { endpoint, .. }
             | Error::Abandoned { endpoint, .. }

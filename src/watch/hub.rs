@@ -107,6 +107,30 @@ pub(crate) struct Watches {
     liveness: Liveness,
     /// Progress requests of watchers not yet answered.
     asked: usize,
+    /// A member refused to create a watch for the stream's token (expired, old, missing):
+    /// the watches that it refused, kept to be created again on a stream with a new token.
+    token_refused: Vec<(i64, String)>,
+    /// Streams in a row whose token a member refused; reset by a watch created.
+    token_refusals: u32,
+}
+
+/// How many streams in a row may have their token refused before the watches refused are
+/// ended with the member's reason: a new token that is refused too will not do better.
+const TOKEN_REFUSALS: u32 = 3;
+
+/// True if a watch was refused for its stream's token, so a new token may let it through.
+/// The reason is etcd's message, as its gRPC error prints (`rpc error: code =
+/// Unauthenticated desc = etcdserver: invalid auth token`) or bare.
+fn token_reason(reason: &str) -> bool {
+    let message = reason.rsplit("desc = ").next().unwrap_or(reason);
+    matches!(
+        crate::error::ServerCode::from_message(message),
+        Some(
+            crate::error::ServerCode::InvalidAuthToken
+                | crate::error::ServerCode::AuthOldRevision
+                | crate::error::ServerCode::UserEmpty
+        )
+    )
 }
 
 impl Owner for Watches {
@@ -183,6 +207,21 @@ impl Owner for Watches {
         view.saw(revision);
         self.liveness.heard(revision, Instant::now());
         self.handle(response);
+        if !self.token_refused.is_empty() {
+            self.token_refusals += 1;
+            let refused = std::mem::take(&mut self.token_refused);
+            if self.token_refusals <= TOKEN_REFUSALS && view.renew_token() {
+                return Err(format!(
+                    "{} refused a watch for the stream's auth token ({}); every watch \
+                     resumes on a stream with a new token",
+                    view.endpoint(),
+                    refused[0].1
+                ));
+            }
+            for (id, reason) in refused {
+                self.end(id, End::Canceled(reason));
+            }
+        }
         match self.confused.take() {
             Some(why) => Err(format!("{why}; every watch resumes")),
             None => Ok(()),
@@ -234,6 +273,7 @@ impl Watches {
         self.open = true;
         self.ids.reset();
         self.confused = None;
+        self.token_refused.clear();
         for (&id, group) in &mut self.watches {
             group.reset();
             self.ids.create(id, group.create(), &mut self.outbox);
@@ -327,12 +367,17 @@ impl Watches {
             if response.canceled {
                 let end = if response.compact_revision > 0 {
                     End::Compacted(response.compact_revision)
+                } else if token_reason(&response.cancel_reason) {
+                    // Kept: created again on a stream with a new token (see `received`).
+                    self.token_refused.push((id, response.cancel_reason));
+                    return;
                 } else {
                     End::Canceled(response.cancel_reason)
                 };
                 self.end(id, end);
                 return;
             }
+            self.token_refusals = 0;
             group.on_created(revision);
             return;
         }
