@@ -2,15 +2,11 @@
 //! refusal and by one caller at a time, when a member says it is invalid, old or missing.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-use super::route::Route;
-use super::spec::Rpc;
-use super::unary;
 use crate::error::{Error, Result, ServerCode};
-use crate::proto::rpc::AuthenticateRequest;
+use crate::proto::rpc::{AuthenticateRequest, AuthenticateResponse};
 use crate::secret::Secret;
 
 /// Who the client is to etcd: a user that authenticates (and again when its token is
@@ -46,15 +42,14 @@ impl Tokens {
         self.current.read().clone()
     }
 
-    /// Authenticates again, unless another caller did since `stale` was sent: then its
-    /// token is the one to use. `Ok(false)` when nothing can be renewed (a token given by
-    /// the user); the error of the authentication when it fails.
+    /// Authenticates again with `authenticate` (the call, sent by the call layer), unless
+    /// another caller did since `stale` was sent: then its token is the one to use.
+    /// `Ok(false)` when nothing can be renewed (a token given by the user); the error of
+    /// the authentication when it fails.
     pub(crate) fn renew(
         &self,
-        route: &Route,
         stale: Option<&Arc<Secret>>,
-        timeout: Duration,
-        deadline: Instant,
+        authenticate: impl FnOnce(&AuthenticateRequest) -> Result<AuthenticateResponse>,
     ) -> Result<bool> {
         let Some((name, password)) = &self.user else {
             return Ok(false);
@@ -74,13 +69,7 @@ impl Tokens {
             password: String::from_utf8_lossy(&password.0).into_owned(),
             ..Default::default()
         };
-        let response = match unary::run(
-            route,
-            Rpc::Authenticate.spec(),
-            timeout,
-            deadline,
-            |stubs, option| stubs.auth.authenticate_async_opt(&request, option),
-        ) {
+        let response = match authenticate(&request) {
             Ok(response) => response,
             // Auth is off: calls go without a token until it is turned on (then they are
             // refused for the missing token, and the client authenticates), as in Go's

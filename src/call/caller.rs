@@ -94,9 +94,7 @@ impl Caller {
             return Ok(());
         };
         let timeout = time::clamp(timeout);
-        tokens
-            .renew(&route, None, timeout, time::deadline(timeout))
-            .map(drop)
+        unary::renew_token(&route, &tokens, None, timeout, time::deadline(timeout)).map(drop)
     }
 
     /// The balancer, while the client is open (also after a background thread died, so

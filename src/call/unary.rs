@@ -11,10 +11,11 @@ use super::auth::{token_refused, Tokens};
 use super::floor::Revisioned;
 use super::retry::{backoff, decide, Decision};
 use super::route::Route;
-use super::spec::{CallKind, Spec};
+use super::spec::{CallKind, Rpc, Spec};
 use crate::balancer::{Balancer, Endpoint, Need};
 use crate::error::{Error, Result};
 use crate::park;
+use crate::secret::Secret;
 use crate::time;
 use crate::transport::{call_options, poll_call, Stubs};
 
@@ -125,7 +126,7 @@ where
         if let Some(tokens) = tokens.filter(|_| !renewed && token_refused(&error)) {
             // Refused before it did anything: a new token, then the same call once more.
             renewed = true;
-            if tokens.renew(route, token.as_ref(), timeout, deadline)? {
+            if renew_token(route, tokens, token.as_ref(), timeout, deadline)? {
                 continue;
             }
         }
@@ -145,6 +146,26 @@ where
             }
         }
     }
+}
+
+/// Renews the user's token (see [`Tokens::renew`]) with an authentication sent through
+/// `route` within `deadline`.
+pub(crate) fn renew_token(
+    route: &Route,
+    tokens: &Tokens,
+    stale: Option<&Arc<Secret>>,
+    timeout: Duration,
+    deadline: Instant,
+) -> Result<bool> {
+    tokens.renew(stale, |request| {
+        run(
+            route,
+            Rpc::Authenticate.spec(),
+            timeout,
+            deadline,
+            |stubs, option| stubs.auth.authenticate_async_opt(request, option),
+        )
+    })
 }
 
 /// How one attempt ended.

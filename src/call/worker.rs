@@ -167,7 +167,13 @@ impl StreamView<'_> {
             return false;
         };
         let deadline = time::deadline(RENEW_TIMEOUT);
-        match tokens.renew(self.route, self.token.as_ref(), RENEW_TIMEOUT, deadline) {
+        match super::unary::renew_token(
+            self.route,
+            tokens,
+            self.token.as_ref(),
+            RENEW_TIMEOUT,
+            deadline,
+        ) {
             Ok(renewed) => renewed,
             Err(e) => {
                 log::warn!("etcd: authenticating again for a stream failed: {e}");
