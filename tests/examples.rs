@@ -71,6 +71,7 @@ fn every_example_runs_to_its_end() {
         ("election", "election example done"),
         ("stm", "stm example done"),
         ("registry", "registry example done"),
+        ("secure", "secure example done"),
     ] {
         let out = run(name);
         assert!(out.contains(last), "example {name} ended early:\n{out}");

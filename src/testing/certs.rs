@@ -154,3 +154,24 @@ fn set_validity(params: &mut CertificateParams, validity: Validity) {
     params.not_before = from;
     params.not_after = to;
 }
+
+/// Makes an ES256 key pair for etcd's JWT tokens in `dir`; the flag that makes a member
+/// sign its tokens with it, valid for `ttl` (whole seconds, at least one).
+pub(crate) fn jwt_args(
+    dir: &std::path::Path,
+    ttl: std::time::Duration,
+) -> Result<Vec<String>, LaunchError> {
+    let key = KeyPair::generate().map_err(|e| failed("the JWT key", e))?;
+    let write = |name: &str, content: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, content)
+            .map_err(|e| LaunchError::io(format!("writing {}", path.display()), e))?;
+        Ok::<_, LaunchError>(path.display().to_string())
+    };
+    let private = write("jwt.key", key.serialize_pem())?;
+    let public = write("jwt.pub", key.public_key_pem())?;
+    Ok(vec![format!(
+        "--auth-token=jwt,pub-key={public},priv-key={private},sign-method=ES256,ttl={}s",
+        ttl.as_secs().max(1)
+    )])
+}

@@ -31,6 +31,8 @@ pub struct ClusterBuilder {
     peer_proxies: bool,
     alone: bool,
     tls: ClusterTls,
+    root_password: Option<String>,
+    jwt_ttl: Option<Duration>,
 }
 
 /// Which of a test cluster's connections are TLS, with certificates the launcher makes
@@ -56,6 +58,8 @@ impl Default for ClusterBuilder {
             peer_proxies: false,
             alone: false,
             tls: ClusterTls::default(),
+            root_password: None,
+            jwt_ttl: None,
         }
     }
 }
@@ -116,6 +120,20 @@ impl ClusterBuilder {
         self
     }
 
+    /// Auth on from the start: a `root` user with this password and the `root` role;
+    /// [`Cluster::client`] connects as root.
+    pub fn auth(mut self, root_password: impl Into<String>) -> Self {
+        self.root_password = Some(root_password.into());
+        self
+    }
+
+    /// JWT auth tokens (ES256, on a key the launcher makes) that expire `ttl` after they
+    /// are issued (whole seconds, at least one), instead of etcd's simple tokens.
+    pub fn jwt_tokens(mut self, ttl: Duration) -> Self {
+        self.jwt_ttl = Some(ttl);
+        self
+    }
+
     /// The etcd binary to run, instead of `ETCD_BIN` or the first `etcd` on `PATH`.
     pub fn etcd_binary(mut self, path: impl Into<PathBuf>) -> Self {
         self.etcd = Some(path.into());
@@ -138,7 +156,7 @@ impl ClusterBuilder {
         loop {
             match self.try_start(&etcd, certificates.as_ref()) {
                 Ok((members, proxies, dir)) => {
-                    let cluster = Cluster::new(
+                    let mut cluster = Cluster::new(
                         members,
                         proxies,
                         dir,
@@ -147,7 +165,9 @@ impl ClusterBuilder {
                         self.timeout,
                         certificates,
                     )?;
+                    cluster.root_password = self.root_password.clone();
                     cluster.wait_healthy()?;
+                    cluster.enable_auth()?;
                     log::info!(
                         "test cluster of {} members runs etcd {} ({})",
                         cluster.size(),
@@ -177,8 +197,13 @@ impl ClusterBuilder {
             Some(c) => c.member_args(dir.path()).map_err(|e| (e, false))?,
             None => Vec::new(),
         };
+        let jwt_args = match self.jwt_ttl {
+            Some(ttl) => super::certs::jwt_args(dir.path(), ttl).map_err(|e| (e, false))?,
+            None => Vec::new(),
+        };
         let extra: Vec<String> = tls_args
             .into_iter()
+            .chain(jwt_args)
             .chain(self.extra_args.iter().cloned())
             .collect();
         let schemes = (self.tls.client, self.tls.peer);
@@ -254,6 +279,7 @@ pub struct Cluster {
     etcd: PathBuf,
     timeout: Duration,
     certificates: Option<Certificates>,
+    root_password: Option<String>,
     dir: TempDir,
     _slot: Slot,
 }
@@ -298,9 +324,33 @@ impl Cluster {
             etcd,
             timeout,
             certificates,
+            root_password: None,
             dir,
             _slot: slot,
         })
+    }
+
+    /// With [`ClusterBuilder::auth`]: the root user and role, and auth on.
+    fn enable_auth(&self) -> Result<(), LaunchError> {
+        let Some(password) = &self.root_password else {
+            return Ok(());
+        };
+        let failed = |e: crate::Error| LaunchError::StartFailed {
+            reason: format!("turning auth on failed: {e}"),
+            logs: self.logs(),
+        };
+        // As the launcher, not as root: auth is still off.
+        let mut builder = crate::Client::builder().endpoints(self.endpoints());
+        if let Some(tls) = self.client_tls() {
+            builder = builder.tls(tls);
+        }
+        let admin = builder.connect().map_err(failed)?;
+        let auth = admin.auth();
+        auth.user_add("root", password.as_str()).map_err(failed)?;
+        auth.role_add("root").map_err(failed)?;
+        auth.user_grant_role("root", "root").map_err(failed)?;
+        auth.enable().map_err(failed)?;
+        admin.close().map_err(failed)
     }
 
     /// The etcd version the members report in their status (the first that answered).
@@ -361,18 +411,23 @@ impl Cluster {
         self.client_ports[index]
     }
 
-    /// A client of every member, with default settings (and [`Cluster::client_tls`]).
+    /// A client of every member, with default settings (and [`Cluster::client_tls`], and
+    /// the root user with [`ClusterBuilder::auth`]).
     pub fn client(&self) -> crate::Result<crate::Client> {
         self.client_builder().connect()
     }
 
-    /// A client builder with every member's endpoint (and [`Cluster::client_tls`]).
+    /// A client builder with every member's endpoint (and [`Cluster::client_tls`], and
+    /// the root user with [`ClusterBuilder::auth`]).
     pub fn client_builder(&self) -> crate::ClientBuilder {
-        let builder = crate::Client::builder().endpoints(self.endpoints());
-        match self.client_tls() {
-            Some(tls) => builder.tls(tls),
-            None => builder,
+        let mut builder = crate::Client::builder().endpoints(self.endpoints());
+        if let Some(tls) = self.client_tls() {
+            builder = builder.tls(tls);
         }
+        if let Some(password) = &self.root_password {
+            builder = builder.user("root", password.as_str());
+        }
+        builder
     }
 
     /// The index of the member that leads, waiting for an election if there is none.
