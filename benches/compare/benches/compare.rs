@@ -14,7 +14,9 @@
 //! `COMPARE_FAILOVER_ROUNDS` rounds (default 3); `COMPARE_MODE=watch` the watch side by
 //! side (`peer_watch`), with `COMPARE_WATCH_ROUNDS` rounds (default 3); `COMPARE_MODE=lease`
 //! keepalives, locks and elections (`peer_lease`), with `COMPARE_LEASE_ROUNDS` rounds (default 3);
-//! `COMPARE_MODE=stm` the STM (`peer_stm`), with `COMPARE_STM_ROUNDS` rounds (default 3). `COMPARE_FLOOR=1` adds the floor
+//! `COMPARE_MODE=stm` the STM (`peer_stm`), with `COMPARE_STM_ROUNDS` rounds (default 3);
+//! `COMPARE_MODE=tls` puts over mutual TLS and plaintext (`peer_tls`), with
+//! `COMPARE_TLS_ROUNDS` rounds (default 3). `COMPARE_FLOOR=1` adds the floor
 //! (`floor`, run as `--driver --floor`): not a client, an experiment that shows what a
 //! blocking client without gRPC's C core would cost; it gets a standing of its own and is
 //! never counted as a peer.
@@ -37,6 +39,7 @@ mod floor;
 mod peer_failover;
 mod peer_lease;
 mod peer_stm;
+mod peer_tls;
 mod peer_watch;
 
 /// Keys the drivers fill before the timed phase and then cycle over.
@@ -66,6 +69,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if std::env::var("COMPARE_MODE").is_ok_and(|m| m == "stm") {
         return peer_stm::compare(&peers()?);
+    }
+    if std::env::var("COMPARE_MODE").is_ok_and(|m| m == "tls") {
+        return peer_tls::compare(&peers()?);
     }
     orchestrate()
 }
@@ -97,6 +103,13 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let mut builder = Client::builder()
         .endpoints(endpoints.split(','))
         .request_timeout(Duration::from_secs(5));
+    if let Some(ca) = flag(args, "cacert") {
+        let mut tls = etcd_blocking::Tls::new().ca_file(ca);
+        if let (Some(cert), Some(key)) = (flag(args, "cert"), flag(args, "key")) {
+            tls = tls.identity_files(cert, key);
+        }
+        builder = builder.tls(tls);
+    }
     if let Some(threads) = std::env::var("COMPARE_POLL_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -637,17 +650,25 @@ fn run_driver(
     endpoints: &str,
     cell: &Workload,
 ) -> Result<Run, Box<dyn std::error::Error>> {
-    run_peer(
-        peer,
-        &[
-            format!("--endpoints={endpoints}"),
-            format!("--workload={}", cell.workload),
-            format!("--callers={}", cell.callers),
-            format!("--value-size={}", cell.value_size),
-            format!("--duration-ms={}", RUN.as_millis()),
-        ],
-        Run::parse,
-    )
+    run_driver_with(peer, endpoints, cell, &[])
+}
+
+/// [`run_driver`] with `extra` flags (TLS files).
+fn run_driver_with(
+    peer: &Peer,
+    endpoints: &str,
+    cell: &Workload,
+    extra: &[String],
+) -> Result<Run, Box<dyn std::error::Error>> {
+    let mut args = vec![
+        format!("--endpoints={endpoints}"),
+        format!("--workload={}", cell.workload),
+        format!("--callers={}", cell.callers),
+        format!("--value-size={}", cell.value_size),
+        format!("--duration-ms={}", RUN.as_millis()),
+    ];
+    args.extend(extra.iter().cloned());
+    run_peer(peer, &args, Run::parse)
 }
 
 /// Runs `peer`'s driver with `args` to its end, and reads its result: the last line of

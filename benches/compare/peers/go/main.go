@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"golang.org/x/sys/unix"
@@ -89,12 +90,25 @@ func main() {
 	puts := flag.Int("puts", 300, "sequential puts to time (workload watch)")
 	leases := flag.Int("leases", 10000, "leases to keep alive (workload keepalive)")
 	ttlS := flag.Int("ttl-s", 10, "their TTL in seconds (workload keepalive)")
+	cacert := flag.String("cacert", "", "TLS: trust this CA (PEM file), with https:// endpoints")
+	cert := flag.String("cert", "", "TLS: show this client certificate (PEM file)")
+	key := flag.String("key", "", "TLS: its private key (PEM file)")
 	flag.Parse()
 
-	cli, err := clientv3.New(clientv3.Config{
+	config := clientv3.Config{
 		Endpoints:   strings.Split(*endpoints, ","),
 		DialTimeout: 5 * time.Second,
-	})
+	}
+	if *cacert != "" {
+		info := transport.TLSInfo{TrustedCAFile: *cacert, CertFile: *cert, KeyFile: *key}
+		tlsConfig, err := info.ClientConfig()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "tls:", err)
+			os.Exit(1)
+		}
+		config.TLS = tlsConfig
+	}
+	cli, err := clientv3.New(config)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "connect:", err)
 		os.Exit(1)

@@ -41,10 +41,13 @@ def status(name):
     return 0
 
 
-def connect(endpoints):
-    # python-etcd3 0.12, the last release, takes one endpoint: it gets the first.
-    host, port = endpoints.split(",")[0].rsplit(":", 1)
-    return etcd3.client(host=host, port=int(port), timeout=DEADLINE_S)
+def connect(endpoints, cacert=None, cert=None, key=None):
+    # python-etcd3 0.12, the last release, takes one endpoint: it gets the first. With a
+    # CA it speaks TLS (the scheme of an https:// endpoint is dropped).
+    first = endpoints.split(",")[0].split("://")[-1]
+    host, port = first.rsplit(":", 1)
+    return etcd3.client(host=host, port=int(port), timeout=DEADLINE_S,
+                        ca_cert=cacert, cert_cert=cert, cert_key=key)
 
 
 def main():
@@ -56,9 +59,12 @@ def main():
     p.add_argument("--ops", type=int, default=2000)
     p.add_argument("--duration-ms", type=int, default=0)
     p.add_argument("--trace", action="store_true")
+    p.add_argument("--cacert")
+    p.add_argument("--cert")
+    p.add_argument("--key")
     a = p.parse_args()
 
-    client = connect(a.endpoints)
+    client = connect(a.endpoints, a.cacert, a.cert, a.key)
     value = b"v" * a.value_size
     for i in range(KEYS):
         client.put("bench/k/%d" % i, value)

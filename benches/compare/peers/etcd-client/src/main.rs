@@ -66,7 +66,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let duration_ms: u64 = flag(&args, "duration-ms", "0").parse()?;
     let trace = args.iter().any(|a| a == "--trace");
 
-    let client = Client::connect(&endpoints, None).await?;
+    // TLS as etcd-client's users set it (its `tls` feature: tonic on rustls), with a
+    // client certificate when one is given.
+    let cacert = flag(&args, "cacert", "");
+    let options = if cacert.is_empty() {
+        None
+    } else {
+        let mut tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(std::fs::read(&cacert)?));
+        let (cert, key) = (flag(&args, "cert", ""), flag(&args, "key", ""));
+        if !cert.is_empty() && !key.is_empty() {
+            tls = tls.identity(etcd_client::Identity::from_pem(
+                std::fs::read(&cert)?,
+                std::fs::read(&key)?,
+            ));
+        }
+        Some(etcd_client::ConnectOptions::new().with_tls(tls))
+    };
+    let client = Client::connect(&endpoints, options).await?;
     match workload.as_str() {
         "watch" => {
             let watchers: usize = flag(&args, "watchers", "1").parse()?;

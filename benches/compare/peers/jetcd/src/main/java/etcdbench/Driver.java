@@ -128,7 +128,21 @@ public final class Driver {
                 .filter(e -> !e.isEmpty())
                 .map(e -> e.contains("://") ? e : "http://" + e)
                 .toArray(String[]::new);
-        Client client = Client.builder().endpoints(urls).build();
+        io.etcd.jetcd.ClientBuilder builder = Client.builder().endpoints(urls);
+        String cacert = flags.get("cacert");
+        if (cacert != null) {
+            // TLS, as jetcd's users set it: netty's context builder, with a client
+            // certificate when one is given.
+            String cert = flags.get("cert");
+            String key = flags.get("key");
+            builder = builder.sslContext(b -> {
+                b.trustManager(new java.io.File(cacert));
+                if (cert != null && key != null) {
+                    b.keyManager(new java.io.File(cert), new java.io.File(key));
+                }
+            });
+        }
+        Client client = builder.build();
         if (workload.equals("watch")) {
             watchBench(client, Integer.parseInt(flags.getOrDefault("watchers", "1")),
                     Integer.parseInt(flags.getOrDefault("puts", "300")), flags.containsKey("distinct"));
