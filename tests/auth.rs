@@ -15,11 +15,27 @@ const ROOT_PASSWORD: &str = "root-secret-password";
 /// Adds `root` with the root role and turns auth on, through `admin` (a client without
 /// a user).
 fn enable_auth(admin: &Client) {
+    add_root(admin);
+    admin.auth().enable().expect("enable auth");
+}
+
+/// Adds `root` with the root role, through `admin`, leaving auth as it is.
+fn add_root(admin: &Client) {
     let auth = admin.auth();
     auth.user_add("root", ROOT_PASSWORD).expect("add root");
     auth.role_add("root").expect("add the root role");
     auth.user_grant_role("root", "root").expect("grant root");
-    auth.enable().expect("enable auth");
+}
+
+/// The keys of the next `n` events of `watcher`.
+fn keys_of(watcher: &etcd_blocking::Watcher, n: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        for event in common::next_events(watcher).events() {
+            seen.push(String::from_utf8_lossy(event.kv().key()).into_owned());
+        }
+    }
+    seen
 }
 
 fn user(cluster: &Cluster, name: &str, password: &str) -> Result<Client, Error> {
@@ -198,12 +214,7 @@ fn auth_turned_on_and_off_under_a_running_client() {
     let cluster = common::cluster(1);
     // A client with a user, connected while auth is off: it goes without a token.
     let admin = cluster.client().expect("connect");
-    admin
-        .auth()
-        .user_add("root", ROOT_PASSWORD)
-        .expect("add root");
-    admin.auth().role_add("root").expect("root role");
-    admin.auth().user_grant_role("root", "root").expect("grant");
+    add_root(&admin);
     let client = user(&cluster, "root", ROOT_PASSWORD).expect("connect with auth off");
     client.kv().put("k", "1").expect("put with auth off");
     admin.auth().enable().expect("enable");
@@ -253,17 +264,12 @@ fn a_watch_refused_for_an_expired_stream_token_is_created_with_a_new_one() {
         .unwrap_or_else(|e| panic!("the second watch after the token expired: {e}"));
     writer.kv().put("a/2", "x").expect("put");
     writer.kv().put("b/1", "x").expect("put");
-    let keys = |watcher: &etcd_blocking::Watcher, n: usize| {
-        let mut seen = Vec::new();
-        while seen.len() < n {
-            for event in common::next_events(watcher).events() {
-                seen.push(String::from_utf8_lossy(event.kv().key()).into_owned());
-            }
-        }
-        seen
-    };
-    assert_eq!(keys(&first, 2), ["a/1", "a/2"], "nothing lost or repeated");
-    assert_eq!(keys(&second, 1), ["b/1"]);
+    assert_eq!(
+        keys_of(&first, 2),
+        ["a/1", "a/2"],
+        "nothing lost or repeated"
+    );
+    assert_eq!(keys_of(&second, 1), ["b/1"]);
 }
 
 /// With mutual TLS and auth on, a client certificate's common name is the user: a client
@@ -481,4 +487,27 @@ fn a_mixed_load_loses_nothing_across_jwt_expiries() {
         .expect("start");
     let client = cluster.client().expect("root connects");
     mixed_load_across_expiries(&client, Duration::from_secs(8));
+}
+
+/// A watch stream opened while auth was off carries no token: once auth is on, a watch
+/// created on it is refused ("user name is empty"), and the client authenticates and moves
+/// its watches to a stream with a token, the first one going on without a gap.
+#[test]
+fn watches_go_on_when_auth_is_turned_on_under_them() {
+    let cluster = common::cluster(1);
+    let admin = cluster.client().expect("connect");
+    add_root(&admin);
+    let client = user(&cluster, "root", ROOT_PASSWORD).expect("connect with auth off");
+    let before = watch_prefix(&client, "on/");
+    client.kv().put("on/1", "x").expect("put with auth off");
+    admin.auth().enable().expect("enable");
+    let after = watch_prefix(&client, "after/");
+    client.kv().put("on/2", "x").expect("put with auth on");
+    client.kv().put("after/1", "x").expect("put with auth on");
+    assert_eq!(
+        keys_of(&before, 2),
+        ["on/1", "on/2"],
+        "nothing lost or repeated"
+    );
+    assert_eq!(keys_of(&after, 1), ["after/1"]);
 }

@@ -21,6 +21,14 @@ fn start(builder: etcd_blocking::testing::ClusterBuilder) -> Cluster {
         .unwrap_or_else(|e| panic!("starting a TLS cluster: {e}"))
 }
 
+/// A client of `endpoints` with the cluster's TLS settings.
+fn connect_to(cluster: &Cluster, endpoints: Vec<String>) -> Result<Client, Error> {
+    Client::builder()
+        .endpoints(endpoints)
+        .tls(cluster.client_tls().expect("TLS settings"))
+        .connect()
+}
+
 /// A put, a get, a watch that sees an event, a lease kept alive, and a lock taken and
 /// released: every kind of call and stream, through `client`.
 fn round_trips(client: &Client) {
@@ -66,6 +74,15 @@ fn every_kind_of_call_over_tls() {
     let client = cluster.client().expect("connect over TLS");
     round_trips(&client);
     client.close().expect("close");
+    // A host name, checked against the certificate's DNS name, works as an IP does.
+    let named: Vec<String> = cluster
+        .endpoints()
+        .iter()
+        .map(|e| e.replace("127.0.0.1", "localhost"))
+        .collect();
+    let by_name = connect_to(&cluster, named).expect("connect by host name");
+    by_name.kv().get("tls/k").expect("get by host name");
+    by_name.close().expect("close");
 }
 
 #[test]
@@ -79,11 +96,7 @@ fn every_kind_of_call_over_mutual_tls_with_tls_between_members() {
         .iter()
         .map(|e| e.trim_start_matches("https://").to_owned())
         .collect();
-    let again = Client::builder()
-        .endpoints(bare)
-        .tls(cluster.client_tls().expect("TLS settings"))
-        .connect()
-        .expect("bare endpoints with TLS settings");
+    let again = connect_to(&cluster, bare).expect("bare endpoints with TLS settings");
     again.kv().get("tls/k").expect("get");
     again.close().expect("close");
     client.close().expect("close");
