@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use crate::call::{Caller, Rpc};
+use grpcio::{CallOption, ClientUnaryReceiver};
+
+use crate::call::{Caller, Revisioned, Rpc, Stubs};
 use crate::error::{Error, Result};
 use crate::proto::auth as authpb;
 use crate::proto::rpc;
@@ -149,26 +151,31 @@ impl Auth {
         Auth::new(self.caller.clone(), timeout)
     }
 
+    /// Sends one auth change (at most once: see the retry table).
+    fn change<R>(
+        &self,
+        start: impl Fn(&Stubs, CallOption) -> grpcio::Result<ClientUnaryReceiver<R>>,
+    ) -> Result<()>
+    where
+        R: Revisioned + Unpin,
+    {
+        self.caller
+            .unary(Rpc::AuthChange, self.timeout, start)
+            .map(drop)
+    }
+
     /// Turns auth on (a `root` user with the `root` role must exist:
     /// [`ServerCode::RootUserNotExist`] otherwise). A client with a user authenticates on
     /// its next call.
     pub fn enable(&self) -> Result<()> {
         let request = rpc::AuthEnableRequest::new();
-        self.caller
-            .unary(Rpc::AuthChange, self.timeout, |s, o| {
-                s.auth.auth_enable_async_opt(&request, o)
-            })
-            .map(drop)
+        self.change(|s, o| s.auth.auth_enable_async_opt(&request, o))
     }
 
     /// Turns auth off.
     pub fn disable(&self) -> Result<()> {
         let request = rpc::AuthDisableRequest::new();
-        self.caller
-            .unary(Rpc::AuthChange, self.timeout, |s, o| {
-                s.auth.auth_disable_async_opt(&request, o)
-            })
-            .map(drop)
+        self.change(|s, o| s.auth.auth_disable_async_opt(&request, o))
     }
 
     /// Whether auth is on, and the auth store's revision. etcd 3.4 has no such call:
@@ -205,11 +212,7 @@ impl Auth {
             }),
             ..Default::default()
         };
-        self.caller
-            .unary(Rpc::AuthChange, self.timeout, |s, o| {
-                s.auth.user_add_async_opt(&request, o)
-            })
-            .map(drop)
+        self.change(|s, o| s.auth.user_add_async_opt(&request, o))
     }
 
     /// The roles of a user.
@@ -239,11 +242,7 @@ impl Auth {
             name: named(name, "user name")?,
             ..Default::default()
         };
-        self.caller
-            .unary(Rpc::AuthChange, self.timeout, |s, o| {
-                s.auth.user_delete_async_opt(&request, o)
-            })
-            .map(drop)
+        self.change(|s, o| s.auth.user_delete_async_opt(&request, o))
     }
 
     /// Sets a user's password.
@@ -257,11 +256,7 @@ impl Auth {
             password: password.into(),
             ..Default::default()
         };
-        self.caller
-            .unary(Rpc::AuthChange, self.timeout, |s, o| {
-                s.auth.user_change_password_async_opt(&request, o)
-            })
-            .map(drop)
+        self.change(|s, o| s.auth.user_change_password_async_opt(&request, o))
     }
 
     /// Grants a role to a user.
@@ -271,11 +266,7 @@ impl Auth {
             role: named(role, "role name")?,
             ..Default::default()
         };
-        self.caller
-            .unary(Rpc::AuthChange, self.timeout, |s, o| {
-                s.auth.user_grant_role_async_opt(&request, o)
-            })
-            .map(drop)
+        self.change(|s, o| s.auth.user_grant_role_async_opt(&request, o))
     }
 
     /// Revokes a role from a user.
@@ -285,11 +276,7 @@ impl Auth {
             role: named(role, "role name")?,
             ..Default::default()
         };
-        self.caller
-            .unary(Rpc::AuthChange, self.timeout, |s, o| {
-                s.auth.user_revoke_role_async_opt(&request, o)
-            })
-            .map(drop)
+        self.change(|s, o| s.auth.user_revoke_role_async_opt(&request, o))
     }
 
     /// Adds a role.
@@ -298,11 +285,7 @@ impl Auth {
             name: named(name, "role name")?,
             ..Default::default()
         };
-        self.caller
-            .unary(Rpc::AuthChange, self.timeout, |s, o| {
-                s.auth.role_add_async_opt(&request, o)
-            })
-            .map(drop)
+        self.change(|s, o| s.auth.role_add_async_opt(&request, o))
     }
 
     /// The permissions of a role.
@@ -332,11 +315,7 @@ impl Auth {
             role: named(name, "role name")?,
             ..Default::default()
         };
-        self.caller
-            .unary(Rpc::AuthChange, self.timeout, |s, o| {
-                s.auth.role_delete_async_opt(&request, o)
-            })
-            .map(drop)
+        self.change(|s, o| s.auth.role_delete_async_opt(&request, o))
     }
 
     /// Grants a permission to a role.
@@ -350,11 +329,7 @@ impl Auth {
             perm: protobuf::SingularPtrField::some(permission.to_proto()),
             ..Default::default()
         };
-        self.caller
-            .unary(Rpc::AuthChange, self.timeout, |s, o| {
-                s.auth.role_grant_permission_async_opt(&request, o)
-            })
-            .map(drop)
+        self.change(|s, o| s.auth.role_grant_permission_async_opt(&request, o))
     }
 
     /// Revokes from a role the permission over `permission`'s key or range (its access is
@@ -370,10 +345,6 @@ impl Auth {
             range_end: permission.range_end.clone(),
             ..Default::default()
         };
-        self.caller
-            .unary(Rpc::AuthChange, self.timeout, |s, o| {
-                s.auth.role_revoke_permission_async_opt(&request, o)
-            })
-            .map(drop)
+        self.change(|s, o| s.auth.role_revoke_permission_async_opt(&request, o))
     }
 }

@@ -180,16 +180,20 @@ fn idle_past(ttl: Duration) {
     }
 }
 
+/// A cluster with auth on (root) whose simple tokens expire after 2 s unused.
+fn short_simple_tokens() -> Cluster {
+    Cluster::builder()
+        .auth(ROOT_PASSWORD)
+        .arg("--auth-token-ttl=2")
+        .start()
+        .expect("start")
+}
+
 #[test]
 fn expired_tokens_are_renewed_and_no_call_fails() {
     let ttl = Duration::from_secs(2);
-    let cluster = Cluster::builder()
-        .arg("--auth-token-ttl=2")
-        .start()
-        .expect("start");
-    let admin = cluster.client().expect("connect");
-    enable_auth(&admin);
-    let root = user(&cluster, "root", ROOT_PASSWORD).expect("root connects");
+    let cluster = short_simple_tokens();
+    let root = cluster.client().expect("root connects");
     let kv = root.kv();
     for round in 0..3 {
         idle_past(ttl);
@@ -243,13 +247,8 @@ fn auth_turned_on_and_off_under_a_running_client() {
 #[test]
 fn a_watch_refused_for_an_expired_stream_token_is_created_with_a_new_one() {
     let ttl = Duration::from_secs(2);
-    let cluster = Cluster::builder()
-        .arg("--auth-token-ttl=2")
-        .start()
-        .expect("start");
-    let admin = cluster.client().expect("connect");
-    enable_auth(&admin);
-    let root = user(&cluster, "root", ROOT_PASSWORD).expect("root connects");
+    let cluster = short_simple_tokens();
+    let root = cluster.client().expect("root connects");
     let writer = user(&cluster, "root", ROOT_PASSWORD).expect("a second client");
     let first = watch_prefix(&root, "a/");
     writer.kv().put("a/1", "x").expect("put");

@@ -353,15 +353,10 @@ fn finish(
             // or its permissions has served it: etcd checks both after the read has passed
             // its leader and quorum. Probes carry no token, so token expiry never makes an
             // endpoint look unhealthy.
-            if !matches!(
-                error.code(),
-                Some(
-                    ServerCode::PermissionDenied
-                        | ServerCode::InvalidAuthToken
-                        | ServerCode::UserEmpty
-                        | ServerCode::AuthOldRevision
-                )
-            ) {
+            let served = error
+                .code()
+                .is_some_and(|c| c == ServerCode::PermissionDenied || c.refuses_token());
+            if !served {
                 // A member that says it has no leader is up and answering: it is unhealthy
                 // for writes and linearizable reads, but can serve serializable ones.
                 let leaderless = error.code() == Some(ServerCode::NoLeader);

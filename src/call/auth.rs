@@ -93,14 +93,10 @@ impl Tokens {
     }
 }
 
-/// True when a member refused a call for its token, so that a new one may let it through:
-/// invalid or expired, issued before the last change of users and roles, or missing (a
-/// call sent before the first authentication, or while auth was being turned on).
+/// True when a member refused a call for its token, so that a new one may let it through
+/// (see [`ServerCode::refuses_token`]).
 pub(crate) fn token_refused(error: &Error) -> bool {
-    matches!(
-        error.code(),
-        Some(ServerCode::InvalidAuthToken | ServerCode::AuthOldRevision | ServerCode::UserEmpty)
-    )
+    error.code().is_some_and(ServerCode::refuses_token)
 }
 
 /// True if `token` can go in a gRPC header: printable ASCII, not empty.

@@ -167,6 +167,18 @@ server_codes! {
     NoInflightDowngrade => "no inflight downgrade job",
 }
 
+impl ServerCode {
+    /// True for a refusal of the request's auth token, which a new token may get past:
+    /// invalid or expired, issued before the last change of users and roles, or missing
+    /// (sent before the first authentication, or while auth was being turned on).
+    pub(crate) fn refuses_token(self) -> bool {
+        matches!(
+            self,
+            ServerCode::InvalidAuthToken | ServerCode::AuthOldRevision | ServerCode::UserEmpty
+        )
+    }
+}
+
 impl std::fmt::Display for ServerCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.description())

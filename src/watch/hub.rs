@@ -123,14 +123,8 @@ const TOKEN_REFUSALS: u32 = 3;
 /// Unauthenticated desc = etcdserver: invalid auth token`) or bare.
 fn token_reason(reason: &str) -> bool {
     let message = reason.rsplit("desc = ").next().unwrap_or(reason);
-    matches!(
-        crate::error::ServerCode::from_message(message),
-        Some(
-            crate::error::ServerCode::InvalidAuthToken
-                | crate::error::ServerCode::AuthOldRevision
-                | crate::error::ServerCode::UserEmpty
-        )
-    )
+    crate::error::ServerCode::from_message(message)
+        .is_some_and(crate::error::ServerCode::refuses_token)
 }
 
 impl Owner for Watches {
