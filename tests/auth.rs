@@ -357,6 +357,52 @@ fn jwt_tokens_are_renewed_after_they_expire_and_after_a_role_change() {
     assert_eq!(seen, ["j/0", "j/1", "j/2"], "nothing lost or repeated");
 }
 
+/// A client that only keeps a lease makes no call that could find its token expired: the
+/// member ends the keepalive stream for it instead (etcd 3.6 and later check the token of
+/// every renewal), and the keeper authenticates again rather than reopen the stream with
+/// the token just refused, over and over, while the lease runs out.
+#[test]
+fn a_lease_kept_alone_outlives_its_tokens() {
+    let ttl = Duration::from_secs(2);
+    let cluster = Cluster::builder()
+        .auth(ROOT_PASSWORD)
+        .jwt_tokens(ttl)
+        .start()
+        .expect("start");
+    let client = cluster.client().expect("root connects");
+    let lease = client.lease();
+    let granted = lease.grant(Duration::from_secs(2)).expect("grant");
+    let kept = lease.keep_alive(granted.id()).expect("keep alive");
+    let refusals = || cluster.logs().matches("invalid auth token").count();
+    let before = refusals();
+    // Three expiries of the token, with nothing but renewals going on.
+    let until = Instant::now() + 3 * ttl + Duration::from_secs(1);
+    while Instant::now() < until {
+        let status = kept.status();
+        assert!(
+            matches!(status, etcd_blocking::KeepAliveStatus::Alive),
+            "the kept lease lapsed: {status:?}"
+        );
+        thread::park_timeout(Duration::from_millis(100));
+    }
+    let observer = cluster.client().expect("another root client");
+    assert!(
+        observer
+            .lease()
+            .time_to_live(granted.id())
+            .expect("ttl")
+            .ttl()
+            .is_some(),
+        "the lease is still there"
+    );
+    let refused = refusals() - before;
+    assert!(
+        refused <= 12,
+        "the member refused {refused} renewals' tokens in three expiries: the keeper \
+         reopened its stream with a refused token"
+    );
+}
+
 /// What a mixed load saw across token expiries.
 struct LoadSeen {
     /// Calls that failed, with why.

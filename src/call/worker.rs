@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use grpcio::{CallOption, ClientDuplexReceiver, ClientDuplexSender};
 use parking_lot::Mutex;
 
+use super::auth::token_refused;
 use super::caller::Caller;
 use super::mailbox::Mailbox;
 use super::retry::backoff;
@@ -163,22 +164,21 @@ impl StreamView<'_> {
     /// client cannot renew (no user, or a token the user gave) or the authentication
     /// failed (logged).
     pub(crate) fn renew_token(&self) -> bool {
-        let Some(tokens) = self.route.tokens.as_ref() else {
-            return false;
-        };
-        let deadline = time::deadline(RENEW_TIMEOUT);
-        match super::unary::renew_token(
-            self.route,
-            tokens,
-            self.token.as_ref(),
-            RENEW_TIMEOUT,
-            deadline,
-        ) {
-            Ok(renewed) => renewed,
-            Err(e) => {
-                log::warn!("etcd: authenticating again for a stream failed: {e}");
-                false
-            }
+        renew_stream_token(self.route, self.token.as_ref())
+    }
+}
+
+/// Authenticates again for a stream opened with `stale` (see [`StreamView::renew_token`]).
+fn renew_stream_token(route: &Route, stale: Option<&Arc<Secret>>) -> bool {
+    let Some(tokens) = route.tokens.as_ref() else {
+        return false;
+    };
+    let deadline = time::deadline(RENEW_TIMEOUT);
+    match super::unary::renew_token(route, tokens, stale, RENEW_TIMEOUT, deadline) {
+        Ok(renewed) => renewed,
+        Err(e) => {
+            log::warn!("etcd: authenticating again for a stream failed: {e}");
+            false
         }
     }
 }
@@ -189,6 +189,8 @@ struct Side<O: Owner> {
     stream: Option<DuplexStream<O::Request, O::Response>>,
     /// Failed opens in a row.
     failures: u32,
+    /// Streams ended for their token in a row, with no message between.
+    token_refusals: u32,
 }
 
 /// One stream worker: the mailbox its handles write to, and the thread's state.
@@ -214,6 +216,7 @@ impl<O: Owner> Worker<O> {
                 owner,
                 stream: None,
                 failures: 0,
+                token_refusals: 0,
             }),
         }
     }
@@ -318,6 +321,7 @@ impl<O: Owner> Worker<O> {
             match woke {
                 None | Some(Wake::Look) => {}
                 Some(Wake::Next(Next::Message(message))) => {
+                    side.token_refusals = 0;
                     // A reference count, not the mailbox's lock and a copy, per batch.
                     let endpoint = side.stream.as_ref().map(DuplexStream::shared_endpoint);
                     let view = StreamView {
@@ -352,7 +356,21 @@ impl<O: Owner> Worker<O> {
                         endpoint: self.endpoint().unwrap_or_default(),
                         reason: format!("the server ended the {} stream", O::NAME),
                     });
+                    let refused = token_refused(&error);
+                    let stale = side.stream.as_ref().and_then(DuplexStream::token);
                     self.detach(side, error);
+                    if refused {
+                        // Ended for its token (a keepalive stream's member checks it on
+                        // every renewal): the next stream goes with a new one, not with
+                        // the one just refused; and if new ones are refused too, after a
+                        // growing pause.
+                        side.token_refusals += 1;
+                        let renewed = renew_stream_token(route, stale.as_ref());
+                        if !renewed || side.token_refusals > 1 {
+                            let pause = time::deadline(backoff(side.token_refusals));
+                            park::park_until(pause.min(side.owner.latest(Instant::now())));
+                        }
+                    }
                 }
                 Some(Wake::Next(Next::Abandoned(error))) | Some(Wake::Broken(error)) => {
                     self.detach(side, error);
