@@ -373,7 +373,13 @@ fn a_lease_kept_alone_outlives_its_tokens() {
     let lease = client.lease();
     let granted = lease.grant(Duration::from_secs(2)).expect("grant");
     let kept = lease.keep_alive(granted.id()).expect("keep alive");
-    let refusals = || cluster.logs().matches("invalid auth token").count();
+    let refusals = || {
+        cluster
+            .log(0)
+            .expect("the member's log")
+            .matches("invalid auth token")
+            .count()
+    };
     let before = refusals();
     // Three expiries of the token, with nothing but renewals going on.
     let until = Instant::now() + 3 * ttl + Duration::from_secs(1);

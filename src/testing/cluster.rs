@@ -592,6 +592,16 @@ impl Cluster {
         all_logs(&self.members.lock())
     }
 
+    /// The whole log of member `index` (etcd's JSON lines, stderr included), for a test
+    /// that counts what the member said: `logs` gives only the last lines of each.
+    pub fn log(&self, index: usize) -> Result<String, LaunchError> {
+        self.with_member(index, |member| {
+            std::fs::read(&member.log)
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .map_err(|e| LaunchError::io(format!("reading {:?}", member.log), e))
+        })
+    }
+
     fn with_member<T>(
         &self,
         index: usize,

@@ -31,7 +31,7 @@ pub(crate) struct Member {
     pub(crate) name: String,
     pub(crate) client_port: u16,
     pub(crate) peer_port: u16,
-    log: PathBuf,
+    pub(crate) log: PathBuf,
     args: Vec<String>,
     child: Option<Child>,
     paused: bool,

@@ -16,7 +16,8 @@
 //! keepalives, locks and elections (`peer_lease`), with `COMPARE_LEASE_ROUNDS` rounds (default 3);
 //! `COMPARE_MODE=stm` the STM (`peer_stm`), with `COMPARE_STM_ROUNDS` rounds (default 3);
 //! `COMPARE_MODE=tls` puts over mutual TLS and plaintext (`peer_tls`), with
-//! `COMPARE_TLS_ROUNDS` rounds (default 3). `COMPARE_FLOOR=1` adds the floor
+//! `COMPARE_TLS_ROUNDS` rounds (default 3); `COMPARE_MODE=expiry` a mixed load across
+//! token expiries (`peer_expiry`), with `COMPARE_EXPIRY_ROUNDS` rounds (default 3). `COMPARE_FLOOR=1` adds the floor
 //! (`floor`, run as `--driver --floor`): not a client, an experiment that shows what a
 //! blocking client without gRPC's C core would cost; it gets a standing of its own and is
 //! never counted as a peer.
@@ -36,6 +37,7 @@ mod beside;
 #[path = "../../common/mod.rs"]
 mod common;
 mod floor;
+mod peer_expiry;
 mod peer_failover;
 mod peer_lease;
 mod peer_stm;
@@ -72,6 +74,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if std::env::var("COMPARE_MODE").is_ok_and(|m| m == "tls") {
         return peer_tls::compare(&peers()?);
+    }
+    if std::env::var("COMPARE_MODE").is_ok_and(|m| m == "expiry") {
+        return peer_expiry::compare(&peers()?);
     }
     orchestrate()
 }
@@ -110,6 +115,9 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         }
         builder = builder.tls(tls);
     }
+    if let (Some(user), Some(password)) = (flag(args, "user"), flag(args, "password")) {
+        builder = builder.user(user, password);
+    }
     if let Some(threads) = std::env::var("COMPARE_POLL_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -119,6 +127,11 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let client = builder.connect()?;
     if workload.starts_with("watch") {
         peer_watch::drive(args, &client)?;
+        client.close()?;
+        return Ok(());
+    }
+    if workload == "expiry" {
+        peer_expiry::drive(args, &client)?;
         client.close()?;
         return Ok(());
     }
@@ -678,20 +691,25 @@ fn run_peer<T>(
     args: &[String],
     parse: impl Fn(&str) -> Option<T>,
 ) -> Result<T, Box<dyn std::error::Error>> {
+    run_peer_telling(peer, args, parse).map(|(result, _)| result)
+}
+
+/// [`run_peer`], and what the driver wrote on stderr.
+fn run_peer_telling<T>(
+    peer: &Peer,
+    args: &[String],
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<(T, String), Box<dyn std::error::Error>> {
     let output = Command::new(&peer.command[0])
         .args(&peer.command[1..])
         .args(args)
         .output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    stdout.lines().rev().find_map(parse).ok_or_else(|| {
-        format!(
-            "{} gave no result ({}): {}",
-            peer.name,
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into()
-    })
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    match stdout.lines().rev().find_map(parse) {
+        Some(result) => Ok((result, stderr)),
+        None => Err(format!("{} gave no result ({}): {stderr}", peer.name, output.status).into()),
+    }
 }
 
 /// Where and how the figures were made.

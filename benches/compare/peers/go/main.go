@@ -93,11 +93,16 @@ func main() {
 	cacert := flag.String("cacert", "", "TLS: trust this CA (PEM file), with https:// endpoints")
 	cert := flag.String("cert", "", "TLS: show this client certificate (PEM file)")
 	key := flag.String("key", "", "TLS: its private key (PEM file)")
+	user := flag.String("user", "", "auth: authenticate as this user")
+	password := flag.String("password", "", "auth: with this password")
+	idleMs := flag.Int("idle-ms", 0, "workload expiry: idle this long in every cycle")
 	flag.Parse()
 
 	config := clientv3.Config{
 		Endpoints:   strings.Split(*endpoints, ","),
 		DialTimeout: 5 * time.Second,
+		Username:    *user,
+		Password:    *password,
 	}
 	if *cacert != "" {
 		info := transport.TLSInfo{TrustedCAFile: *cacert, CertFile: *cert, KeyFile: *key}
@@ -132,6 +137,10 @@ func main() {
 		return
 	case "stm":
 		stmBench(cli, *callers, *ops)
+		return
+	case "expiry":
+		expiryBench(cli, time.Duration(*durationMs)*time.Millisecond,
+			time.Duration(*idleMs)*time.Millisecond, *ttlS)
 		return
 	}
 	value := strings.Repeat("v", *valueSize)
@@ -580,4 +589,166 @@ func stmBench(cli *clientv3.Client, callers, ops int) {
 		return run, func() {}
 	})
 	printRun("stm", callers, all, time.Since(started), cpuSeconds()-cpuBefore)
+}
+
+// expiryBench runs the token expiry load (see peer_expiry/mod.rs): a watch of exp/ and a
+// lease of ttlS seconds kept alive with cli.KeepAlive; then cycles of 300 ms of puts of new
+// keys each read back, a new watch of late/<cycle>/ awaited created with a put under it and
+// its event awaited, and an idle time; then counts what the first watch lost or repeated
+// and whether the lease is still there.
+func expiryBench(cli *clientv3.Client, duration, idle time.Duration, ttlS int) {
+	cpuBefore := cpuSeconds()
+	started := time.Now()
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	ch := cli.Watch(watchCtx, "exp/", clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+	if resp, ok := <-ch; !ok || !resp.Created {
+		fmt.Fprintln(os.Stderr, "watch not created:", resp.Err())
+		os.Exit(1)
+	}
+	call := func(f func(ctx context.Context) error) error {
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		defer cancel()
+		return f(ctx)
+	}
+	var grant *clientv3.LeaseGrantResponse
+	if err := call(func(ctx context.Context) (err error) {
+		grant, err = cli.Grant(ctx, int64(ttlS))
+		return
+	}); err != nil {
+		fmt.Fprintln(os.Stderr, "grant:", err)
+		os.Exit(1)
+	}
+	keepCtx, stopKeep := context.WithCancel(context.Background())
+	defer stopKeep()
+	kept, err := cli.KeepAlive(keepCtx, grant.ID)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "keep alive:", err)
+		os.Exit(1)
+	}
+	go func() {
+		for range kept {
+		}
+	}()
+	ops, errs, watches, watchErrors := 0, 0, 0, 0
+	count := func(err error) bool {
+		if err != nil {
+			errs++
+			fmt.Fprintln(os.Stderr, "expiry: a call failed:", err)
+			return false
+		}
+		ops++
+		return true
+	}
+	var acknowledged []string
+	n := 0
+	for cycle := 0; time.Since(started) < duration; cycle++ {
+		burst := time.Now().Add(300 * time.Millisecond)
+		for time.Now().Before(burst) {
+			key := fmt.Sprintf("exp/%08d", n)
+			n++
+			if count(call(func(ctx context.Context) error { _, err := cli.Put(ctx, key, "v"); return err })) {
+				acknowledged = append(acknowledged, key)
+			}
+			count(call(func(ctx context.Context) error { _, err := cli.Get(ctx, key); return err }))
+		}
+		watches++
+		if !lateWatch(cli, fmt.Sprintf("late/%d/", cycle), count) {
+			watchErrors++
+		}
+		time.Sleep(idle)
+	}
+	var seen []string
+	wait := time.NewTimer(deadline)
+collect:
+	for len(seen) < len(acknowledged) {
+		select {
+		case resp, ok := <-ch:
+			if !ok {
+				fmt.Fprintln(os.Stderr, "expiry: the watch of exp/ ended")
+				break collect
+			}
+			if err := resp.Err(); err != nil {
+				fmt.Fprintln(os.Stderr, "expiry: the watch of exp/:", err)
+			}
+			for _, ev := range resp.Events {
+				seen = append(seen, string(ev.Kv.Key))
+			}
+			wait.Reset(deadline)
+		case <-wait.C:
+			break collect
+		}
+	}
+	times := map[string]int{}
+	repeated, lost := 0, 0
+	last := ""
+	for _, k := range seen {
+		times[k]++
+		if times[k] > 1 || (last != "" && last >= k) {
+			repeated++
+		}
+		last = k
+	}
+	for _, k := range acknowledged {
+		if times[k] == 0 {
+			lost++
+		}
+	}
+	lapsed := 1
+	if err := call(func(ctx context.Context) error {
+		resp, err := cli.TimeToLive(ctx, grant.ID)
+		if err == nil && resp.TTL > 0 {
+			lapsed = 0
+		}
+		return err
+	}); err != nil {
+		fmt.Fprintln(os.Stderr, "expiry: the lease's time to live:", err)
+	}
+	fmt.Printf("{\"client\":\"go-clientv3\",\"workload\":\"expiry\",\"ops\":%d,\"errors\":%d,"+
+		"\"watches\":%d,\"watch_errors\":%d,\"lost\":%d,\"repeated\":%d,\"lapsed\":%d,"+
+		"\"seconds\":%f,\"cpu_seconds\":%f}\n",
+		ops, errs, watches, watchErrors, lost, repeated, lapsed,
+		time.Since(started).Seconds(), cpuSeconds()-cpuBefore)
+}
+
+// lateWatch creates a watch of prefix, awaits it created, puts a key under it and awaits
+// its event, each within the deadline; whether all of it worked.
+func lateWatch(cli *clientv3.Client, prefix string, count func(error) bool) bool {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := cli.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+	timer := time.NewTimer(deadline)
+	defer timer.Stop()
+	select {
+	case resp, ok := <-ch:
+		if !ok || !resp.Created || resp.Canceled {
+			fmt.Fprintln(os.Stderr, "expiry: watch", prefix, "not created:", resp.Err())
+			return false
+		}
+	case <-timer.C:
+		fmt.Fprintln(os.Stderr, "expiry: watch", prefix, "not created in time")
+		return false
+	}
+	putCtx, putCancel := context.WithTimeout(context.Background(), deadline)
+	_, err := cli.Put(putCtx, prefix+"k", "x")
+	putCancel()
+	if !count(err) {
+		return false
+	}
+	timer.Reset(deadline)
+	for {
+		select {
+		case resp, ok := <-ch:
+			if !ok || resp.Canceled {
+				fmt.Fprintln(os.Stderr, "expiry: watch", prefix, "ended:", resp.Err())
+				return false
+			}
+			if len(resp.Events) > 0 {
+				return true
+			}
+		case <-timer.C:
+			fmt.Fprintln(os.Stderr, "expiry: no event on watch", prefix, "in time")
+			return false
+		}
+	}
 }

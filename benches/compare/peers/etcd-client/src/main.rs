@@ -69,7 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // TLS as etcd-client's users set it (its `tls` feature: tonic on rustls), with a
     // client certificate when one is given.
     let cacert = flag(&args, "cacert", "");
-    let options = if cacert.is_empty() {
+    let mut options = if cacert.is_empty() {
         None
     } else {
         let mut tls = etcd_client::TlsOptions::new()
@@ -83,6 +83,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Some(etcd_client::ConnectOptions::new().with_tls(tls))
     };
+    let user = flag(&args, "user", "");
+    if !user.is_empty() {
+        options = Some(
+            options
+                .unwrap_or_default()
+                .with_user(user, flag(&args, "password", ""))
+                // Off by default; on, a call refused for an expired token authenticates
+                // again and is sent once more: the best a user can set.
+                .with_auto_token_refresh(true),
+        );
+    }
     let client = Client::connect(&endpoints, options).await?;
     match workload.as_str() {
         "watch" => {
@@ -99,6 +110,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         "lock" => return lock_bench(client, callers, ops).await,
         "election" => return election_bench(client, ops).await,
+        "expiry" => {
+            let idle = Duration::from_millis(flag(&args, "idle-ms", "0").parse()?);
+            let ttl: i64 = flag(&args, "ttl-s", "3").parse()?;
+            return expiry_bench(client, Duration::from_millis(duration_ms), idle, ttl).await;
+        }
         _ => {}
     }
     let value = vec![b'v'; value_size];
@@ -510,4 +526,225 @@ fn print_run(workload: &str, callers: usize, mut all: Vec<Duration>, elapsed: Du
         status("VmHWM"),
         status("Threads"),
     );
+}
+
+/// The token expiry load (see peer_expiry/mod.rs): a watch of exp/ and a lease of `ttl`
+/// seconds kept alive by a task that renews every third of the TTL and opens a new
+/// keepalive stream when one fails, as etcd-client's users must; then cycles of 300 ms of
+/// puts of new keys each read back, a new watch of late/<cycle>/ awaited created with a
+/// put under it and its event awaited, and an idle time; then counts what the first watch
+/// lost or repeated and whether the lease is still there.
+async fn expiry_bench(
+    client: Client,
+    duration: Duration,
+    idle: Duration,
+    ttl: i64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let mut watch = client.watch_client();
+    let mut stream = tokio::time::timeout(
+        DEADLINE,
+        watch.watch("exp/", Some(WatchOptions::new().with_prefix())),
+    )
+    .await??;
+    match tokio::time::timeout(DEADLINE, stream.message()).await?? {
+        Some(r) if r.created() && !r.canceled() => {}
+        other => return Err(format!("the watch of exp/ not created: {other:?}").into()),
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                match stream.message().await {
+                    Ok(Some(response)) => {
+                        let mut seen = seen.lock().unwrap();
+                        for event in response.events() {
+                            if let Some(kv) = event.kv() {
+                                seen.push(String::from_utf8_lossy(kv.key()).into_owned());
+                            }
+                        }
+                        if response.canceled() {
+                            eprintln!(
+                                "expiry: the watch of exp/ canceled: {}",
+                                response.cancel_reason()
+                            );
+                            return;
+                        }
+                    }
+                    Ok(None) => {
+                        eprintln!("expiry: the watch of exp/ ended");
+                        return;
+                    }
+                    Err(e) => {
+                        eprintln!("expiry: the watch of exp/: {e}");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    let mut lease = client.lease_client();
+    let id = tokio::time::timeout(DEADLINE, lease.grant(ttl, None))
+        .await??
+        .id();
+    let period = Duration::from_millis(u64::try_from(ttl).unwrap_or(1) * 1000 / 3);
+    {
+        let mut lease = client.lease_client();
+        tokio::spawn(async move {
+            loop {
+                match lease.keep_alive(id).await {
+                    Ok((mut keeper, mut stream)) => loop {
+                        tokio::time::sleep(period).await;
+                        if let Err(e) = keeper.keep_alive().await {
+                            eprintln!("expiry: keepalive: {e}");
+                            break;
+                        }
+                        match stream.message().await {
+                            Ok(Some(_)) => {}
+                            Ok(None) => break,
+                            Err(e) => {
+                                eprintln!("expiry: keepalive: {e}");
+                                break;
+                            }
+                        }
+                    },
+                    Err(e) => {
+                        eprintln!("expiry: keepalive stream: {e}");
+                        tokio::time::sleep(period).await;
+                    }
+                }
+            }
+        });
+    }
+    let mut kv = client.kv_client();
+    let (mut ops, mut errors, mut watches, mut watch_errors) = (0u64, 0u64, 0u64, 0u64);
+    let mut acknowledged = Vec::new();
+    let mut n = 0u64;
+    let mut cycle = 0u64;
+    while started.elapsed() < duration {
+        let burst = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < burst {
+            let key = format!("exp/{n:08}");
+            n += 1;
+            let put = tokio::time::timeout(DEADLINE, kv.put(key.as_str(), "v", None)).await;
+            if tally(put, &mut ops, &mut errors) {
+                acknowledged.push(key.clone());
+            }
+            let get = tokio::time::timeout(DEADLINE, kv.get(key.as_str(), None)).await;
+            tally(get, &mut ops, &mut errors);
+        }
+        let prefix = format!("late/{cycle}/");
+        cycle += 1;
+        watches += 1;
+        match late_watch(&client, &prefix).await {
+            Ok(()) => ops += 1,
+            Err(e) => {
+                watch_errors += 1;
+                eprintln!("expiry: watch {prefix}: {e}");
+            }
+        }
+        tokio::time::sleep(idle).await;
+    }
+    let mut until = Instant::now() + DEADLINE;
+    let mut before = 0;
+    loop {
+        let now = seen.lock().unwrap().len();
+        if now >= acknowledged.len() || Instant::now() >= until {
+            break;
+        }
+        if now != before {
+            before = now;
+            until = Instant::now() + DEADLINE;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    let mut times = std::collections::HashMap::new();
+    let mut repeated = 0;
+    let mut last: Option<&str> = None;
+    for key in &seen {
+        let t = times.entry(key.as_str()).or_insert(0);
+        *t += 1;
+        if *t > 1 || last.is_some_and(|l| l >= key.as_str()) {
+            repeated += 1;
+        }
+        last = Some(key.as_str());
+    }
+    let lost = acknowledged
+        .iter()
+        .filter(|k| !times.contains_key(k.as_str()))
+        .count();
+    let lapsed = match tokio::time::timeout(DEADLINE, lease.time_to_live(id, None)).await {
+        Ok(Ok(r)) if r.ttl() > 0 => 0,
+        Ok(Ok(_)) => 1,
+        Ok(Err(e)) => {
+            eprintln!("expiry: the lease's time to live: {e}");
+            1
+        }
+        Err(_) => 1,
+    };
+    println!(
+        "{{\"client\":\"etcd-client\",\"workload\":\"expiry\",\"ops\":{ops},\"errors\":{errors},\
+         \"watches\":{watches},\"watch_errors\":{watch_errors},\"lost\":{lost},\
+         \"repeated\":{repeated},\"lapsed\":{lapsed},\"seconds\":{},\"cpu_seconds\":{}}}",
+        started.elapsed().as_secs_f64(),
+        cpu_seconds() - cpu_before,
+    );
+    Ok(())
+}
+
+/// A new watch of `prefix`, awaited created; a put under it and its event awaited, each
+/// within the deadline. The put counts as a call; a failure of any step is the watch's.
+async fn late_watch(client: &Client, prefix: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let mut watch = client.watch_client();
+    let mut stream = tokio::time::timeout(
+        DEADLINE,
+        watch.watch(prefix, Some(WatchOptions::new().with_prefix())),
+    )
+    .await??;
+    // A refusal comes as a created-and-canceled response.
+    match tokio::time::timeout(DEADLINE, stream.message()).await?? {
+        Some(r) if r.created() && !r.canceled() => {}
+        Some(r) => return Err(format!("not created: {}", r.cancel_reason()).into()),
+        None => return Err("the watch ended before it was created".into()),
+    }
+    let mut kv = client.kv_client();
+    tokio::time::timeout(DEADLINE, kv.put(format!("{prefix}k"), "x", None)).await??;
+    loop {
+        match tokio::time::timeout(DEADLINE, stream.message()).await?? {
+            Some(r) if r.canceled() => {
+                return Err(format!("canceled: {}", r.cancel_reason()).into())
+            }
+            Some(r) if !r.events().is_empty() => return Ok(()),
+            Some(_) => {}
+            None => return Err("the watch ended".into()),
+        }
+    }
+}
+
+/// Counts a call of the expiry load that succeeded or failed (its deadline included), and
+/// says why a failed one failed; whether it succeeded.
+fn tally<T>(
+    result: Result<Result<T, etcd_client::Error>, tokio::time::error::Elapsed>,
+    ops: &mut u64,
+    errors: &mut u64,
+) -> bool {
+    match result {
+        Ok(Ok(_)) => {
+            *ops += 1;
+            true
+        }
+        Ok(Err(e)) => {
+            *errors += 1;
+            eprintln!("expiry: a call failed: {e}");
+            false
+        }
+        Err(_) => {
+            *errors += 1;
+            eprintln!("expiry: a call timed out");
+            false
+        }
+    }
 }

@@ -119,7 +119,7 @@ public final class Driver {
         int ops = Integer.parseInt(flags.getOrDefault("ops", "2000"));
         long durationMs = Long.parseLong(flags.getOrDefault("duration-ms", "0"));
         boolean trace = flags.containsKey("trace");
-        if (!List.of("put", "get", "get-serializable", "txn", "watch", "watch-fault", "keepalive", "lock", "election")
+        if (!List.of("put", "get", "get-serializable", "txn", "watch", "watch-fault", "keepalive", "lock", "election", "expiry")
                 .contains(workload)) {
             fail("unknown workload " + workload);
         }
@@ -142,7 +142,17 @@ public final class Driver {
                 }
             });
         }
+        String user = flags.get("user");
+        if (user != null) {
+            builder = builder.user(ByteSequence.from(user, StandardCharsets.UTF_8))
+                    .password(ByteSequence.from(flags.getOrDefault("password", ""), StandardCharsets.UTF_8));
+        }
         Client client = builder.build();
+        if (workload.equals("expiry")) {
+            expiryBench(client, durationMs, Long.parseLong(flags.getOrDefault("idle-ms", "0")),
+                    Integer.parseInt(flags.getOrDefault("ttl-s", "3")));
+            Runtime.getRuntime().halt(0);
+        }
         if (workload.equals("watch")) {
             watchBench(client, Integer.parseInt(flags.getOrDefault("watchers", "1")),
                     Integer.parseInt(flags.getOrDefault("puts", "300")), flags.containsKey("distinct"));
@@ -622,5 +632,149 @@ public final class Driver {
     private static void fail(String message) {
         System.err.println(message);
         System.exit(1);
+    }
+
+    private static ByteSequence bytes(String s) {
+        return ByteSequence.from(s, StandardCharsets.UTF_8);
+    }
+
+    /**
+     * The token expiry load (see peer_expiry/mod.rs): a watch of exp/ and a lease of `ttlS`
+     * seconds kept alive with jetcd's keepAlive; then cycles of 300 ms of puts of new keys
+     * each read back, a new watch of late/<cycle>/ awaited created with a put under it and
+     * its event awaited, and an idle time; then counts what the first watch lost or
+     * repeated and whether the lease is still there.
+     */
+    private static void expiryBench(Client client, long durationMs, long idleMs, int ttlS) throws Exception {
+        double cpuBefore = cpuSeconds();
+        long started = System.nanoTime();
+        List<String> seen = java.util.Collections.synchronizedList(new ArrayList<>());
+        CountDownLatch created = new CountDownLatch(1);
+        client.getWatchClient().watch(bytes("exp/"),
+                WatchOption.builder().isPrefix(true).withCreateNotify(true).build(),
+                Watch.listener(response -> {
+                    if (response.isCreatedNotify()) {
+                        created.countDown();
+                    }
+                    for (WatchEvent e : response.getEvents()) {
+                        seen.add(e.getKeyValue().getKey().toString(StandardCharsets.UTF_8));
+                    }
+                }, error -> System.err.println("expiry: the watch of exp/: " + error)));
+        if (!created.await(DEADLINE_SECONDS, TimeUnit.SECONDS)) {
+            fail("watch not created");
+        }
+        Lease lease = client.getLeaseClient();
+        long id = within(lease.grant(ttlS)).getID();
+        lease.keepAlive(id, new StreamObserver<LeaseKeepAliveResponse>() {
+            public void onNext(LeaseKeepAliveResponse r) {}
+            public void onError(Throwable t) {
+                System.err.println("expiry: keepalive: " + t);
+            }
+            public void onCompleted() {}
+        });
+        KV kv = client.getKVClient();
+        long[] counts = new long[4]; // ops, errors, watches, watch errors
+        List<String> acknowledged = new ArrayList<>();
+        long n = 0;
+        for (int cycle = 0; (System.nanoTime() - started) / 1_000_000 < durationMs; cycle++) {
+            long burst = System.nanoTime() + 300_000_000L;
+            while (System.nanoTime() < burst) {
+                String key = String.format("exp/%08d", n++);
+                try {
+                    within(kv.put(bytes(key), bytes("v")));
+                    counts[0]++;
+                    acknowledged.add(key);
+                } catch (Exception e) {
+                    counts[1]++;
+                    System.err.println("expiry: a call failed: " + e);
+                }
+                try {
+                    within(kv.get(bytes(key)));
+                    counts[0]++;
+                } catch (Exception e) {
+                    counts[1]++;
+                    System.err.println("expiry: a call failed: " + e);
+                }
+            }
+            counts[2]++;
+            if (!lateWatch(client, "late/" + cycle + "/", counts)) {
+                counts[3]++;
+            }
+            Thread.sleep(idleMs);
+        }
+        long until = System.nanoTime() + DEADLINE_SECONDS * 1_000_000_000L;
+        int before = -1;
+        while (seen.size() < acknowledged.size() && System.nanoTime() < until) {
+            if (seen.size() != before) {
+                before = seen.size();
+                until = System.nanoTime() + DEADLINE_SECONDS * 1_000_000_000L;
+            }
+            Thread.sleep(10);
+        }
+        Map<String, Integer> times = new HashMap<>();
+        long repeated = 0;
+        String last = null;
+        synchronized (seen) {
+            for (String k : seen) {
+                int t = times.merge(k, 1, Integer::sum);
+                if (t > 1 || (last != null && last.compareTo(k) >= 0)) {
+                    repeated++;
+                }
+                last = k;
+            }
+        }
+        long lost = acknowledged.stream().filter(k -> !times.containsKey(k)).count();
+        int lapsed = 1;
+        try {
+            if (within(lease.timeToLive(id, io.etcd.jetcd.options.LeaseOption.DEFAULT)).getTTL() > 0) {
+                lapsed = 0;
+            }
+        } catch (Exception e) {
+            System.err.println("expiry: the lease's time to live: " + e);
+        }
+        System.out.printf(java.util.Locale.ROOT,
+                "{\"client\":\"jetcd\",\"workload\":\"expiry\",\"ops\":%d,\"errors\":%d,"
+                + "\"watches\":%d,\"watch_errors\":%d,\"lost\":%d,\"repeated\":%d,\"lapsed\":%d,"
+                + "\"seconds\":%f,\"cpu_seconds\":%f}%n",
+                counts[0], counts[1], counts[2], counts[3], lost, repeated, lapsed,
+                (System.nanoTime() - started) / 1e9, cpuSeconds() - cpuBefore);
+        System.out.flush();
+    }
+
+    /**
+     * A new watch of `prefix`, awaited created; a put under it and its event awaited, each
+     * within the deadline. Whether all of it worked.
+     */
+    private static boolean lateWatch(Client client, String prefix, long[] counts) throws Exception {
+        CountDownLatch created = new CountDownLatch(1);
+        CountDownLatch event = new CountDownLatch(1);
+        try (Watch.Watcher watcher = client.getWatchClient().watch(bytes(prefix),
+                WatchOption.builder().isPrefix(true).withCreateNotify(true).build(),
+                Watch.listener(response -> {
+                    if (response.isCreatedNotify()) {
+                        created.countDown();
+                    }
+                    if (!response.getEvents().isEmpty()) {
+                        event.countDown();
+                    }
+                }, error -> System.err.println("expiry: watch " + prefix + ": " + error)))) {
+            if (!created.await(DEADLINE_SECONDS, TimeUnit.SECONDS)) {
+                System.err.println("expiry: watch " + prefix + " not created in time");
+                return false;
+            }
+            try {
+                within(client.getKVClient().put(bytes(prefix + "k"), bytes("x")));
+                counts[0]++;
+            } catch (Exception e) {
+                counts[1]++;
+                System.err.println("expiry: a call failed: " + e);
+                return false;
+            }
+            if (!event.await(DEADLINE_SECONDS, TimeUnit.SECONDS)) {
+                System.err.println("expiry: no event on watch " + prefix + " in time");
+                return false;
+            }
+            return true;
+        }
     }
 }
