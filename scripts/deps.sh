@@ -141,6 +141,20 @@ ensure_debian_etcd() {
         rm -rf "$tmp"
         [ -x "$cache/usr/bin/etcd" ] || deps_fail "Debian's etcd-server package has no usr/bin/etcd"
     fi
+    # etcdctl 3.4 beside it, for snapshot restores (Debian's etcd-client package).
+    if [ ! -x "$cache/usr/bin/etcdctl" ]; then
+        deps_is_debian || deps_fail "etcdctl 3.4 comes from Debian's etcd-client package, and this is not Debian"
+        echo "etcd-blocking: unpacking Debian's etcd-client into $cache" >&2
+        deps_apt_update
+        local client_tmp
+        client_tmp=$(mktemp -d)
+        (cd "$client_tmp" && apt-get download -qq etcd-client >&2) ||
+            deps_fail "could not download Debian's etcd-client package"
+        dpkg-deb -x "$client_tmp"/etcd-client_*.deb "$cache" ||
+            deps_fail "could not unpack Debian's etcd-client package"
+        rm -rf "$client_tmp"
+        [ -x "$cache/usr/bin/etcdctl" ] || deps_fail "Debian's etcd-client package has no usr/bin/etcdctl"
+    fi
     ETCD_BIN="$cache/usr/bin/etcd"
 }
 
@@ -168,5 +182,30 @@ ensure_built_etcd() {
         mv "$work/etcd" "$dest/etcd.partial" && mv "$dest/etcd.partial" "$dest/etcd"
         rm -rf "$work"
     fi
+    ensure_built_restore "$version" "$dest"
     ETCD_BIN="$dest/etcd"
+}
+
+# etcd-restore beside a built etcd: etcdutl's snapshot restore of the same version, for
+# clusters the launcher starts from a snapshot (scripts/etcd-restore/main.go).
+ensure_built_restore() {
+    local version=$1 dest=$2
+    [ -x "$dest/etcd-restore" ] && return 0
+    echo "etcd-blocking: building etcd-restore $version with $(go env GOVERSION) into $dest (once)" >&2
+    local work
+    work=$(mktemp -d)
+    cp "$(dirname "${BASH_SOURCE[0]}")/etcd-restore/main.go" "$work/"
+    printf 'module etcd-blocking/etcd-restore\n\ngo 1.24\n' >"$work/go.mod"
+    if ! (cd "$work" &&
+        go get "go.etcd.io/etcd/etcdutl/v3@v$version" &&
+        # -e: etcdutl 3.5's tests of its dependencies import one package from two
+        # modules, which tidy reports though the build never sees it.
+        go mod tidy -e &&
+        CGO_ENABLED=0 go build -trimpath -o etcd-restore .) >&2; then
+        rm -rf "$work"
+        deps_fail "building etcd-restore $version failed (see above)"
+    fi
+    mv "$work/etcd-restore" "$dest/etcd-restore.partial" &&
+        mv "$dest/etcd-restore.partial" "$dest/etcd-restore"
+    rm -rf "$work"
 }

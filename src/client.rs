@@ -439,6 +439,17 @@ impl Client {
         crate::Auth::new(self.caller.clone(), self.request_timeout)
     }
 
+    /// The membership API: list, add (as a voter or a learner), remove, update, promote.
+    pub fn cluster(&self) -> crate::Cluster {
+        crate::Cluster::new(self.caller.clone(), self.request_timeout)
+    }
+
+    /// The maintenance API: each member's status, hash and defragmentation, alarms,
+    /// leader moves, downgrades and verified snapshots.
+    pub fn maintenance(&self) -> crate::Maintenance {
+        crate::Maintenance::new(self.caller.clone(), self.request_timeout)
+    }
+
     /// etcd's lock service (`v3lock`): the server takes and releases locks for the client.
     pub fn lock_service(&self) -> crate::LockService {
         crate::LockService::new(self.caller.clone(), self.request_timeout)

@@ -178,6 +178,15 @@
 //! | Auth `Authenticate` | repeatable |
 //! | Auth reads (`AuthStatus`, `UserGet`, `UserList`, `RoleGet`, `RoleList`) | repeatable |
 //! | Auth changes (enable, disable, users, roles, permissions) | at most once |
+//! | Cluster `MemberList` | repeatable |
+//! | Cluster `MemberList` (serializable) | repeatable |
+//! | Cluster changes (`MemberAdd`, `MemberRemove`, `MemberUpdate`, `MemberPromote`) | at most once |
+//! | Maintenance reads (`Status`, `Hash`, `HashKV`, alarm list) | repeatable |
+//! | Maintenance `Defragment` | repeatable |
+//! | Maintenance alarm disarm | repeatable |
+//! | Maintenance `MoveLeader` | at most once |
+//! | Maintenance `Downgrade` | at most once |
+//! | Maintenance `Snapshot` (until its first chunk is handed on) | repeatable |
 //!
 //! The streams: a watch moves to another member and resumes from the revision after the
 //! last one it delivered (nothing lost or repeated); a keepalive renewal is repeatable.
@@ -424,6 +433,55 @@
 //! commit was applied) or the commit can never be applied, however late it arrives, and the
 //! closure runs again. Nothing is applied twice, at any isolation level.
 //!
+//! # Cluster membership
+//!
+//! ```no_run
+//! # let client = etcd_blocking::Client::connect(["127.0.0.1:2379"])?;
+//! let cluster = client.cluster();
+//! for member in cluster.member_list()?.members {
+//!     println!("{:x} {} learner: {}", member.id, member.name, member.is_learner);
+//! }
+//! // Add a learner, start it (with --initial-cluster-state=existing), promote it later.
+//! let added = cluster.member_add_learner(["http://10.0.0.9:2380"])?;
+//! # let _ = added;
+//! # Ok::<(), etcd_blocking::Error>(())
+//! ```
+//!
+//! [`Cluster`] lists members (linearizable by default; [`Cluster::member_list_serializable`]
+//! answers from the member asked), adds voters and learners, removes, updates peer URLs
+//! and promotes, with peer URLs checked before anything is sent; every change is sent at
+//! most once. A learner serves only `Status` and serializable reads: the client takes its
+//! refusal of anything else as "not this member" and sends the call elsewhere, and
+//! auto-sync leaves learners out of the endpoints. With auto-sync on, the endpoints follow
+//! a change made through this client at once, from the members its answer lists.
+//!
+//! # Maintenance
+//!
+//! ```no_run
+//! # let client = etcd_blocking::Client::connect(["127.0.0.1:2379"])?;
+//! let maintenance = client.maintenance();
+//! let status = maintenance.status("10.0.0.1:2379")?; // that member, not the balancer's pick
+//! println!("{} leads: {}, {} bytes", status.version, status.is_leader(), status.db_size);
+//! maintenance.defragment("10.0.0.1:2379")?;
+//! let info = maintenance.snapshot_to_file("10.0.0.1:2379", "backup.db")?; // verified
+//! # let _ = info;
+//! # Ok::<(), etcd_blocking::Error>(())
+//! ```
+//!
+//! [`Maintenance`] sends the calls that concern one member (status, defragment, hash,
+//! hash_kv, snapshot) to the endpoint named, which may be one the balancer does not use (a
+//! learner, a member cut off from its quorum). [`Status`] has every field the member's
+//! version has, and `None` for those it has not. Alarms ([`Maintenance::alarms`],
+//! [`Maintenance::alarm_disarm_all`]) and downgrades (etcd 3.6+; [`Error::NotSupported`]
+//! before) go through the balancer; [`Maintenance::move_leader`] finds the leader itself
+//! and refuses a target that is not a voter. A snapshot streams to any `io::Write` with an
+//! optional progress callback, and is verified against the SHA-256 the member sends last:
+//! a stream that breaks or a digest that does not match fails
+//! [`Error::SnapshotInvalid`]. [`Maintenance::snapshot_to_file`] writes a `.part`, syncs
+//! it and renames it only once verified, so a failed snapshot never leaves a file that
+//! looks complete. The launcher starts a cluster from such a file
+//! (`testing::ClusterBuilder::restore_from`, feature `testing`).
+//!
 //! # The model, and where the internals are
 //!
 //! Every call blocks its thread until etcd answers or its deadline passes; nothing runs on
@@ -452,12 +510,14 @@ mod auth;
 mod balancer;
 mod call;
 mod client;
+mod cluster;
 pub mod concurrency;
 mod error;
 #[cfg(test)]
 mod fake;
 mod kv;
 mod lease;
+mod maintenance;
 mod park;
 mod proto;
 mod secret;
@@ -476,6 +536,7 @@ pub use crossbeam_channel as channel;
 pub use auth::{Access, Auth, AuthStatus, Permission};
 pub use balancer::{EndpointHealth, Health};
 pub use client::{Client, ClientBuilder};
+pub use cluster::{Cluster, Member, MemberAdded, Members};
 pub use error::{EndpointFailure, Error, Result, ServerCode, ServerError, StatusCode};
 pub use kv::{
     prefix_end, CompactOptions, CompactResponse, Compare, CompareNumber, CompareValue,
@@ -486,6 +547,7 @@ pub use lease::{
     KeepAlive, KeepAliveStatus, Lease, LeaseGrantResponse, LeaseKeepAliveResponse,
     LeaseLeasesResponse, LeaseRenewal, LeaseRevokeResponse, LeaseTimeToLiveResponse,
 };
+pub use maintenance::{Alarm, AlarmKind, DowngradeInfo, HashKv, Maintenance, SnapshotInfo, Status};
 pub use services::{ElectionService, LockService, ServiceLeader, ServiceLock};
 pub use transport::Tls;
 pub use types::{KeyValue, ResponseHeader};

@@ -72,6 +72,8 @@ fn every_example_runs_to_its_end() {
         ("stm", "stm example done"),
         ("registry", "registry example done"),
         ("secure", "secure example done"),
+        ("members", "members example done"),
+        ("backup", "backup example done"),
     ] {
         let out = run(name);
         assert!(out.contains(last), "example {name} ended early:\n{out}");

@@ -12,8 +12,9 @@ use crate::transport::{Connection, Stubs};
 pub(crate) struct Endpoint {
     connection: Connection,
     health: AtomicU8,
-    /// The member answered its last probe, but has no leader: it cannot serve writes or
-    /// linearizable reads, yet still serves serializable ones from its own store.
+    /// The member answered its last probe, but has no leader, or is a learner: it cannot
+    /// serve writes or linearizable reads, yet still serves serializable ones from its own
+    /// store.
     leaderless: AtomicBool,
     /// The etcd member ID behind the endpoint, once a status call has told it; 0 before.
     member_id: AtomicU64,

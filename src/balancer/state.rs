@@ -26,6 +26,9 @@ pub(crate) enum Order {
     /// fast for a while, to learn of a new leader (a leader cut off from its peers still
     /// answers probes until it steps down, and its calls just wait).
     Hurry,
+    /// The client changed the membership itself, and these are the members after the
+    /// change: with auto-sync on, the endpoints follow them now.
+    Follow(Vec<crate::proto::rpc::Member>),
     /// Stop.
     Stop,
     /// Panic, `times` times in a row: the test of what a dying worker does.
@@ -109,6 +112,22 @@ impl Balancer {
     /// The endpoints in use now.
     pub(crate) fn table(&self) -> Table {
         self.table.read().clone()
+    }
+
+    /// The endpoint at `target` (`host:port`) from the table; else a connection of its own
+    /// to it, outside the table and dropped with the last call on it: a member the
+    /// balancer does not use (a learner, one just added) may still be asked about itself.
+    pub(crate) fn endpoint_at(&self, target: &str) -> Arc<Endpoint> {
+        if let Some(found) = self.table.read().iter().find(|e| e.target() == target) {
+            return found.clone();
+        }
+        Arc::new(Endpoint::new(self.connector.open(target)))
+    }
+
+    /// The membership changed through this client to `members`: with auto-sync on, the
+    /// endpoints follow at once instead of at the next interval.
+    pub(crate) fn follow_members(&self, members: Vec<crate::proto::rpc::Member>) {
+        self.wake_worker(Order::Follow(members));
     }
 
     /// Puts a new set of endpoints in use.

@@ -21,7 +21,7 @@ use super::state::{Balancer, Order, Table};
 use crate::error::{Error, ServerCode};
 use crate::park;
 use crate::proto::rpc::{
-    MemberListRequest, MemberListResponse, RangeRequest, RangeResponse, StatusRequest,
+    Member, MemberListRequest, MemberListResponse, RangeRequest, RangeResponse, StatusRequest,
     StatusResponse,
 };
 use crate::threads::Threads;
@@ -122,6 +122,11 @@ fn run_in(balancer: &Balancer, inbox: &Receiver<Order>, settings: Settings, cx: 
                     }
                 }
                 Order::Hurry => hurry_until = Some(time::deadline(HURRY)),
+                Order::Follow(members) => {
+                    if settings.auto_sync.is_some() {
+                        follow(balancer, &balancer.table(), &members);
+                    }
+                }
                 Order::Stop => return,
                 #[cfg(feature = "testing")]
                 Order::Panic(times) => {
@@ -195,10 +200,7 @@ fn run_in(balancer: &Balancer, inbox: &Receiver<Order>, settings: Settings, cx: 
     }
 }
 
-/// Asks a healthy member for the member list when due, and puts its members' client
-/// endpoints in use: new members are added (suspect until probed), departed ones dropped
-/// (their connections close when the last call on them ends). Learners are left out: they
-/// serve no linearizable request.
+/// Asks a healthy member for the member list when due, and follows it (see [`follow`]).
 fn sync_members(
     balancer: &Balancer,
     table: &Table,
@@ -229,8 +231,15 @@ fn sync_members(
     let Ok(response) = result else {
         return;
     };
+    follow(balancer, table, &response.members);
+}
+
+/// Puts the client endpoints of `members` in use: new members are added (suspect until
+/// probed), departed ones dropped (their connections close when the last call on them
+/// ends). Learners are left out: they serve no linearizable request.
+fn follow(balancer: &Balancer, table: &Table, members: &[Member]) {
     let mut targets: Vec<String> = Vec::new();
-    for member in response.members.iter().filter(|m| !m.isLearner) {
+    for member in members.iter().filter(|m| !m.isLearner) {
         // A TLS client takes a member's https:// URL, a plaintext one its http:// URL.
         let tls = balancer.connector.is_tls();
         if let Some(target) = member
@@ -358,8 +367,13 @@ fn finish(
                 .is_some_and(|c| c == ServerCode::PermissionDenied || c.refuses_token());
             if !served {
                 // A member that says it has no leader is up and answering: it is unhealthy
-                // for writes and linearizable reads, but can serve serializable ones.
-                let leaderless = error.code() == Some(ServerCode::NoLeader);
+                // for writes and linearizable reads, but can serve serializable ones. So
+                // can a learner, which refuses everything else ("not supported for
+                // learner"): never sent what it refuses, it still serves those.
+                let leaderless = matches!(
+                    error.code(),
+                    Some(ServerCode::NoLeader | ServerCode::NotSupportedForLearner)
+                );
                 fail(
                     balancer,
                     endpoint,

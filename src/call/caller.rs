@@ -75,16 +75,55 @@ impl Caller {
         R: Revisioned + Unpin,
         F: Fn(&Stubs, CallOption) -> grpcio::Result<ClientUnaryReceiver<R>>,
     {
-        if timeout.is_zero() {
-            return Err(Error::InvalidArgument {
-                argument: "timeout",
-                reason: "must be more than zero".to_owned(),
-            });
-        }
-        let timeout = time::clamp(timeout);
+        let timeout = call_timeout(timeout)?;
         let deadline = time::deadline(timeout);
         let route = self.route()?;
         unary::run(&route, rpc.spec(), timeout, deadline, start)
+    }
+
+    /// Runs one unary call on the member at `target` (`host:port` or a client URL) alone
+    /// within `timeout` (see [`unary::run_on`]). A zero timeout is refused.
+    pub(crate) fn unary_on<R, F>(
+        &self,
+        target: &str,
+        rpc: Rpc,
+        timeout: Duration,
+        start: F,
+    ) -> Result<R>
+    where
+        R: Unpin,
+        F: Fn(&Stubs, CallOption) -> grpcio::Result<ClientUnaryReceiver<R>>,
+    {
+        let timeout = call_timeout(timeout)?;
+        let (_, target) = crate::transport::parse_endpoint(target)?;
+        let route = self.route()?;
+        unary::run_on(
+            &route,
+            &target,
+            rpc.spec(),
+            timeout,
+            time::deadline(timeout),
+            start,
+        )
+    }
+
+    /// The `host:port` of every endpoint the balancer uses now, and the member ID behind
+    /// each (0 until a probe has told it).
+    pub(crate) fn endpoint_members(&self) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .balancer()?
+            .table()
+            .iter()
+            .map(|e| (e.target().to_owned(), e.member_id()))
+            .collect())
+    }
+
+    /// The membership changed through this client to `members`: the endpoints follow at
+    /// once where auto-sync is on.
+    pub(crate) fn membership_changed(&self, members: &[crate::proto::rpc::Member]) {
+        if let Ok(balancer) = self.balancer() {
+            balancer.follow_members(members.to_vec());
+        }
     }
 
     /// Authenticates the client's user, if it has one, within `timeout`.
@@ -204,4 +243,16 @@ impl Drop for Core {
             log::warn!("closing etcd client: {e}");
         }
     }
+}
+
+/// A call's timeout as given by a handle: zero refused, the rest kept within what gRPC
+/// takes.
+pub(super) fn call_timeout(timeout: Duration) -> Result<Duration> {
+    if timeout.is_zero() {
+        return Err(Error::InvalidArgument {
+            argument: "timeout",
+            reason: "must be more than zero".to_owned(),
+        });
+    }
+    Ok(time::clamp(timeout))
 }

@@ -57,8 +57,9 @@ revisioned!(
     v3election::ResignResponse,
 );
 
-/// Auth responses count the auth store's revisions, not the key-value store's: they never
-/// move the floor.
+/// Auth responses count the auth store's revisions, not the key-value store's; membership
+/// and maintenance answers say nothing of the store a read sees: they never move the
+/// floor (and are never held to it).
 macro_rules! unrevisioned {
     ($($ty:ty),* $(,)?) => {$(
         impl Revisioned for $ty {
@@ -70,6 +71,14 @@ macro_rules! unrevisioned {
 }
 
 unrevisioned!(
+    rpc::MemberListResponse,
+    rpc::MemberAddResponse,
+    rpc::MemberRemoveResponse,
+    rpc::MemberUpdateResponse,
+    rpc::MemberPromoteResponse,
+    rpc::AlarmResponse,
+    rpc::MoveLeaderResponse,
+    rpc::DowngradeResponse,
     rpc::AuthenticateResponse,
     rpc::AuthEnableResponse,
     rpc::AuthDisableResponse,

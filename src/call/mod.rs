@@ -10,6 +10,7 @@ mod mailbox;
 mod retry;
 mod route;
 mod spec;
+mod sstream;
 mod stream;
 mod unary;
 mod worker;
@@ -20,5 +21,14 @@ pub(crate) use caller::Caller;
 pub(crate) use floor::Revisioned;
 pub(crate) use route::Route;
 pub(crate) use spec::Rpc;
+pub(crate) use sstream::ServerStream;
 pub(crate) use stream::{next, open_stream, send, Next, Opener};
 pub(crate) use worker::{start_once, Look, Owner, StreamView, Worker, IDLE};
+
+/// The `host:port` of an endpoint URL (`http://host:port`, `https://...` or bare), as the
+/// client dials it; `None` if it is not one.
+pub(crate) fn target_of(url: &str) -> Option<String> {
+    crate::transport::parse_endpoint(url)
+        .ok()
+        .map(|(_, target)| target)
+}

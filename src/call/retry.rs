@@ -45,6 +45,11 @@ pub(crate) fn decide(kind: CallKind, error: &Error) -> Decision {
             // With require-leader metadata the member refuses before doing anything.
             (ServerCode::NoLeader, _) => Retry(Mark::Unhealthy),
             (ServerCode::NotSupportedForLearner, _) => Retry(Mark::Unhealthy),
+            // etcd answers "unhealthy cluster" only from the checks it makes before it
+            // proposes a membership change or a leader transfer (its links to the other
+            // members are younger than 5 s, or too few): nothing was applied, and another
+            // member, or the same one a little later, may take it.
+            (ServerCode::Unhealthy, _) => Retry(Mark::Suspect),
             (code, Repeatable) if transient(code) => Retry(Mark::Suspect),
             (code, Write) if transient(code) => OutcomeUnknown(Mark::Suspect),
             _ => Fail,
@@ -75,7 +80,10 @@ pub(crate) fn decide(kind: CallKind, error: &Error) -> Decision {
         | Error::WaitTimeout { .. }
         | Error::Canceled { .. }
         | Error::SessionLost { .. }
-        | Error::NotLeader { .. } => Fail,
+        | Error::NotLeader { .. }
+        | Error::InvalidResponse { .. }
+        | Error::SnapshotInvalid { .. }
+        | Error::Io { .. } => Fail,
     }
 }
 

@@ -77,6 +77,26 @@ pub(crate) enum Rpc {
     AuthRead,
     /// Auth changes: AuthEnable, AuthDisable, and every change of users and roles.
     AuthChange,
+    /// Cluster MemberList, linearizable.
+    MemberList,
+    /// Cluster MemberList, served by the member asked from what it knows.
+    SerializableMemberList,
+    /// Cluster changes: MemberAdd, MemberRemove, MemberUpdate, MemberPromote.
+    MemberChange,
+    /// Maintenance reads that one member answers about itself: Status, Hash, HashKV; and
+    /// the alarm list.
+    MaintenanceRead,
+    /// Maintenance Defragment of one member (not replicated; doing it twice is harmless).
+    Defragment,
+    /// Maintenance Alarm deactivation (disarming twice disarms).
+    AlarmDisarm,
+    /// Maintenance MoveLeader (sent to the leader).
+    MoveLeader,
+    /// Maintenance Downgrade: validate, enable, cancel.
+    Downgrade,
+    /// Maintenance Snapshot, a stream from one member: opened again only before anything
+    /// of it was handed on.
+    Snapshot,
 }
 
 impl Rpc {
@@ -93,7 +113,13 @@ impl Rpc {
             | Rpc::LeaseLeases
             | Rpc::Leader
             | Rpc::Authenticate
-            | Rpc::AuthRead => Repeatable,
+            | Rpc::AuthRead
+            | Rpc::MemberList
+            | Rpc::SerializableMemberList
+            | Rpc::MaintenanceRead
+            | Rpc::Defragment
+            | Rpc::AlarmDisarm
+            | Rpc::Snapshot => Repeatable,
             Rpc::Put
             | Rpc::DeleteRange
             | Rpc::Txn
@@ -103,11 +129,21 @@ impl Rpc {
             | Rpc::Campaign
             | Rpc::Proclaim
             | Rpc::Resign
-            | Rpc::AuthChange => Write,
+            | Rpc::AuthChange
+            | Rpc::MemberChange
+            | Rpc::MoveLeader
+            | Rpc::Downgrade => Write,
         };
         Spec {
             kind,
-            serializable: matches!(self, Rpc::SerializableRange),
+            serializable: matches!(
+                self,
+                Rpc::SerializableRange
+                    | Rpc::SerializableMemberList
+                    | Rpc::MaintenanceRead
+                    | Rpc::Defragment
+                    | Rpc::Snapshot
+            ),
             anonymous: matches!(self, Rpc::Authenticate),
         }
     }
@@ -156,6 +192,27 @@ mod tests {
             (
                 Rpc::AuthChange,
                 "| Auth changes (enable, disable, users, roles, permissions) | at most once |",
+            ),
+            (Rpc::MemberList, "| Cluster `MemberList` | repeatable |"),
+            (
+                Rpc::SerializableMemberList,
+                "| Cluster `MemberList` (serializable) | repeatable |",
+            ),
+            (
+                Rpc::MemberChange,
+                "| Cluster changes (`MemberAdd`, `MemberRemove`, `MemberUpdate`, `MemberPromote`) | at most once |",
+            ),
+            (
+                Rpc::MaintenanceRead,
+                "| Maintenance reads (`Status`, `Hash`, `HashKV`, alarm list) | repeatable |",
+            ),
+            (Rpc::Defragment, "| Maintenance `Defragment` | repeatable |"),
+            (Rpc::AlarmDisarm, "| Maintenance alarm disarm | repeatable |"),
+            (Rpc::MoveLeader, "| Maintenance `MoveLeader` | at most once |"),
+            (Rpc::Downgrade, "| Maintenance `Downgrade` | at most once |"),
+            (
+                Rpc::Snapshot,
+                "| Maintenance `Snapshot` (until its first chunk is handed on) | repeatable |",
             ),
         ];
         for (rpc, row) in rows {

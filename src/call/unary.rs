@@ -97,7 +97,9 @@ where
             Outcome::Done(response) => {
                 let revision = response.revision();
                 let seen = route.floor.get();
-                if spec.serializable && revision < seen {
+                // A response that carries no store revision (0: membership, maintenance)
+                // says nothing of how far its member has come.
+                if spec.serializable && revision > 0 && revision < seen {
                     // The member is behind what this client has seen: going back in time
                     // is not allowed, so ask another (or this one again, later).
                     last = Some(Error::StaleRead {
@@ -144,6 +146,88 @@ where
                 last = Some(error);
                 pause(attempts, balancer.table().len(), deadline);
             }
+        }
+    }
+}
+
+/// Runs a unary call on the member at `target` (`host:port`) alone, not where the
+/// balancer would send it, until `deadline`: the calls that concern one member (its
+/// status, its defragmentation, its hash). Its health as the balancer sees it does not
+/// matter: a member cut off from its quorum still answers for itself. A refused token is
+/// renewed and the call sent once more; a failure the retry table lets `spec` retry is
+/// retried on the same member after a pause (its connection may still be opening).
+pub(crate) fn run_on<R, F>(
+    route: &Route,
+    target: &str,
+    spec: Spec,
+    timeout: Duration,
+    deadline: Instant,
+    start: F,
+) -> Result<R>
+where
+    R: Unpin,
+    F: Fn(&Stubs, CallOption) -> grpcio::Result<ClientUnaryReceiver<R>>,
+{
+    let endpoint = route.balancer.endpoint_at(target);
+    let tokens = route.tokens.as_deref().filter(|_| !spec.anonymous);
+    let mut renewed = false;
+    let mut attempts = 0u32;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(Error::DeadlineExceeded {
+                endpoint: target.to_owned(),
+                timeout,
+            });
+        }
+        attempts += 1;
+        let token = tokens.and_then(Tokens::current);
+        let option = call_options(remaining, !spec.serializable, token.as_deref());
+        let result = match start(endpoint.stubs(), option) {
+            Ok(mut call) => {
+                let end = time::after(deadline, DEADLINE_GRACE);
+                match park::wait(None, end, |cx| poll_call(&mut call, cx)) {
+                    Some(result) => result,
+                    None => {
+                        call.cancel();
+                        let error = Error::DeadlineExceeded {
+                            endpoint: target.to_owned(),
+                            timeout,
+                        };
+                        return Err(match spec.kind {
+                            CallKind::Write => Error::WriteOutcomeUnknown {
+                                endpoint: target.to_owned(),
+                                source: Box::new(error),
+                            },
+                            CallKind::Repeatable => error,
+                        });
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let error = match result {
+            Ok(response) => return Ok(response),
+            Err(e) => Error::from_grpc(e, target, timeout),
+        };
+        if let Some(tokens) = tokens.filter(|_| !renewed && token_refused(&error)) {
+            renewed = true;
+            if renew_token(route, tokens, token.as_ref(), timeout, deadline)? {
+                continue;
+            }
+        }
+        match decide(spec.kind, &error) {
+            Decision::Fail => return Err(error),
+            Decision::OutcomeUnknown(_) => {
+                return Err(Error::WriteOutcomeUnknown {
+                    endpoint: target.to_owned(),
+                    source: Box::new(error),
+                })
+            }
+            Decision::Retry(_) if Instant::now() + backoff(attempts) >= deadline => {
+                return Err(error)
+            }
+            Decision::Retry(_) => std::thread::sleep(backoff(attempts)),
         }
     }
 }

@@ -120,6 +120,34 @@ pub enum Error {
         detail: String,
     },
 
+    /// A member answered something this client cannot use: a field etcd always sets was
+    /// missing.
+    #[error("invalid response: {reason}")]
+    InvalidResponse {
+        /// What was wrong with it.
+        reason: String,
+    },
+
+    /// A snapshot stream broke before its end, or what came does not match the SHA-256
+    /// digest the member sent last: nothing of it may be used.
+    #[error("the snapshot from {endpoint} is not valid: {reason}")]
+    SnapshotInvalid {
+        /// The member that sent it.
+        endpoint: String,
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// Reading or writing a file (or another `io::Write`) failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// An endpoint string could not be understood.
     #[error("invalid endpoint {endpoint:?}: {reason}")]
     InvalidEndpoint {
@@ -335,6 +363,7 @@ impl Error {
             | Error::WriteOutcomeUnknown { endpoint, .. }
             | Error::Abandoned { endpoint, .. }
             | Error::StaleRead { endpoint, .. }
+            | Error::SnapshotInvalid { endpoint, .. }
             | Error::Transport { endpoint, .. }
             | Error::DeadlineExceeded { endpoint, .. } => Some(endpoint),
             _ => None,

@@ -33,6 +33,7 @@ pub struct ClusterBuilder {
     tls: ClusterTls,
     root_password: Option<String>,
     jwt_ttl: Option<Duration>,
+    snapshot: Option<PathBuf>,
 }
 
 /// Which of a test cluster's connections are TLS, with certificates the launcher makes
@@ -60,6 +61,7 @@ impl Default for ClusterBuilder {
             tls: ClusterTls::default(),
             root_password: None,
             jwt_ttl: None,
+            snapshot: None,
         }
     }
 }
@@ -134,6 +136,16 @@ impl ClusterBuilder {
         self
     }
 
+    /// Starts every member from the snapshot at `path` (a file `Maintenance::snapshot_to_file`
+    /// wrote, or `etcdctl snapshot save`): each member's data is restored from it first
+    /// with the restore tool beside the etcd binary (see [`LaunchError::RestoreToolMissing`]),
+    /// which checks the snapshot's digest. The cluster gets new member IDs, as a restore
+    /// does.
+    pub fn restore_from(mut self, path: impl Into<PathBuf>) -> Self {
+        self.snapshot = Some(path.into());
+        self
+    }
+
     /// The etcd binary to run, instead of `ETCD_BIN` or the first `etcd` on `PATH`.
     pub fn etcd_binary(mut self, path: impl Into<PathBuf>) -> Self {
         self.etcd = Some(path.into());
@@ -155,7 +167,7 @@ impl ClusterBuilder {
         let mut attempt = 1;
         loop {
             match self.try_start(&etcd, certificates.as_ref()) {
-                Ok((members, proxies, dir)) => {
+                Ok((members, proxies, dir, extra)) => {
                     let mut cluster = Cluster::new(
                         members,
                         proxies,
@@ -165,6 +177,10 @@ impl ClusterBuilder {
                         self.timeout,
                         certificates,
                     )?;
+                    cluster.joining = Joining {
+                        extra,
+                        schemes: (self.tls.client, self.tls.peer),
+                    };
                     cluster.root_password = self.root_password.clone();
                     cluster.wait_healthy()?;
                     cluster.enable_auth()?;
@@ -191,7 +207,7 @@ impl ClusterBuilder {
         &self,
         etcd: &std::path::Path,
         certificates: Option<&Certificates>,
-    ) -> Result<(Vec<Member>, Vec<Proxy>, TempDir), (LaunchError, bool)> {
+    ) -> Result<(Vec<Member>, Vec<Proxy>, TempDir, Vec<String>), (LaunchError, bool)> {
         let dir = TempDir::new().map_err(|e| (e, false))?;
         let tls_args = match certificates {
             Some(c) => c.member_args(dir.path()).map_err(|e| (e, false))?,
@@ -229,6 +245,26 @@ impl ClusterBuilder {
         let mut members: Vec<Member> = (0..self.members)
             .map(|i| Member::new(i, &triples, dir.path(), &token, &extra, schemes))
             .collect();
+        if let Some(snapshot) = &self.snapshot {
+            let peer = super::member::scheme(self.tls.peer);
+            let initial_cluster = triples
+                .iter()
+                .enumerate()
+                .map(|(i, (_, _, port))| format!("m{i}={peer}://127.0.0.1:{port}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            for (i, (_, _, port)) in triples.iter().enumerate() {
+                super::restore::restore(
+                    etcd,
+                    snapshot,
+                    &dir.path().join(&members[i].name),
+                    &members[i].name,
+                    &format!("{peer}://127.0.0.1:{port}"),
+                    &initial_cluster,
+                )
+                .map_err(|e| (e, false))?;
+            }
+        }
         let deadline = crate::time::deadline(self.timeout);
         for i in 0..members.len() {
             members[i].spawn(etcd).map_err(|e| (e, false))?;
@@ -263,8 +299,16 @@ impl ClusterBuilder {
                 ));
             }
         }
-        Ok((members, proxies, dir))
+        Ok((members, proxies, dir, extra))
     }
+}
+
+/// What a member that joins the running cluster is started with, besides its ports: the
+/// flags every member has (TLS, JWT, the user's), and whether clients and peers speak TLS.
+#[derive(Default)]
+struct Joining {
+    extra: Vec<String>,
+    schemes: (bool, bool),
 }
 
 /// A running etcd cluster on loopback; dropping it kills every member and removes the data.
@@ -275,7 +319,8 @@ pub struct Cluster {
     prober: Prober,
     member_ids: Mutex<Vec<u64>>,
     version: Mutex<Option<ServerVersion>>,
-    client_ports: Vec<u16>,
+    client_ports: Mutex<Vec<u16>>,
+    joining: Joining,
     etcd: PathBuf,
     timeout: Duration,
     certificates: Option<Certificates>,
@@ -320,7 +365,8 @@ impl Cluster {
             version: Mutex::new(None),
             members: Mutex::new(members),
             peer_proxies,
-            client_ports,
+            client_ports: Mutex::new(client_ports),
+            joining: Joining::default(),
             etcd,
             timeout,
             certificates,
@@ -364,15 +410,21 @@ impl Cluster {
         &self.etcd
     }
 
-    /// How many members the cluster has.
+    /// How many members the cluster has had: those it started with, and every one added
+    /// since (removed ones included; their indexes stay theirs).
     pub fn size(&self) -> usize {
-        self.client_ports.len()
+        self.client_ports.lock().len()
     }
 
     /// Every member's client endpoint, `127.0.0.1:port` (`https://127.0.0.1:port` when
-    /// clients connect with TLS), in member order.
+    /// clients connect with TLS), in member order; members removed with
+    /// [`Cluster::remove_member`] left out.
     pub fn endpoints(&self) -> Vec<String> {
-        (0..self.size()).map(|i| self.endpoint(i)).collect()
+        let removed: Vec<bool> = self.members.lock().iter().map(|m| m.removed).collect();
+        (0..self.size())
+            .filter(|&i| !removed[i])
+            .map(|i| self.endpoint(i))
+            .collect()
     }
 
     /// Member `index`'s client endpoint.
@@ -385,7 +437,7 @@ impl Cluster {
         } else {
             ""
         };
-        format!("{scheme}127.0.0.1:{}", self.client_ports[index])
+        format!("{scheme}127.0.0.1:{}", self.client_ports.lock()[index])
     }
 
     /// The authority that made the TLS certificates of this cluster, if it has TLS: for
@@ -408,7 +460,7 @@ impl Cluster {
     /// # Panics
     /// If there is no such member.
     pub fn client_port(&self, index: usize) -> u16 {
-        self.client_ports[index]
+        self.client_ports.lock()[index]
     }
 
     /// A client of every member, with default settings (and [`Cluster::client_tls`], and
@@ -590,6 +642,131 @@ impl Cluster {
     /// The last lines of every member's log.
     pub fn logs(&self) -> String {
         all_logs(&self.members.lock())
+    }
+
+    /// Adds a voting member to the running cluster: asks the cluster to add it
+    /// (MemberAdd), starts it with `--initial-cluster-state=existing` on fresh ports, and
+    /// waits until it answers on its client port. Returns its index. Until it has caught
+    /// up it counts in the quorum without voting: add one at a time.
+    pub fn add_member(&self) -> Result<usize, LaunchError> {
+        self.join(false)
+    }
+
+    /// Adds a learner, as [`Cluster::add_member`] does a voter: it receives the log
+    /// without voting, serves only `Status` and serializable reads, and waits to be
+    /// promoted (`client.cluster().member_promote`).
+    pub fn add_learner(&self) -> Result<usize, LaunchError> {
+        self.join(true)
+    }
+
+    fn join(&self, learner: bool) -> Result<usize, LaunchError> {
+        let failed = |what: &str, e: crate::Error| LaunchError::StartFailed {
+            reason: format!("{what}: {e}"),
+            logs: self.logs(),
+        };
+        let ports = free_ports(2)?;
+        let (client_port, peer_port) = (ports[0], ports[1]);
+        let (_, peer_tls) = self.joining.schemes;
+        let peer_url = format!(
+            "{}://127.0.0.1:{peer_port}",
+            super::member::scheme(peer_tls)
+        );
+        let client = self
+            .client()
+            .map_err(|e| failed("a client to add a member", e))?;
+        let cluster = client.cluster().with_timeout(self.timeout);
+        let added = if learner {
+            cluster.member_add_learner([peer_url.as_str()])
+        } else {
+            cluster.member_add([peer_url.as_str()])
+        }
+        .map_err(|e| failed("adding a member", e))?;
+        let index = self.size();
+        let name = format!("m{index}");
+        let initial_cluster = added
+            .members
+            .iter()
+            .flat_map(|m| {
+                let name = if m.id == added.member.id {
+                    name.clone()
+                } else {
+                    m.name.clone()
+                };
+                m.peer_urls.iter().map(move |u| format!("{name}={u}"))
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut member = Member::joining(
+            index,
+            (client_port, peer_port),
+            self.dir(),
+            &initial_cluster,
+            &self.joining.extra,
+            self.joining.schemes,
+        );
+        member.spawn(&self.etcd)?;
+        {
+            let mut members = self.members.lock();
+            members.push(member);
+            self.client_ports.lock().push(client_port);
+            self.member_ids.lock().push(added.member.id);
+            self.prober.add(client_port);
+        }
+        self.wait_until(
+            self.timeout,
+            &format!("the new member {name} to answer"),
+            || self.prober.status(index, PROBE_TIMEOUT).is_some(),
+        )?;
+        client
+            .close()
+            .map_err(|e| failed("closing the client", e))?;
+        Ok(index)
+    }
+
+    /// Removes member `index` from the cluster (MemberRemove, through a client of the
+    /// others) and stops its process, which etcd ends by itself once removed. Its index
+    /// stays its own; [`Cluster::endpoints`] leaves it out from then on.
+    pub fn remove_member(&self, index: usize) -> Result<(), LaunchError> {
+        let id = self.member_id(index).ok_or(LaunchError::Member {
+            index,
+            reason: "its member ID is not known yet",
+        })?;
+        let failed = |what: &str, e: crate::Error| LaunchError::StartFailed {
+            reason: format!("{what}: {e}"),
+            logs: self.logs(),
+        };
+        let client = self
+            .client()
+            .map_err(|e| failed("a client to remove a member", e))?;
+        let cluster = client.cluster().with_timeout(self.timeout);
+        match cluster.member_remove(id) {
+            Ok(_) => {}
+            // A leader that removes itself steps down as it applies the change, and its
+            // answer may be lost: the member list says whether it happened.
+            Err(e) if e.is_write_outcome_unknown() => {
+                let mut gone = false;
+                self.wait_until(self.timeout, "the member list to settle", || match cluster
+                    .member_list()
+                {
+                    Ok(list) => {
+                        gone = list.members.iter().all(|m| m.id != id);
+                        true
+                    }
+                    Err(_) => false,
+                })?;
+                if !gone {
+                    return Err(failed("removing a member", e));
+                }
+            }
+            Err(e) => return Err(failed("removing a member", e)),
+        }
+        client
+            .close()
+            .map_err(|e| failed("closing the client", e))?;
+        self.with_member(index, |m| {
+            m.removed = true;
+            m.terminate(Duration::from_secs(10)).map(drop)
+        })
     }
 
     /// The whole log of member `index` (etcd's JSON lines, stderr included), for a test

@@ -58,6 +58,18 @@ pub enum LaunchError {
     #[error("making TLS certificates failed: {0}")]
     Certificates(String),
 
+    /// A cluster was asked to start from a snapshot, and no tool to restore one was found
+    /// beside the etcd binary.
+    #[error(
+        "no snapshot restore tool beside {etcd}: put `etcd-restore` (this repository's \
+         scripts/etcd-restore, built with Go against etcdutl of the server's version; \
+         `scripts/deps.sh` builds it beside etcd) or etcd 3.4's `etcdctl` there"
+    )]
+    RestoreToolMissing {
+        /// The etcd binary.
+        etcd: String,
+    },
+
     /// The member count is not supported.
     #[error("a test cluster has 1 to 7 members, not {0}")]
     Size(usize),

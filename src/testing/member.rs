@@ -19,6 +19,15 @@ const FAST_FLAGS: &[&str] = &[
     "--log-level=warn",
 ];
 
+/// A URL scheme: `https` with TLS, `http` without.
+pub(crate) fn scheme(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 /// What state a member's process is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
@@ -35,6 +44,8 @@ pub(crate) struct Member {
     args: Vec<String>,
     child: Option<Child>,
     paused: bool,
+    /// Removed from the cluster: it will not serve again.
+    pub(crate) removed: bool,
 }
 
 impl Member {
@@ -49,16 +60,53 @@ impl Member {
         extra: &[String],
         (client_tls, peer_tls): (bool, bool),
     ) -> Member {
-        let scheme = |tls| if tls { "https" } else { "http" };
-        let (client, peer) = (scheme(client_tls), scheme(peer_tls));
-        let name = format!("m{index}");
-        let (client_port, peer_port, advertised) = ports[index];
+        let peer = scheme(peer_tls);
         let initial_cluster = ports
             .iter()
             .enumerate()
             .map(|(i, (_, _, port))| format!("m{i}={peer}://127.0.0.1:{port}"))
             .collect::<Vec<_>>()
             .join(",");
+        Member::with_cluster(
+            index,
+            ports[index],
+            dir,
+            (&initial_cluster, "new", token),
+            extra,
+            (client_tls, peer_tls),
+        )
+    }
+
+    /// Describes member `index`, which joins a running cluster: `initial_cluster` names
+    /// every member as the cluster knows them after its MemberAdd, this one included.
+    pub(crate) fn joining(
+        index: usize,
+        (client_port, peer_port): (u16, u16),
+        dir: &Path,
+        initial_cluster: &str,
+        extra: &[String],
+        schemes: (bool, bool),
+    ) -> Member {
+        Member::with_cluster(
+            index,
+            (client_port, peer_port, peer_port),
+            dir,
+            (initial_cluster, "existing", ""),
+            extra,
+            schemes,
+        )
+    }
+
+    fn with_cluster(
+        index: usize,
+        (client_port, peer_port, advertised): (u16, u16, u16),
+        dir: &Path,
+        (initial_cluster, state, token): (&str, &str, &str),
+        extra: &[String],
+        (client_tls, peer_tls): (bool, bool),
+    ) -> Member {
+        let (client, peer) = (scheme(client_tls), scheme(peer_tls));
+        let name = format!("m{index}");
         let client_url = format!("{client}://127.0.0.1:{client_port}");
         let listen_peer_url = format!("{peer}://127.0.0.1:{peer_port}");
         let peer_url = format!("{peer}://127.0.0.1:{advertised}");
@@ -70,9 +118,11 @@ impl Member {
             format!("--listen-peer-urls={listen_peer_url}"),
             format!("--initial-advertise-peer-urls={peer_url}"),
             format!("--initial-cluster={initial_cluster}"),
-            "--initial-cluster-state=new".to_owned(),
-            format!("--initial-cluster-token={token}"),
+            format!("--initial-cluster-state={state}"),
         ];
+        if !token.is_empty() {
+            args.push(format!("--initial-cluster-token={token}"));
+        }
         args.extend(FAST_FLAGS.iter().map(|f| (*f).to_owned()));
         args.extend(extra.iter().cloned());
         Member {
@@ -83,6 +133,7 @@ impl Member {
             args,
             child: None,
             paused: false,
+            removed: false,
         }
     }
 

@@ -37,6 +37,7 @@ mod grpc_proxy;
 mod member;
 mod probe;
 mod proxy;
+mod restore;
 mod support;
 mod version;
 

@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::LaunchError;
@@ -41,7 +42,8 @@ pub(crate) struct MemberStatus {
 
 /// Status RPCs to every member, over connections of the launcher's own.
 pub(crate) struct Prober {
-    connections: Vec<Connection>,
+    connector: Connector,
+    connections: parking_lot::Mutex<Vec<Arc<Connection>>>,
 }
 
 impl Prober {
@@ -64,14 +66,24 @@ impl Prober {
         }
         let connections = client_ports
             .iter()
-            .map(|port| connector.open(&format!("127.0.0.1:{port}")))
+            .map(|port| Arc::new(connector.open(&format!("127.0.0.1:{port}"))))
             .collect();
-        Ok(Prober { connections })
+        Ok(Prober {
+            connector,
+            connections: parking_lot::Mutex::new(connections),
+        })
+    }
+
+    /// A connection to one more member's client port (it gets the next index).
+    pub(crate) fn add(&self, client_port: u16) {
+        let connection = self.connector.open(&format!("127.0.0.1:{client_port}"));
+        self.connections.lock().push(Arc::new(connection));
     }
 
     /// The member's status, or `None` if it does not answer within `timeout`.
     pub(crate) fn status(&self, index: usize, timeout: Duration) -> Option<MemberStatus> {
-        let stubs = self.connections.get(index)?.stubs();
+        let connection = self.connections.lock().get(index)?.clone();
+        let stubs = connection.stubs();
         let option = CallOption::default().timeout(timeout).wait_for_ready(true);
         let response = stubs
             .maintenance

@@ -195,3 +195,18 @@ pub fn next_events(watcher: &etcd_blocking::Watcher) -> etcd_blocking::WatchResp
         }
     }
 }
+
+/// Polls `f` every 20 ms until it gives `Some`, failing with `what` after `wait`.
+pub fn eventually<T>(what: &str, wait: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if let Some(found) = f() {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} within {wait:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
