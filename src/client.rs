@@ -270,6 +270,7 @@ impl ClientBuilder {
             request_timeout: self.request_timeout,
             watch_hub: Arc::default(),
             keeper: Arc::default(),
+            namespace: Default::default(),
         };
         if let Err(e) = client.caller.sign_in(self.dial_timeout) {
             let _ = client.caller.close();
@@ -378,6 +379,8 @@ pub struct Client {
     /// The lease keeper, shared by every clone and lease handle; started with the first
     /// keepalive.
     keeper: Arc<Mutex<Option<Arc<crate::lease::Keeper>>>>,
+    /// The prefix every key of this view lives under (empty: none).
+    namespace: crate::kv::Namespace,
 }
 
 impl std::fmt::Debug for Client {
@@ -411,7 +414,37 @@ impl Client {
 
     /// The key-value API: get, put, delete, txn and compact.
     pub fn kv(&self) -> Kv {
-        Kv::new(self.caller.clone(), self.request_timeout)
+        Kv::new(self.caller.clone(), self.request_timeout).in_namespace(self.namespace.clone())
+    }
+
+    /// A view of this client whose keys all live under `prefix`, with the Go client's
+    /// `namespace` semantics: its KV (transactions, their compares and nested ones
+    /// included), watches, the keys of a lease's time-to-live, etcd's lock and election
+    /// services, and the recipes built on them ([`concurrency`](crate::concurrency)) see
+    /// `key` where the cluster has `prefix` + `key`. Keys are prefixed on the way in and
+    /// stripped on the way out; a range end stays inside the prefix, and a range to the
+    /// end of the keyspace (or over every key) ends at the end of the prefix. Nothing
+    /// outside the prefix is read, written or delivered. The view shares the client's
+    /// connections and threads; a view of a view nests the prefixes. The membership,
+    /// maintenance and auth APIs have no keys, and are the client's.
+    ///
+    /// ```no_run
+    /// # let client = etcd_blocking::Client::connect(["127.0.0.1:2379"])?;
+    /// let tenant = client.namespaced("tenants/a/");
+    /// tenant.kv().put("config", "x")?; // the cluster has tenants/a/config
+    /// # Ok::<(), etcd_blocking::Error>(())
+    /// ```
+    pub fn namespaced(&self, prefix: impl AsRef<[u8]>) -> Client {
+        Client {
+            namespace: self.namespace.join(prefix.as_ref()),
+            ..self.clone()
+        }
+    }
+
+    /// The prefix of this view's keys ([`Client::namespaced`]); empty for the client
+    /// itself.
+    pub fn namespace(&self) -> &[u8] {
+        self.namespace.prefix()
     }
 
     /// The watch API: watches of keys and ranges, moved to another member when theirs
@@ -423,6 +456,7 @@ impl Client {
             self.watch_hub.clone(),
             self.request_timeout,
         )
+        .in_namespace(self.namespace.clone())
     }
 
     /// The lease API: grant, revoke, time-to-live, listing, renewals and keepalives.
@@ -432,6 +466,7 @@ impl Client {
             self.keeper.clone(),
             self.request_timeout,
         )
+        .in_namespace(self.namespace.clone())
     }
 
     /// The auth admin API: auth on and off, users, roles, permissions.
@@ -453,11 +488,13 @@ impl Client {
     /// etcd's lock service (`v3lock`): the server takes and releases locks for the client.
     pub fn lock_service(&self) -> crate::LockService {
         crate::LockService::new(self.caller.clone(), self.request_timeout)
+            .in_namespace(self.namespace.clone())
     }
 
     /// etcd's election service (`v3election`): the server runs campaigns for the client.
     pub fn election_service(&self) -> crate::ElectionService {
         crate::ElectionService::new(self.caller.clone(), self.request_timeout)
+            .in_namespace(self.namespace.clone())
     }
 
     /// Every endpoint's health as the balancer sees it now (empty once closed).

@@ -482,6 +482,26 @@
 //! looks complete. The launcher starts a cluster from such a file
 //! (`testing::ClusterBuilder::restore_from`, feature `testing`).
 //!
+//! # Namespaces
+//!
+//! ```no_run
+//! # let client = etcd_blocking::Client::connect(["127.0.0.1:2379"])?;
+//! let tenant = client.namespaced("tenants/a/");
+//! tenant.kv().put("config", "x")?; // the cluster has tenants/a/config
+//! let all = tenant.kv().get_with("", etcd_blocking::GetOptions::new().prefix())?; // tenants/a/ only
+//! # let _ = all;
+//! # Ok::<(), etcd_blocking::Error>(())
+//! ```
+//!
+//! [`Client::namespaced`] gives a view of the client whose keys live under a prefix, with
+//! the Go client's `namespace` semantics, for the KV (transactions with their compares
+//! and nested transactions), watches, a lease's keys, etcd's lock and election services
+//! and the recipes built on them. Keys are prefixed on the way in and stripped on the way
+//! out; a range to the end of the keyspace, or over every key, ends at the end of the
+//! prefix; nothing outside the prefix is read, written or delivered. Views share the
+//! client's connections, threads and watch stream: a watch of a view and one of the
+//! client over the same range share one server watch.
+//!
 //! # The model, and where the internals are
 //!
 //! Every call blocks its thread until etcd answers or its deadline passes; nothing runs on

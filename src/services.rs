@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::call::{Caller, Rpc};
 use crate::error::{Error, Result};
+use crate::kv::Namespace;
 use crate::proto::{v3election, v3lock};
 use crate::types::{header_of, KeyValue, ResponseHeader};
 use crate::ServerCode;
@@ -27,6 +28,7 @@ fn name_of(name: Vec<u8>, what: &'static str) -> Result<Vec<u8>> {
 pub struct LockService {
     caller: Caller,
     timeout: Duration,
+    namespace: Namespace,
 }
 
 /// A lock the lock service granted: its key, which [`LockService::unlock`] takes.
@@ -51,26 +53,39 @@ impl ServiceLock {
 impl LockService {
     pub(crate) fn new(caller: Caller, timeout: Duration) -> LockService {
         caller.note_timeout(timeout);
-        LockService { caller, timeout }
+        LockService {
+            caller,
+            timeout,
+            namespace: Namespace::default(),
+        }
+    }
+
+    /// The same handle, its lock names and keys under `namespace`.
+    pub(crate) fn in_namespace(mut self, namespace: Namespace) -> LockService {
+        self.namespace = namespace;
+        self
     }
 
     /// A handle whose calls wait `timeout` instead of the client's request timeout (the
     /// server holds a lock call until the lock is free).
     pub fn with_timeout(&self, timeout: Duration) -> LockService {
-        LockService::new(self.caller.clone(), timeout)
+        LockService::new(self.caller.clone(), timeout).in_namespace(self.namespace.clone())
     }
 
     /// Takes the lock `name` with `lease` (the lock goes with the lease), waiting on the
     /// server until it is free or the handle's timeout passes.
     pub fn lock(&self, name: impl Into<Vec<u8>>, lease: i64) -> Result<ServiceLock> {
+        let mut name = name_of(name.into(), "lock name")?;
+        self.namespace.key(&mut name);
         let request = v3lock::LockRequest {
-            name: name_of(name.into(), "lock name")?,
+            name,
             lease,
             ..Default::default()
         };
-        let r = self.caller.unary(Rpc::Lock, self.timeout, |s, opt| {
+        let mut r = self.caller.unary(Rpc::Lock, self.timeout, |s, opt| {
             s.lock.lock_async_opt(&request, opt)
         })?;
+        self.namespace.strip(&mut r.key);
         Ok(ServiceLock {
             header: header_of(r.header.as_ref()),
             key: r.key,
@@ -79,8 +94,10 @@ impl LockService {
 
     /// Releases a lock by its key.
     pub fn unlock(&self, lock: &ServiceLock) -> Result<()> {
+        let mut key = lock.key.clone();
+        self.namespace.key(&mut key);
         let request = v3lock::UnlockRequest {
-            key: lock.key.clone(),
+            key,
             ..Default::default()
         };
         self.caller.unary(Rpc::Unlock, self.timeout, |s, opt| {
@@ -96,6 +113,7 @@ impl LockService {
 pub struct ElectionService {
     caller: Caller,
     timeout: Duration,
+    namespace: Namespace,
 }
 
 /// A leadership the election service granted: what proclaim and resign take.
@@ -128,10 +146,14 @@ impl ServiceLeader {
         self.lease
     }
 
-    fn raw(&self) -> v3election::LeaderKey {
+    /// The leadership as the server knows it: its name and key under `namespace`.
+    fn raw(&self, namespace: &Namespace) -> v3election::LeaderKey {
+        let (mut name, mut key) = (self.name.clone(), self.key.clone());
+        namespace.key(&mut name);
+        namespace.key(&mut key);
         v3election::LeaderKey {
-            name: self.name.clone(),
-            key: self.key.clone(),
+            name,
+            key,
             rev: self.revision,
             lease: self.lease,
             ..Default::default()
@@ -142,13 +164,30 @@ impl ServiceLeader {
 impl ElectionService {
     pub(crate) fn new(caller: Caller, timeout: Duration) -> ElectionService {
         caller.note_timeout(timeout);
-        ElectionService { caller, timeout }
+        ElectionService {
+            caller,
+            timeout,
+            namespace: Namespace::default(),
+        }
+    }
+
+    /// The same handle, its election names and keys under `namespace`.
+    pub(crate) fn in_namespace(mut self, namespace: Namespace) -> ElectionService {
+        self.namespace = namespace;
+        self
     }
 
     /// A handle whose calls wait `timeout` instead of the client's request timeout (the
     /// server holds a campaign until it is won).
     pub fn with_timeout(&self, timeout: Duration) -> ElectionService {
-        ElectionService::new(self.caller.clone(), timeout)
+        ElectionService::new(self.caller.clone(), timeout).in_namespace(self.namespace.clone())
+    }
+
+    /// An election's name as the server knows it.
+    fn name(&self, name: Vec<u8>) -> Result<Vec<u8>> {
+        let mut name = name_of(name, "election name")?;
+        self.namespace.key(&mut name);
+        Ok(name)
     }
 
     /// Stands in election `name` with `value` and `lease`, waiting on the server until it
@@ -160,7 +199,7 @@ impl ElectionService {
         value: impl Into<Vec<u8>>,
     ) -> Result<ServiceLeader> {
         let request = v3election::CampaignRequest {
-            name: name_of(name.into(), "election name")?,
+            name: self.name(name.into())?,
             lease,
             value: value.into(),
             ..Default::default()
@@ -168,7 +207,9 @@ impl ElectionService {
         let mut r = self.caller.unary(Rpc::Campaign, self.timeout, |s, opt| {
             s.election.campaign_async_opt(&request, opt)
         })?;
-        let leader = r.leader.take().unwrap_or_default();
+        let mut leader = r.leader.take().unwrap_or_default();
+        self.namespace.strip(&mut leader.name);
+        self.namespace.strip(&mut leader.key);
         Ok(ServiceLeader {
             name: leader.name,
             key: leader.key,
@@ -180,7 +221,7 @@ impl ElectionService {
     /// Sets the leader's value; [`Error::NotLeader`] once `leader` leads no more.
     pub fn proclaim(&self, leader: &ServiceLeader, value: impl Into<Vec<u8>>) -> Result<()> {
         let request = v3election::ProclaimRequest {
-            leader: Some(leader.raw()).into(),
+            leader: Some(leader.raw(&self.namespace)).into(),
             value: value.into(),
             ..Default::default()
         };
@@ -199,13 +240,16 @@ impl ElectionService {
     /// nobody stands.
     pub fn leader(&self, name: impl Into<Vec<u8>>) -> Result<Option<KeyValue>> {
         let request = v3election::LeaderRequest {
-            name: name_of(name.into(), "election name")?,
+            name: self.name(name.into())?,
             ..Default::default()
         };
         match self.caller.unary(Rpc::Leader, self.timeout, |s, opt| {
             s.election.leader_async_opt(&request, opt)
         }) {
-            Ok(mut r) => Ok(r.kv.take().map(KeyValue::from)),
+            Ok(mut r) => Ok(r.kv.take().map(|mut kv| {
+                self.namespace.strip(&mut kv.key);
+                KeyValue::from(kv)
+            })),
             Err(e) if e.code() == Some(ServerCode::ElectionNoLeader) => Ok(None),
             Err(e) => Err(e),
         }
@@ -214,7 +258,7 @@ impl ElectionService {
     /// Stands `leader` down.
     pub fn resign(&self, leader: &ServiceLeader) -> Result<()> {
         let request = v3election::ResignRequest {
-            leader: Some(leader.raw()).into(),
+            leader: Some(leader.raw(&self.namespace)).into(),
             ..Default::default()
         };
         self.caller.unary(Rpc::Resign, self.timeout, |s, opt| {

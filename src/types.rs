@@ -58,6 +58,11 @@ pub struct KeyValue {
 }
 
 impl KeyValue {
+    /// Cuts the first `len` bytes (a namespace's prefix) off the key.
+    pub(crate) fn strip_key(&mut self, len: usize) {
+        self.key.drain(..len.min(self.key.len()));
+    }
+
     /// The key.
     pub fn key(&self) -> &[u8] {
         &self.key

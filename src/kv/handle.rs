@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use grpcio::{CallOption, ClientUnaryReceiver};
 
+use super::namespace::Namespace;
 use super::options::{CompactOptions, DeleteOptions, GetOptions, PutOptions};
 use super::responses::{CompactResponse, DeleteResponse, GetResponse, PutResponse};
 use super::txn::{Txn, TxnResponse};
@@ -19,12 +20,23 @@ use crate::types::KeyValue;
 pub struct Kv {
     caller: Caller,
     timeout: Duration,
+    namespace: Namespace,
 }
 
 impl Kv {
     pub(crate) fn new(caller: Caller, timeout: Duration) -> Kv {
         caller.note_timeout(timeout);
-        Kv { caller, timeout }
+        Kv {
+            caller,
+            timeout,
+            namespace: Namespace::default(),
+        }
+    }
+
+    /// The same handle, its keys under `namespace`.
+    pub(crate) fn in_namespace(mut self, namespace: Namespace) -> Kv {
+        self.namespace = namespace;
+        self
     }
 
     /// The deadline of this handle's calls.
@@ -37,7 +49,7 @@ impl Kv {
     /// days; a zero timeout makes every call fail with
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
     pub fn with_timeout(&self, timeout: Duration) -> Kv {
-        Kv::new(self.caller.clone(), timeout)
+        Kv::new(self.caller.clone(), timeout).in_namespace(self.namespace.clone())
     }
 
     /// Gets one key, linearizably.
@@ -61,17 +73,18 @@ impl Kv {
 
     /// Gets keys as the options say: a range or prefix, at a revision, sorted, limited.
     pub fn get_with(&self, key: impl Into<Vec<u8>>, options: GetOptions) -> Result<GetResponse> {
-        let request = options.request(key.into())?;
+        let mut request = options.request(key.into())?;
+        self.namespace.range_request(&mut request);
         let spec = if request.serializable {
             Rpc::SerializableRange
         } else {
             Rpc::Range
         };
-        self.caller
-            .unary(spec, self.timeout, |s, opt| {
-                s.kv.range_async_opt(&request, opt)
-            })
-            .map(GetResponse::from)
+        let mut r = self.caller.unary(spec, self.timeout, |s, opt| {
+            s.kv.range_async_opt(&request, opt)
+        })?;
+        self.namespace.range_response(&mut r);
+        Ok(GetResponse::from(r))
     }
 
     /// Puts a key.
@@ -87,9 +100,11 @@ impl Kv {
         value: impl Into<Vec<u8>>,
         options: PutOptions,
     ) -> Result<PutResponse> {
-        let request = options.request(key.into(), value.into())?;
-        self.write(Rpc::Put, |s, opt| s.kv.put_async_opt(&request, opt))
-            .map(PutResponse::from)
+        let mut request = options.request(key.into(), value.into())?;
+        self.namespace.put_request(&mut request);
+        let mut r = self.write(Rpc::Put, |s, opt| s.kv.put_async_opt(&request, opt))?;
+        self.namespace.put_response(&mut r);
+        Ok(PutResponse::from(r))
     }
 
     /// Deletes one key.
@@ -103,27 +118,30 @@ impl Kv {
         key: impl Into<Vec<u8>>,
         options: DeleteOptions,
     ) -> Result<DeleteResponse> {
-        let request = options.request(key.into());
-        self.write(Rpc::DeleteRange, |s, opt| {
+        let mut request = options.request(key.into());
+        self.namespace.delete_request(&mut request);
+        let mut r = self.write(Rpc::DeleteRange, |s, opt| {
             s.kv.delete_range_async_opt(&request, opt)
-        })
-        .map(DeleteResponse::from)
+        })?;
+        self.namespace.delete_response(&mut r);
+        Ok(DeleteResponse::from(r))
     }
 
     /// Runs a transaction: its comparisons, then its success or its failure operations,
     /// atomically.
     pub fn txn(&self, txn: Txn) -> Result<TxnResponse> {
-        let request = txn.request()?;
+        let mut request = txn.request()?;
+        self.namespace.txn_request(&mut request);
         let spec = if txn.is_read_only() {
             Rpc::ReadOnlyTxn
         } else {
             Rpc::Txn
         };
-        self.caller
-            .unary(spec, self.timeout, |s, opt| {
-                s.kv.txn_async_opt(&request, opt)
-            })
-            .map(TxnResponse::from)
+        let mut r = self.caller.unary(spec, self.timeout, |s, opt| {
+            s.kv.txn_async_opt(&request, opt)
+        })?;
+        self.namespace.txn_response(&mut r);
+        Ok(TxnResponse::from(r))
     }
 
     /// Compacts the history before this revision: reads and watches at older revisions fail

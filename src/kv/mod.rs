@@ -2,6 +2,7 @@
 
 mod compare;
 mod handle;
+mod namespace;
 mod options;
 pub(crate) mod range;
 mod responses;
@@ -9,6 +10,7 @@ mod txn;
 
 pub use compare::{Compare, CompareNumber, CompareValue};
 pub use handle::Kv;
+pub(crate) use namespace::Namespace;
 pub use options::{CompactOptions, DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget};
 pub use range::prefix_end;
 pub use responses::{CompactResponse, DeleteResponse, GetResponse, PutResponse};

@@ -31,6 +31,7 @@ pub struct Lease {
     caller: Caller,
     keeper: Arc<Mutex<Option<Arc<Keeper>>>>,
     timeout: Duration,
+    namespace: crate::kv::Namespace,
 }
 
 impl Lease {
@@ -44,13 +45,21 @@ impl Lease {
             caller,
             keeper,
             timeout,
+            namespace: Default::default(),
         }
+    }
+
+    /// The same handle, the keys it lists under `namespace`.
+    pub(crate) fn in_namespace(mut self, namespace: crate::kv::Namespace) -> Lease {
+        self.namespace = namespace;
+        self
     }
 
     /// A handle whose calls have this deadline instead of the client's request timeout,
     /// as [`Kv::with_timeout`](crate::Kv::with_timeout).
     pub fn with_timeout(&self, timeout: Duration) -> Lease {
         Lease::new(self.caller.clone(), self.keeper.clone(), timeout)
+            .in_namespace(self.namespace.clone())
     }
 
     /// Renews a lease once, over a keepalive stream of its own, tried on other members
@@ -294,7 +303,7 @@ impl Lease {
             id: r.ID,
             ttl: (r.TTL >= 0).then(|| duration(r.TTL)),
             granted_ttl: duration(r.grantedTTL),
-            keys: r.take_keys().into_vec(),
+            keys: self.namespace.lease_keys(r.take_keys().into_vec()),
         })
     }
 

@@ -213,10 +213,13 @@ impl Group {
             } else {
                 response.clone()
             };
-            let Some(copy) = copy else {
+            let Some(mut copy) = copy else {
                 kept.push(member);
                 continue;
             };
+            if registration.strip > 0 {
+                copy.strip_keys(registration.strip);
+            }
             // Unbounded: a send never waits; it fails only when the watcher is gone.
             if registration.sender.send(copy).is_err() {
                 gone.push(member.id());

@@ -11,6 +11,7 @@ use super::registration::{Registration, Shared};
 use super::watcher::Watcher;
 use crate::call::{start_once, Caller};
 use crate::error::Result;
+use crate::kv::Namespace;
 
 /// The watch API of a client: cheap to clone, `Send + Sync`; from
 /// [`Client::watch`](crate::Client::watch).
@@ -27,6 +28,7 @@ pub struct Watch {
     caller: Caller,
     hub: Arc<Mutex<Option<Arc<Hub>>>>,
     timeout: Duration,
+    namespace: Namespace,
 }
 
 impl Watch {
@@ -39,7 +41,14 @@ impl Watch {
             caller,
             hub,
             timeout,
+            namespace: Namespace::default(),
         }
+    }
+
+    /// The same handle, its keys under `namespace`.
+    pub(crate) fn in_namespace(mut self, namespace: Namespace) -> Watch {
+        self.namespace = namespace;
+        self
     }
 
     /// Watches `key` from the next revision on.
@@ -51,6 +60,7 @@ impl Watch {
     /// the empty key alone, a negative start revision, a zero buffer, a closed client.
     pub fn watch_with(&self, key: impl Into<Vec<u8>>, options: WatchOptions) -> Result<Watcher> {
         let mut request = options.request(key.into())?;
+        self.namespace.watch_request(&mut request);
         let buffer = options.checked_buffer()?;
         let hub = self.hub()?;
         let id = hub.next_id();
@@ -67,6 +77,7 @@ impl Watch {
             created,
             shared: shared.clone(),
             buffer,
+            strip: self.namespace.len(),
         })))?;
         Ok(Watcher::new(
             id,

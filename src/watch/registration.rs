@@ -53,4 +53,6 @@ pub(crate) struct Registration {
     pub(crate) created: Sender<i64>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) buffer: usize,
+    /// The length of the namespace prefix its keys are delivered without (0: none).
+    pub(crate) strip: usize,
 }

@@ -74,6 +74,16 @@ impl WatchResponse {
         WatchResponse::new(header_of(header), events)
     }
 
+    /// Cuts the first `len` bytes (a namespace's prefix) off every key.
+    pub(crate) fn strip_keys(&mut self, len: usize) {
+        for event in &mut self.events {
+            event.kv.strip_key(len);
+            if let Some(prev) = event.prev_kv.as_mut() {
+                prev.strip_key(len);
+            }
+        }
+    }
+
     /// The header; its revision is the store's when the response was sent (at least the
     /// last event's).
     pub fn header(&self) -> &ResponseHeader {
