@@ -182,30 +182,37 @@ ensure_built_etcd() {
         mv "$work/etcd" "$dest/etcd.partial" && mv "$dest/etcd.partial" "$dest/etcd"
         rm -rf "$work"
     fi
-    ensure_built_restore "$version" "$dest"
+    ensure_built_tools "$version" "$dest"
     ETCD_BIN="$dest/etcd"
 }
 
-# etcd-restore beside a built etcd: etcdutl's snapshot restore of the same version, for
-# clusters the launcher starts from a snapshot (scripts/etcd-restore/main.go).
-ensure_built_restore() {
-    local version=$1 dest=$2
-    [ -x "$dest/etcd-restore" ] && return 0
-    echo "etcd-blocking: building etcd-restore $version with $(go env GOVERSION) into $dest (once)" >&2
+# The Go tools beside a built etcd, of the same version: etcd-restore (etcdutl's
+# snapshot restore, for clusters the launcher starts from a snapshot) and etcdctl (for
+# tests that compare this client's answers with etcdctl's).
+ensure_built_tools() {
+    ensure_built_tool etcd-restore go.etcd.io/etcd/etcdutl/v3 "$1" "$2"
+    ensure_built_tool etcdctl go.etcd.io/etcd/etcdctl/v3 "$1" "$2"
+}
+
+# ensure_built_tool NAME MODULE VERSION DEST: builds scripts/NAME/main.go against MODULE at
+# VERSION into DEST/NAME, once.
+ensure_built_tool() {
+    local name=$1 module=$2 version=$3 dest=$4
+    [ -x "$dest/$name" ] && return 0
+    echo "etcd-blocking: building $name $version with $(go env GOVERSION) into $dest (once)" >&2
     local work
     work=$(mktemp -d)
-    cp "$(dirname "${BASH_SOURCE[0]}")/etcd-restore/main.go" "$work/"
-    printf 'module etcd-blocking/etcd-restore\n\ngo 1.24\n' >"$work/go.mod"
+    cp "$(dirname "${BASH_SOURCE[0]}")/$name/main.go" "$work/"
+    printf 'module etcd-blocking/%s\n\ngo 1.24\n' "$name" >"$work/go.mod"
     if ! (cd "$work" &&
-        go get "go.etcd.io/etcd/etcdutl/v3@v$version" &&
-        # -e: etcdutl 3.5's tests of its dependencies import one package from two
-        # modules, which tidy reports though the build never sees it.
+        go get "$module@v$version" &&
+        # -e: etcd 3.5's modules' tests import one package from two modules, which tidy
+        # reports though the build never sees it.
         go mod tidy -e &&
-        CGO_ENABLED=0 go build -trimpath -o etcd-restore .) >&2; then
+        CGO_ENABLED=0 go build -trimpath -o "$name" .) >&2; then
         rm -rf "$work"
-        deps_fail "building etcd-restore $version failed (see above)"
+        deps_fail "building $name $version failed (see above)"
     fi
-    mv "$work/etcd-restore" "$dest/etcd-restore.partial" &&
-        mv "$dest/etcd-restore.partial" "$dest/etcd-restore"
+    mv "$work/$name" "$dest/$name.partial" && mv "$dest/$name.partial" "$dest/$name"
     rm -rf "$work"
 }

@@ -522,7 +522,8 @@
 //!
 //! With the cargo feature `testing`, `testing::Cluster` starts real etcd clusters on
 //! loopback for tests, benchmarks and examples, with per-member faults (kill, graceful stop,
-//! pause, resume, restart, cut off from its peers). This crate's own tests use it. It is
+//! pause, resume, restart, cut off from its peers), members added and removed, and
+//! clusters started from a snapshot. This crate's own tests use it. It is
 //! outside the crate's semver promises: it changes with the tests' needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -43,6 +43,22 @@ fn every_member_reports_its_status_with_the_fields_of_its_version() {
         leaders += usize::from(status.is_leader());
     }
     assert_eq!(leaders, 1, "one member says it leads");
+    // What etcdctl (beside the etcd binary; scripts/deps.sh builds it) says agrees.
+    for i in 0..3 {
+        let ours = client
+            .maintenance()
+            .status(&cluster.endpoint(i))
+            .expect("status");
+        let theirs = etcdctl_status(&cluster, i);
+        let number = |name: &str| json_number(&theirs, name);
+        assert_eq!(number("member_id"), Some(ours.member_id()), "{theirs}");
+        assert_eq!(number("leader"), Some(ours.leader), "{theirs}");
+        assert_eq!(number("raftTerm"), Some(ours.raft_term), "{theirs}");
+        assert!(
+            theirs.contains(&format!("\"version\":\"{}\"", ours.version)),
+            "{theirs}"
+        );
+    }
     let err = client
         .maintenance()
         .with_timeout(Duration::from_secs(1))
@@ -337,4 +353,33 @@ fn a_snapshot_taken_under_writes_restores_every_acknowledged_write() {
         "{} restored, {before} before",
         found.len()
     );
+}
+
+/// `etcdctl endpoint status -w json` of member `index`, by the etcdctl beside the etcd
+/// binary.
+fn etcdctl_status(cluster: &Cluster, index: usize) -> String {
+    let etcdctl = cluster.etcd_binary().with_file_name("etcdctl");
+    assert!(
+        etcdctl.is_file(),
+        "no etcdctl beside {}: scripts/deps.sh builds one",
+        cluster.etcd_binary().display()
+    );
+    let output = std::process::Command::new(&etcdctl)
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", cluster.endpoint(index)))
+        .args(["endpoint", "status", "-w", "json"])
+        .output()
+        .expect("run etcdctl");
+    assert!(output.status.success(), "etcdctl: {output:?}");
+    String::from_utf8(output.stdout).expect("etcdctl prints text")
+}
+
+/// The unsigned number after `"name":` in etcdctl's JSON.
+fn json_number(json: &str, name: &str) -> Option<u64> {
+    let at = json.find(&format!("\"{name}\":"))? + name.len() + 3;
+    let digits: String = json[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }

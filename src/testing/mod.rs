@@ -14,6 +14,11 @@
 //! and [`Cluster::authority`] issues more, expired ones included, for tests of bad
 //! credentials.
 //!
+//! Membership changes for real: [`Cluster::add_member`] and [`Cluster::add_learner`] add a
+//! member to the running cluster (MemberAdd, then a process that joins it), and
+//! [`Cluster::remove_member`] removes one. [`ClusterBuilder::restore_from`] starts every
+//! member from a snapshot file, with the restore tool beside the etcd binary.
+//!
 //! At most `ETCD_BLOCKING_MAX_CLUSTERS` clusters (default 2) run at once on a machine, across
 //! processes: a start beyond that waits for a slot, so a parallel test run on two cores does
 //! not drown in elections. A cluster started with [`ClusterBuilder::alone`] takes every
