@@ -17,7 +17,9 @@
 //! `COMPARE_MODE=stm` the STM (`peer_stm`), with `COMPARE_STM_ROUNDS` rounds (default 3);
 //! `COMPARE_MODE=tls` puts over mutual TLS and plaintext (`peer_tls`), with
 //! `COMPARE_TLS_ROUNDS` rounds (default 3); `COMPARE_MODE=expiry` a mixed load across
-//! token expiries (`peer_expiry`), with `COMPARE_EXPIRY_ROUNDS` rounds (default 3). `COMPARE_FLOOR=1` adds the floor
+//! token expiries (`peer_expiry`), with `COMPARE_EXPIRY_ROUNDS` rounds (default 3);
+//! `COMPARE_MODE=snapshot` snapshots of 100 MiB and 1 GiB (`peer_snapshot`), with
+//! `COMPARE_SNAPSHOT_ROUNDS` rounds (default 3). `COMPARE_FLOOR=1` adds the floor
 //! (`floor`, run as `--driver --floor`): not a client, an experiment that shows what a
 //! blocking client without gRPC's C core would cost; it gets a standing of its own and is
 //! never counted as a peer.
@@ -40,6 +42,7 @@ mod floor;
 mod peer_expiry;
 mod peer_failover;
 mod peer_lease;
+mod peer_snapshot;
 mod peer_stm;
 mod peer_tls;
 mod peer_watch;
@@ -77,6 +80,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if std::env::var("COMPARE_MODE").is_ok_and(|m| m == "expiry") {
         return peer_expiry::compare(&peers()?);
+    }
+    if std::env::var("COMPARE_MODE").is_ok_and(|m| m == "snapshot") {
+        return peer_snapshot::compare(&peers()?);
     }
     orchestrate()
 }
@@ -127,6 +133,12 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let client = builder.connect()?;
     if workload.starts_with("watch") {
         peer_watch::drive(args, &client)?;
+        client.close()?;
+        return Ok(());
+    }
+    if workload == "snapshot" {
+        let first = endpoints.split(',').next().unwrap_or_default();
+        peer_snapshot::drive(args, &client, first)?;
         client.close()?;
         return Ok(());
     }

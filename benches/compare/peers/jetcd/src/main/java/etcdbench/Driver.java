@@ -119,7 +119,7 @@ public final class Driver {
         int ops = Integer.parseInt(flags.getOrDefault("ops", "2000"));
         long durationMs = Long.parseLong(flags.getOrDefault("duration-ms", "0"));
         boolean trace = flags.containsKey("trace");
-        if (!List.of("put", "get", "get-serializable", "txn", "watch", "watch-fault", "keepalive", "lock", "election", "expiry")
+        if (!List.of("put", "get", "get-serializable", "txn", "watch", "watch-fault", "keepalive", "lock", "election", "expiry", "snapshot")
                 .contains(workload)) {
             fail("unknown workload " + workload);
         }
@@ -148,6 +148,10 @@ public final class Driver {
                     .password(ByteSequence.from(flags.getOrDefault("password", ""), StandardCharsets.UTF_8));
         }
         Client client = builder.build();
+        if (workload.equals("snapshot")) {
+            snapshotBench(client, flags.getOrDefault("out", "snapshot.db"));
+            Runtime.getRuntime().halt(0);
+        }
         if (workload.equals("expiry")) {
             expiryBench(client, durationMs, Long.parseLong(flags.getOrDefault("idle-ms", "0")),
                     Integer.parseInt(flags.getOrDefault("ttl-s", "3")));
@@ -776,5 +780,25 @@ public final class Driver {
             }
             return true;
         }
+    }
+
+    /**
+     * Saves a snapshot to `out` with jetcd's Maintenance.snapshot(OutputStream), into a
+     * buffered file stream, and reports the time, the bytes and the CPU and peak RSS.
+     */
+    private static void snapshotBench(Client client, String out) throws Exception {
+        double cpuBefore = cpuSeconds();
+        long started = System.nanoTime();
+        long bytes;
+        try (java.io.OutputStream file = new java.io.BufferedOutputStream(
+                new java.io.FileOutputStream(out), 1 << 16)) {
+            bytes = client.getMaintenanceClient().snapshot(file).get(10, TimeUnit.MINUTES);
+        }
+        double seconds = (System.nanoTime() - started) / 1e9;
+        System.out.printf(java.util.Locale.ROOT,
+                "{\"client\":\"jetcd\",\"workload\":\"snapshot\",\"bytes\":%d,\"seconds\":%f,"
+                + "\"cpu_seconds\":%f,\"peak_rss_kib\":%d}%n",
+                bytes, seconds, cpuSeconds() - cpuBefore, status("VmHWM"));
+        System.out.flush();
     }
 }
