@@ -441,6 +441,28 @@ impl Client {
         }
     }
 
+    /// A live, consistent local copy of the keys under `prefix` (the empty prefix: every
+    /// key), with default [`MirrorOptions`](crate::MirrorOptions): see
+    /// [`Client::mirror_with`].
+    pub fn mirror(&self, prefix: impl AsRef<[u8]>) -> Result<crate::Mirror> {
+        self.mirror_with(prefix, crate::MirrorOptions::new())
+    }
+
+    /// A live, consistent local copy of the keys under `prefix`: listed at one revision, a
+    /// page at a time, then followed by a watch from the revision after, on a thread of
+    /// its own (`etcd-mirror`), through every fault the watch survives; listed again, and
+    /// the difference applied (deletions included), when the watch is compacted. Reads
+    /// (`get`, `len`, `revision`, `snapshot`) never see part of a transaction: the copy
+    /// moves a whole watch response, whole revisions, at a time. Returns once the first
+    /// listing is in; dropping the mirror stops its thread.
+    pub fn mirror_with(
+        &self,
+        prefix: impl AsRef<[u8]>,
+        options: crate::MirrorOptions,
+    ) -> Result<crate::Mirror> {
+        crate::Mirror::start(self.kv(), self.watch(), prefix.as_ref(), options)
+    }
+
     /// The prefix of this view's keys ([`Client::namespaced`]); empty for the client
     /// itself.
     pub fn namespace(&self) -> &[u8] {

@@ -502,6 +502,33 @@
 //! client's connections, threads and watch stream: a watch of a view and one of the
 //! client over the same range share one server watch.
 //!
+//! # Mirrors: a live local copy of a prefix
+//!
+//! ```no_run
+//! # let client = etcd_blocking::Client::connect(["127.0.0.1:2379"])?;
+//! use std::time::Duration;
+//!
+//! let config = client.mirror("config/")?; // listed, then followed
+//! let workers = config.get("config/workers"); // local, no call
+//! let put = client.kv().put("config/workers", "8")?;
+//! let now = config.wait_for_revision(put.header().revision(), Duration::from_secs(5))?;
+//! # let _ = (workers, now);
+//! # Ok::<(), etcd_blocking::Error>(())
+//! ```
+//!
+//! [`Client::mirror`] lists a prefix at one revision, a page at a time
+//! ([`MirrorOptions::page_size`]), then follows it with a watch from the revision after,
+//! on a thread of its own, through every fault the watch survives. When the watch is
+//! compacted it lists again and applies the difference, deletions included. Reads
+//! ([`Mirror::get`], [`Mirror::len`], [`Mirror::revision`], [`Mirror::snapshot`]) are
+//! local and never see part of a transaction: the copy moves by whole revisions. A
+//! [`MirrorSnapshot`] is an immutable view at one revision, cheap to take and to hold
+//! (while one is held, the next change copies the map once). [`Mirror::wait_for_revision`]
+//! gives read-your-writes after a put through any client; [`Mirror::changes`] a bounded
+//! stream of batches (each the events of one revision, or a reset after a new listing)
+//! from a starting snapshot, a consumer that falls behind being dropped with
+//! [`Error::WatchLagged`]; [`Mirror::wait_until`] a condition on the copy.
+//!
 //! # The model, and where the internals are
 //!
 //! Every call blocks its thread until etcd answers or its deadline passes; nothing runs on
@@ -539,6 +566,7 @@ mod fake;
 mod kv;
 mod lease;
 mod maintenance;
+mod mirror;
 mod park;
 mod proto;
 mod secret;
@@ -569,6 +597,7 @@ pub use lease::{
     LeaseLeasesResponse, LeaseRenewal, LeaseRevokeResponse, LeaseTimeToLiveResponse,
 };
 pub use maintenance::{Alarm, AlarmKind, DowngradeInfo, HashKv, Maintenance, SnapshotInfo, Status};
+pub use mirror::{Mirror, MirrorChange, MirrorChanges, MirrorOptions, MirrorSnapshot};
 pub use services::{ElectionService, LockService, ServiceLeader, ServiceLock};
 pub use transport::Tls;
 pub use types::{KeyValue, ResponseHeader};

@@ -58,6 +58,12 @@ pub struct KeyValue {
 }
 
 impl KeyValue {
+    /// The same key-value without its value (a keys-only copy).
+    pub(crate) fn without_value(mut self) -> KeyValue {
+        self.value = Vec::new();
+        self
+    }
+
     /// Cuts the first `len` bytes (a namespace's prefix) off the key.
     pub(crate) fn strip_key(&mut self, len: usize) {
         self.key.drain(..len.min(self.key.len()));

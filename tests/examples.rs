@@ -74,6 +74,7 @@ fn every_example_runs_to_its_end() {
         ("secure", "secure example done"),
         ("members", "members example done"),
         ("backup", "backup example done"),
+        ("config_watch", "config_watch example done"),
     ] {
         let out = run(name);
         assert!(out.contains(last), "example {name} ended early:\n{out}");
