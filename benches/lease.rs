@@ -7,40 +7,13 @@
 //! `LEASE_TTL_S` their TTL (default 10 s), `LEASE_FAULT_ROUNDS` the runs of each fault
 //! (default 3).
 
+mod common;
+
 use std::thread;
 use std::time::{Duration, Instant};
 
 use etcd_blocking::testing::Cluster;
 use etcd_blocking::{Client, KeepAlive};
-
-fn status(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// This process's user + system CPU seconds.
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -78,18 +51,18 @@ fn many(count: usize, ttl: Duration) {
     let client = cluster.client().expect("connect");
     // The keeper's thread starts with the first keepalive.
     let first = keep_many(&client, 1, ttl);
-    let (rss, threads) = (status("VmRSS"), status("Threads"));
+    let (rss, threads) = (common::status("VmRSS"), common::status("Threads"));
     let started = Instant::now();
     let kept = keep_many(&client, count, ttl);
     let took = started.elapsed();
-    let (rss_after, threads_after) = (status("VmRSS"), status("Threads"));
+    let (rss_after, threads_after) = (common::status("VmRSS"), common::status("Threads"));
     // Three TTLs of renewals (nine per lease), the client's CPU over them.
-    let cpu = cpu_seconds();
+    let cpu = common::cpu_seconds();
     let window = Instant::now();
     while window.elapsed() < 3 * ttl {
         thread::sleep(Duration::from_millis(100));
     }
-    let per_second = (cpu_seconds() - cpu) / window.elapsed().as_secs_f64();
+    let per_second = (common::cpu_seconds() - cpu) / window.elapsed().as_secs_f64();
     let alive = kept.iter().filter(|k| k.status().is_alive()).count();
     println!(
         "| {count} leases, TTL {} s | grants + keepalives in {:.2} s (8 threads) | client CPU {:.1}% of a core while renewing ({:.0} renewals/s) | RSS +{} MiB | threads +{} | {alive} alive after 3 TTLs |",

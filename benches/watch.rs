@@ -20,17 +20,6 @@ mod common;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn status(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Waits for `watcher`'s next event, skipping progress reports.
 fn next_event(watcher: &Watcher) -> i64 {
     loop {
@@ -99,7 +88,7 @@ fn creation(client: &Client) -> String {
     let watch = client.watch();
     let first = watch.watch("create/first").expect("watch");
     first.created_revision().expect("created");
-    let (rss, threads) = (status("VmRSS"), status("Threads"));
+    let (rss, threads) = (common::status("VmRSS"), common::status("Threads"));
     let started = Instant::now();
     let watchers: Vec<Watcher> = (0..10_000)
         .map(|i| watch.watch(format!("create/{i}")).expect("watch"))
@@ -113,8 +102,8 @@ fn creation(client: &Client) -> String {
         "| 10,000 watches | queued in {} ms, all created in {} ms | RSS +{} MiB | threads +{} |",
         ms(queued),
         ms(created),
-        status("VmRSS").saturating_sub(rss) / 1024,
-        status("Threads").saturating_sub(threads)
+        common::status("VmRSS").saturating_sub(rss) / 1024,
+        common::status("Threads").saturating_sub(threads)
     )
 }
 
