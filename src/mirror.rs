@@ -320,7 +320,7 @@ impl Mirror {
     /// it too, but etcd before 3.4.25 and 3.5.8 can report a revision beyond events not
     /// yet delivered.)
     pub fn wait_for_revision(&self, revision: i64, timeout: Duration) -> Result<MirrorSnapshot> {
-        let deadline = Instant::now() + timeout.min(crate::time::LONGEST);
+        let deadline = crate::time::deadline(timeout);
         loop {
             self.health()?;
             {
@@ -414,7 +414,7 @@ impl Mirror {
         what: &str,
         mut predicate: impl FnMut(&MirrorSnapshot) -> bool,
     ) -> Result<MirrorSnapshot> {
-        let deadline = Instant::now() + timeout.min(crate::time::LONGEST);
+        let deadline = crate::time::deadline(timeout);
         let mut current = self.shared.current.lock();
         loop {
             if predicate(&current) {

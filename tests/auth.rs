@@ -180,6 +180,15 @@ fn idle_past(ttl: Duration) {
     }
 }
 
+/// A cluster with auth on (root) whose JWT tokens expire 2 s after they are issued.
+fn short_jwt_tokens() -> Cluster {
+    Cluster::builder()
+        .auth(ROOT_PASSWORD)
+        .jwt_tokens(Duration::from_secs(2))
+        .start()
+        .expect("start")
+}
+
 /// A cluster with auth on (root) whose simple tokens expire after 2 s unused.
 fn short_simple_tokens() -> Cluster {
     Cluster::builder()
@@ -318,11 +327,7 @@ fn a_client_certificate_names_the_user() {
 #[test]
 fn jwt_tokens_are_renewed_after_they_expire_and_after_a_role_change() {
     let ttl = Duration::from_secs(2);
-    let cluster = Cluster::builder()
-        .auth(ROOT_PASSWORD)
-        .jwt_tokens(ttl)
-        .start()
-        .expect("start");
+    let cluster = short_jwt_tokens();
     let root = cluster.client().expect("root connects");
     let auth = root.auth();
     auth.role_add("writer").expect("role");
@@ -364,11 +369,7 @@ fn jwt_tokens_are_renewed_after_they_expire_and_after_a_role_change() {
 #[test]
 fn a_lease_kept_alone_outlives_its_tokens() {
     let ttl = Duration::from_secs(2);
-    let cluster = Cluster::builder()
-        .auth(ROOT_PASSWORD)
-        .jwt_tokens(ttl)
-        .start()
-        .expect("start");
+    let cluster = short_jwt_tokens();
     let client = cluster.client().expect("root connects");
     let lease = client.lease();
     let granted = lease.grant(Duration::from_secs(2)).expect("grant");
@@ -531,11 +532,7 @@ fn mixed_load_across_expiries(client: &Client, run: Duration) {
 /// call_fails` idles past them.)
 #[test]
 fn a_mixed_load_loses_nothing_across_jwt_expiries() {
-    let cluster = Cluster::builder()
-        .auth(ROOT_PASSWORD)
-        .jwt_tokens(Duration::from_secs(2))
-        .start()
-        .expect("start");
+    let cluster = short_jwt_tokens();
     let client = cluster.client().expect("root connects");
     mixed_load_across_expiries(&client, Duration::from_secs(8));
 }

@@ -10,10 +10,8 @@ use std::time::Duration;
 use futures_core::Stream as _;
 use grpcio::{CallOption, ClientSStreamReceiver};
 
-use super::auth::token_refused;
 use super::caller::Caller;
 use super::spec::Rpc;
-use super::unary::renew_token;
 use crate::balancer::Endpoint;
 use crate::error::{Error, Result};
 use crate::park;
@@ -111,13 +109,12 @@ impl Caller {
         let route = self.route()?;
         let endpoint = route.balancer.endpoint_at(target);
         let spec = rpc.spec();
-        let tokens = route.tokens.as_deref().filter(|_| !spec.anonymous);
+        let mut call_token = super::unary::CallToken::new(&route, spec);
         let deadline = time::deadline(wait);
-        let mut renewed = false;
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let token = tokens.and_then(super::auth::Tokens::current);
+            let token = call_token.current();
             // The stream has no deadline of its own (a snapshot of gigabytes takes long):
             // each wait for a message is bounded instead.
             let option = call_options(LONGEST, !spec.serializable, token.as_deref());
@@ -135,11 +132,8 @@ impl Caller {
                 },
                 Err(e) => Error::from_grpc(e, target, wait),
             };
-            if let Some(tokens) = tokens.filter(|_| !renewed && token_refused(&error)) {
-                renewed = true;
-                if renew_token(&route, tokens, token.as_ref(), wait, deadline)? {
-                    continue;
-                }
+            if call_token.renewed_after(&error, token.as_ref(), wait, deadline)? {
+                continue;
             }
             let pause = super::retry::backoff(attempts);
             if !error.is_unavailable() || time::deadline(pause) >= deadline {

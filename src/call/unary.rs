@@ -41,8 +41,7 @@ where
     let mut attempts = 0usize;
     let mut last: Option<Error> = None;
     let mut tried: Option<Arc<Endpoint>> = None;
-    let tokens = route.tokens.as_deref().filter(|_| !spec.anonymous);
-    let mut renewed = false;
+    let mut call_token = CallToken::new(route, spec);
     loop {
         if let Some(endpoint) = tried.take().filter(|_| Instant::now() >= deadline) {
             // Out of time after a try: the last failure says most.
@@ -78,7 +77,7 @@ where
         }
         attempts += 1;
         tried = Some(endpoint.clone());
-        let token = tokens.and_then(Tokens::current);
+        let token = call_token.current();
         let option = call_options(remaining, !spec.serializable, token.as_deref());
         let epoch = balancer.leader_epoch();
         let outcome = match start(endpoint.stubs(), option) {
@@ -125,12 +124,9 @@ where
                 continue;
             }
         };
-        if let Some(tokens) = tokens.filter(|_| !renewed && token_refused(&error)) {
-            // Refused before it did anything: a new token, then the same call once more.
-            renewed = true;
-            if renew_token(route, tokens, token.as_ref(), timeout, deadline)? {
-                continue;
-            }
+        // Refused before it did anything: a new token, then the same call once more.
+        if call_token.renewed_after(&error, token.as_ref(), timeout, deadline)? {
+            continue;
         }
         match decide(spec.kind, &error) {
             Decision::Fail => return Err(error),
@@ -169,8 +165,7 @@ where
     F: Fn(&Stubs, CallOption) -> grpcio::Result<ClientUnaryReceiver<R>>,
 {
     let endpoint = route.balancer.endpoint_at(target);
-    let tokens = route.tokens.as_deref().filter(|_| !spec.anonymous);
-    let mut renewed = false;
+    let mut call_token = CallToken::new(route, spec);
     let mut attempts = 0u32;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -181,7 +176,7 @@ where
             });
         }
         attempts += 1;
-        let token = tokens.and_then(Tokens::current);
+        let token = call_token.current();
         let option = call_options(remaining, !spec.serializable, token.as_deref());
         let result = match start(endpoint.stubs(), option) {
             Ok(mut call) => {
@@ -210,11 +205,8 @@ where
             Ok(response) => return Ok(response),
             Err(e) => Error::from_grpc(e, target, timeout),
         };
-        if let Some(tokens) = tokens.filter(|_| !renewed && token_refused(&error)) {
-            renewed = true;
-            if renew_token(route, tokens, token.as_ref(), timeout, deadline)? {
-                continue;
-            }
+        if call_token.renewed_after(&error, token.as_ref(), timeout, deadline)? {
+            continue;
         }
         match decide(spec.kind, &error) {
             Decision::Fail => return Err(error),
@@ -224,11 +216,56 @@ where
                     source: Box::new(error),
                 })
             }
-            Decision::Retry(_) if Instant::now() + backoff(attempts) >= deadline => {
+            Decision::Retry(_) if time::deadline(backoff(attempts)) >= deadline => {
                 return Err(error)
             }
             Decision::Retry(_) => std::thread::sleep(backoff(attempts)),
         }
+    }
+}
+
+/// One call's token, and its one renewal: a call refused for the token it was sent with
+/// gets a new one, and is sent once more, once.
+pub(crate) struct CallToken<'a> {
+    route: &'a Route,
+    tokens: Option<&'a Tokens>,
+    renewed: bool,
+}
+
+impl<'a> CallToken<'a> {
+    /// The token of a call through `route` of kind `spec` (none for the authentication
+    /// itself, or for a client without a user or token).
+    pub(crate) fn new(route: &'a Route, spec: Spec) -> CallToken<'a> {
+        CallToken {
+            route,
+            tokens: route.tokens.as_deref().filter(|_| !spec.anonymous),
+            renewed: false,
+        }
+    }
+
+    /// The token to send now.
+    pub(crate) fn current(&self) -> Option<Arc<Secret>> {
+        self.tokens.and_then(Tokens::current)
+    }
+
+    /// After `error` on a call sent with `sent`: true when the member refused that token,
+    /// this call has not renewed it yet, and a new one is there now (send the call once
+    /// more); the authentication's error if it failed.
+    pub(crate) fn renewed_after(
+        &mut self,
+        error: &Error,
+        sent: Option<&Arc<Secret>>,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<bool> {
+        let Some(tokens) = self
+            .tokens
+            .filter(|_| !self.renewed && token_refused(error))
+        else {
+            return Ok(false);
+        };
+        self.renewed = true;
+        renew_token(self.route, tokens, sent, timeout, deadline)
     }
 }
 
