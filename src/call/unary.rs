@@ -509,13 +509,22 @@ mod tests {
 
     #[test]
     fn a_write_that_completes_soon_after_the_leader_moves_is_not_reported_unknown() {
-        let fake = FakeCluster::start(2);
-        let client = client(&fake);
-        // Answered 60 ms after it arrived; the client learns of the new leader well within.
-        fake.hold_puts(Some(Duration::from_millis(60)));
-        let (member, put) = put_while(&fake, &client, || fake.elect(2, 3));
-        assert_eq!(member, 1, "the put went to the leader");
-        assert!(put.is_ok(), "{put:?}");
+        // The scenario needs the put on the leader; a probe that ran late on a loaded
+        // machine can have it suspect for a moment, and the put go elsewhere: then the
+        // scenario did not happen, and is set up again.
+        for _ in 0..5 {
+            let fake = FakeCluster::start(2);
+            let client = client(&fake);
+            // Answered 60 ms after it arrived; the client learns of the new leader well
+            // within.
+            fake.hold_puts(Some(Duration::from_millis(60)));
+            let (member, put) = put_while(&fake, &client, || fake.elect(2, 3));
+            if member == 1 {
+                assert!(put.is_ok(), "{put:?}");
+                return;
+            }
+        }
+        panic!("the put never went to the leader in five tries");
     }
 
     #[test]
