@@ -464,7 +464,7 @@ fn late_lock_round(
     cluster.pause(leader).expect("pause");
     let paused = Instant::now();
     start.wait();
-    witness.send(cluster, kv, &via);
+    let _ = witness.send(cluster, kv, &via);
     for locker in lockers {
         locker.join().expect("locker");
     }

@@ -262,12 +262,15 @@ fn late_round(cluster: &etcd_blocking::testing::Cluster, kv: &Kv, n: usize) -> (
     cluster.pause(leader).expect("pause");
     let paused = Instant::now();
     paused_now.wait();
-    witness.send(cluster, kv, &via);
-    cluster
-        .wait_until(Duration::from_secs(20), "a commit fenced off", || {
-            paused.elapsed() >= HOLD && stm.stats().resolved_aborted > 0
-        })
-        .ok();
+    // When the blind put was not forwarded to the paused leader, neither were the
+    // commits: the round cannot show what it is for, and ends at once.
+    if witness.send(cluster, kv, &via) {
+        cluster
+            .wait_until(Duration::from_secs(20), "a commit fenced off", || {
+                paused.elapsed() >= HOLD && stm.stats().resolved_aborted > 0
+            })
+            .ok();
+    }
     cluster.resume(leader).expect("resume");
     let late = witness.wait(cluster, kv);
     // Counting goes on after the old leader is back, so that a late commit applied over
@@ -295,20 +298,21 @@ fn late_round(cluster: &etcd_blocking::testing::Cluster, kv: &Kv, n: usize) -> (
 
 #[test]
 fn a_commit_fenced_off_is_never_applied_though_forwarded_writes_arrive_late() {
-    let cluster = cluster(3);
-    let client = client(&cluster);
-    all_healthy(&cluster, &client);
-    let kv = client.kv();
+    // Each round on a cluster of its own, with slow elections, alone: on a cluster that
+    // had been through a round, or with the launcher's fast elections under load, the
+    // blind put was often served by a new leader, never forwarded to the paused one, and
+    // the round missed what it is for. One in five still misses; it ends at once.
     let mut rounds = Vec::new();
-    for n in 0..4 {
-        let (late, fenced) = late_round(&cluster, &kv, n);
+    for n in 0..6 {
+        let cluster = common::alone_slow_elections(3);
+        let client = client(&cluster);
+        all_healthy(&cluster, &client);
+        let (late, fenced) = late_round(&cluster, &client.kv(), n);
         eprintln!("round {n}: forwarded writes applied late: {late}; commits fenced off: {fenced}");
         rounds.push((late, fenced));
         if late && fenced > 0 {
             return;
         }
-        cluster.wait_healthy().expect("healthy");
-        all_healthy(&cluster, &client);
     }
     panic!("no round saw a commit fenced off while forwarded writes arrived late: {rounds:?}");
 }

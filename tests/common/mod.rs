@@ -40,6 +40,20 @@ pub fn alone(members: usize) -> Cluster {
         .unwrap_or_else(|e| panic!("starting a {members}-member cluster: {e}"))
 }
 
+/// [`alone`], with elections ten times slower than the launcher's (100 ms heartbeats, a
+/// 1 s election timeout), for the tests that pause a leader and need the writes sent
+/// through a follower just after it to be forwarded to the paused leader: with the
+/// launcher's 100 ms timeout, under load, a new leader often served them first.
+pub fn alone_slow_elections(members: usize) -> Cluster {
+    Cluster::builder()
+        .members(members)
+        .arg("--heartbeat-interval=100")
+        .arg("--election-timeout=1000")
+        .alone()
+        .start()
+        .unwrap_or_else(|e| panic!("starting a {members}-member cluster: {e}"))
+}
+
 /// [`alone`], behind peer proxies (see [`cluster_with_peer_proxies`]).
 pub fn alone_with_peer_proxies(members: usize) -> Cluster {
     Cluster::builder()
@@ -128,13 +142,15 @@ impl LateWitness {
     }
 
     /// The blind put through `via` (a client of a follower), just after the pause; when
-    /// its outcome is unknown, a newer value through `kv`.
-    pub fn send(&mut self, cluster: &Cluster, kv: &Kv, via: &Client) {
+    /// its outcome is unknown, a newer value through `kv`. Whether it was unknown: if not,
+    /// it never waited on the paused leader (a new leader served it), and the round cannot
+    /// show a late write.
+    pub fn send(&mut self, cluster: &Cluster, kv: &Kv, via: &Client) -> bool {
         let Err(e) = via.kv().put(self.key.as_str(), "late") else {
-            return;
+            return false;
         };
         if !e.is_write_outcome_unknown() {
-            return;
+            return false;
         }
         // A copy of unknown outcome of the newer value that lands late can only hide a
         // late witness, not fake one.
@@ -147,6 +163,7 @@ impl LateWitness {
                 self.newer.is_some()
             })
             .expect("written");
+        true
     }
 
     /// True once the blind put was applied over the newer value.
@@ -161,6 +178,10 @@ impl LateWitness {
     /// Waits, at most 10 s, for the blind put to be applied late and the cluster to be
     /// healthy; whether it was.
     pub fn wait(&self, cluster: &Cluster, kv: &Kv) -> bool {
+        if self.newer.is_none() {
+            // The blind put's outcome was known: it cannot be applied late.
+            return false;
+        }
         let _ = cluster.wait_until(Duration::from_secs(10), "late writes to be applied", || {
             self.applied_late(kv) && cluster.wait_healthy().is_ok()
         });
