@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         config.revision(),
         config.len()
     );
-    for kv in config.snapshot().iter() {
+    for (_, kv) in config.snapshot().iter() {
         println!("  {} = {}", kv.key_str()?, kv.value_str()?);
     }
     let (_, changes) = config.changes();

@@ -455,11 +455,13 @@ impl Client {
     /// (`get`, `len`, `revision`, `snapshot`) never see part of a transaction: the copy
     /// moves a whole watch response, whole revisions, at a time. Returns once the first
     /// listing is in; dropping the mirror stops its thread.
-    pub fn mirror_with(
+    /// With [`MirrorOptions::decode`](crate::MirrorOptions::decode), the copy keeps what
+    /// the decoder makes of each key, parsed once per change.
+    pub fn mirror_with<V: Clone + Send + Sync + 'static>(
         &self,
         prefix: impl AsRef<[u8]>,
-        options: crate::MirrorOptions,
-    ) -> Result<crate::Mirror> {
+        options: crate::MirrorOptions<V>,
+    ) -> Result<crate::Mirror<V>> {
         crate::Mirror::start(self.kv(), self.watch(), prefix.as_ref(), options)
     }
 

@@ -529,6 +529,25 @@
 //! from a starting snapshot, a consumer that falls behind being dropped with
 //! [`Error::WatchLagged`]; [`Mirror::wait_until`] a condition on the copy.
 //!
+//! A decoder ([`MirrorOptions::decode`]) makes the copy keep your type instead of the
+//! key-value, parsed once per change rather than on every read; a key whose value it
+//! refuses is left out and listed, with the reason, by [`MirrorSnapshot::rejected`]:
+//!
+//! ```no_run
+//! # let client = etcd_blocking::Client::connect(["127.0.0.1:2379"])?;
+//! use etcd_blocking::{KeyValue, MirrorOptions};
+//!
+//! type Failure = Box<dyn std::error::Error + Send + Sync>;
+//! let number = |kv: &KeyValue| -> Result<u64, Failure> { Ok(kv.value_str()?.parse()?) };
+//! let limits = client.mirror_with("limits/", MirrorOptions::new().decode(number))?;
+//! let per_user: Option<u64> = limits.get("limits/per_user");
+//! for (key, why) in limits.snapshot().rejected() {
+//!     eprintln!("{}: {why}", String::from_utf8_lossy(key));
+//! }
+//! # let _ = per_user;
+//! # Ok::<(), etcd_blocking::Error>(())
+//! ```
+//!
 //! # The model, and where the internals are
 //!
 //! Every call blocks its thread until etcd answers or its deadline passes; nothing runs on

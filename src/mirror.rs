@@ -24,12 +24,38 @@ const TICK: Duration = Duration::from_millis(100);
 /// How long the thread waits before it tries again after a failure.
 const RETRY: Duration = Duration::from_millis(200);
 
-/// Settings of a [`Mirror`].
-#[derive(Debug, Clone)]
-pub struct MirrorOptions {
+/// Turns a key-value into what the mirror keeps of it, or says why it cannot.
+type Decoder<V> = Arc<dyn Fn(KeyValue) -> std::result::Result<V, String> + Send + Sync>;
+
+/// Settings of a [`Mirror`]: `V` is what it keeps of each key ([`KeyValue`] unless a
+/// decoder is set with [`MirrorOptions::decode`]).
+pub struct MirrorOptions<V = KeyValue> {
     page_size: i64,
     keys_only: bool,
     changes_buffer: usize,
+    decode: Decoder<V>,
+}
+
+impl<V> Clone for MirrorOptions<V> {
+    fn clone(&self) -> Self {
+        MirrorOptions {
+            page_size: self.page_size,
+            keys_only: self.keys_only,
+            changes_buffer: self.changes_buffer,
+            decode: self.decode.clone(),
+        }
+    }
+}
+
+impl<V> std::fmt::Debug for MirrorOptions<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MirrorOptions")
+            .field("page_size", &self.page_size)
+            .field("keys_only", &self.keys_only)
+            .field("changes_buffer", &self.changes_buffer)
+            .field("decodes_to", &std::any::type_name::<V>())
+            .finish()
+    }
 }
 
 impl Default for MirrorOptions {
@@ -38,17 +64,20 @@ impl Default for MirrorOptions {
             page_size: 1000,
             keys_only: false,
             changes_buffer: 1024,
+            decode: Arc::new(Ok),
         }
     }
 }
 
 impl MirrorOptions {
-    /// The default settings: pages of 1,000 keys, values kept, 1,024 batches of changes
-    /// buffered per consumer.
+    /// The default settings: pages of 1,000 keys, key-values kept as they are, 1,024
+    /// batches of changes buffered per consumer.
     pub fn new() -> Self {
         Self::default()
     }
+}
 
+impl<V> MirrorOptions<V> {
     /// How many keys each request of a listing asks for (1 or more; default 1,000), so
     /// that a prefix of a million keys is not one huge response.
     pub fn page_size(mut self, keys: i64) -> Self {
@@ -56,7 +85,8 @@ impl MirrorOptions {
         self
     }
 
-    /// Keeps keys and their revisions only, without values.
+    /// Keeps keys and their revisions only, without values (a decoder gets key-values
+    /// with empty values).
     pub fn keys_only(mut self) -> Self {
         self.keys_only = true;
         self
@@ -68,42 +98,153 @@ impl MirrorOptions {
         self.changes_buffer = batches;
         self
     }
+
+    /// Keeps what `decode` makes of each key-value instead of the key-value: parsed once,
+    /// when the key changes, not on every read. A key whose value `decode` refuses is
+    /// left out of the copy and listed, with the reason, by
+    /// [`MirrorSnapshot::rejected`] until a value it accepts replaces it (or the key is
+    /// deleted). The reason is never logged: it may quote the value. `T` is cloned when
+    /// a change comes while a snapshot is held; keep large values behind an `Arc`.
+    pub fn decode<T, E: std::fmt::Display>(
+        self,
+        decode: impl Fn(&KeyValue) -> std::result::Result<T, E> + Send + Sync + 'static,
+    ) -> MirrorOptions<T> {
+        MirrorOptions {
+            page_size: self.page_size,
+            keys_only: self.keys_only,
+            changes_buffer: self.changes_buffer,
+            decode: Arc::new(move |kv: KeyValue| decode(&kv).map_err(|e| e.to_string())),
+        }
+    }
 }
+
+/// One key as the mirror keeps it: its modification revision (which tells, when the
+/// prefix is listed again, whether it changed) and what was kept of it.
+type Kept<V> = (i64, V);
 
 /// The mirror's keys at one revision: immutable, cheap to take (a reference count), safe
 /// to hold on any thread while the mirror goes on. Keys are the cluster's own (the
 /// prefix included).
-#[derive(Debug, Clone, Default)]
-pub struct MirrorSnapshot {
+pub struct MirrorSnapshot<V = KeyValue> {
     revision: i64,
-    keys: Arc<BTreeMap<Vec<u8>, KeyValue>>,
+    keys: Arc<BTreeMap<Vec<u8>, Kept<V>>>,
+    /// Keys whose value the decoder refused: their modification revision and why.
+    rejected: Arc<BTreeMap<Vec<u8>, Kept<String>>>,
 }
 
-impl MirrorSnapshot {
+impl<V> Clone for MirrorSnapshot<V> {
+    fn clone(&self) -> Self {
+        MirrorSnapshot {
+            revision: self.revision,
+            keys: self.keys.clone(),
+            rejected: self.rejected.clone(),
+        }
+    }
+}
+
+impl<V> std::fmt::Debug for MirrorSnapshot<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MirrorSnapshot")
+            .field("revision", &self.revision)
+            .field("keys", &self.keys.len())
+            .field("rejected", &self.rejected.len())
+            .finish()
+    }
+}
+
+impl<V> MirrorSnapshot<V> {
+    fn new(revision: i64) -> Self {
+        MirrorSnapshot {
+            revision,
+            keys: Arc::default(),
+            rejected: Arc::default(),
+        }
+    }
+
     /// The store revision the copy is at: every change of the prefix up to it is in it,
     /// none after it.
     pub fn revision(&self) -> i64 {
         self.revision
     }
 
-    /// The key-value of `key`, if the prefix has it.
-    pub fn get(&self, key: impl AsRef<[u8]>) -> Option<&KeyValue> {
-        self.keys.get(key.as_ref())
+    /// What the copy keeps of `key`, if the prefix has it (and the decoder took it).
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Option<&V> {
+        self.keys.get(key.as_ref()).map(|(_, value)| value)
     }
 
-    /// How many keys.
+    /// How many keys (those the decoder refused not counted).
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
-    /// True when the prefix has no key.
+    /// True when the copy has no key.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
-    /// Every key-value, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = &KeyValue> {
-        self.keys.values()
+    /// Every key with what the copy keeps of it, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
+        self.keys
+            .iter()
+            .map(|(key, (_, value))| (key.as_slice(), value))
+    }
+
+    /// The keys whose value the decoder ([`MirrorOptions::decode`]) refused, with its
+    /// reason, in key order; none without a decoder.
+    pub fn rejected(&self) -> impl Iterator<Item = (&[u8], &str)> {
+        self.rejected
+            .iter()
+            .map(|(key, (_, why))| (key.as_slice(), why.as_str()))
+    }
+
+    /// How many keys the prefix has, refused ones included.
+    fn listed(&self) -> usize {
+        self.keys.len() + self.rejected.len()
+    }
+
+    /// The modification revision of `key`, kept or refused.
+    fn mod_revision(&self, key: &[u8]) -> Option<i64> {
+        self.keys
+            .get(key)
+            .map(|(r, _)| *r)
+            .or_else(|| self.rejected.get(key).map(|(r, _)| *r))
+    }
+
+    /// Puts `kv` in the copy, as `decode` makes it.
+    fn put(&mut self, decode: &Decoder<V>, kv: KeyValue)
+    where
+        V: Clone,
+    {
+        let key = kv.key().to_vec();
+        let revision = kv.mod_revision();
+        match decode(kv) {
+            Ok(value) => {
+                if self.rejected.contains_key(&key) {
+                    Arc::make_mut(&mut self.rejected).remove(&key);
+                }
+                Arc::make_mut(&mut self.keys).insert(key, (revision, value));
+            }
+            Err(why) => {
+                log::debug!("etcd mirror: the decoder refused a value");
+                if self.keys.contains_key(&key) {
+                    Arc::make_mut(&mut self.keys).remove(&key);
+                }
+                Arc::make_mut(&mut self.rejected).insert(key, (revision, why));
+            }
+        }
+    }
+
+    /// Takes `key` out of the copy.
+    fn delete(&mut self, key: &[u8])
+    where
+        V: Clone,
+    {
+        if self.keys.contains_key(key) {
+            Arc::make_mut(&mut self.keys).remove(key);
+        }
+        if self.rejected.contains_key(key) {
+            Arc::make_mut(&mut self.rejected).remove(key);
+        }
     }
 }
 
@@ -165,8 +306,8 @@ struct Consumer {
 }
 
 /// What the mirror's thread and its handle share.
-struct Shared {
-    current: Mutex<MirrorSnapshot>,
+struct Shared<V> {
+    current: Mutex<MirrorSnapshot<V>>,
     moved: Condvar,
     consumers: Mutex<Vec<Consumer>>,
     /// The last failure the thread met and recovered from, for the curious.
@@ -178,10 +319,11 @@ struct Shared {
 
 /// A live, consistent local copy of the keys under a prefix; see
 /// [`Client::mirror`](crate::Client::mirror).
-/// Dropping it stops its thread.
-pub struct Mirror {
-    shared: Arc<Shared>,
-    options: MirrorOptions,
+/// Dropping it stops its thread. `V` is what it keeps of each key: the [`KeyValue`], or
+/// what [`MirrorOptions::decode`] makes of it.
+pub struct Mirror<V = KeyValue> {
+    shared: Arc<Shared<V>>,
+    options: MirrorOptions<V>,
     /// For the reads that tell whether a revision without a change of the prefix has
     /// been reached.
     kv: Kv,
@@ -189,7 +331,7 @@ pub struct Mirror {
     thread: Option<JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for Mirror {
+impl<V> std::fmt::Debug for Mirror<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let current = self.shared.current.lock();
         f.debug_struct("Mirror")
@@ -199,15 +341,15 @@ impl std::fmt::Debug for Mirror {
     }
 }
 
-impl Mirror {
+impl<V: Clone + Send + Sync + 'static> Mirror<V> {
     /// Lists `prefix` (the empty prefix: every key) and starts following it; returns once
     /// the first listing is in.
     pub(crate) fn start(
         kv: Kv,
         watch: Watch,
         prefix: &[u8],
-        options: MirrorOptions,
-    ) -> Result<Mirror> {
+        options: MirrorOptions<V>,
+    ) -> Result<Mirror<V>> {
         if options.page_size < 1 {
             return Err(Error::InvalidArgument {
                 argument: "page size",
@@ -220,12 +362,13 @@ impl Mirror {
                 reason: "must be 1 or more".to_owned(),
             });
         }
-        let (revision, keys) = list(&kv, prefix, &options)?;
+        let (revision, listed) = list(&kv, prefix, &options)?;
+        let mut first = MirrorSnapshot::new(revision);
+        for kv in listed {
+            first.put(&options.decode, kv);
+        }
         let shared = Arc::new(Shared {
-            current: Mutex::new(MirrorSnapshot {
-                revision,
-                keys: Arc::new(keys),
-            }),
+            current: Mutex::new(first),
             moved: Condvar::new(),
             consumers: Mutex::new(Vec::new()),
             last_error: Mutex::new(None),
@@ -269,13 +412,14 @@ impl Mirror {
     }
 
     /// The copy as it is now.
-    pub fn snapshot(&self) -> MirrorSnapshot {
+    pub fn snapshot(&self) -> MirrorSnapshot<V> {
         self.shared.current.lock().clone()
     }
 
-    /// The key-value of `key` now, if the prefix has it.
-    pub fn get(&self, key: impl AsRef<[u8]>) -> Option<KeyValue> {
-        self.shared.current.lock().keys.get(key.as_ref()).cloned()
+    /// What the copy keeps of `key` now (a clone), if the prefix has it (and the decoder
+    /// took it).
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Option<V> {
+        self.shared.current.lock().get(key).cloned()
     }
 
     /// How many keys the prefix has now.
@@ -314,13 +458,14 @@ impl Mirror {
     /// Waits until the copy has reached `revision` (read-your-writes: the revision of a
     /// put made through any client); the snapshot then, or [`Error::WaitTimeout`] after
     /// `timeout`. A revision that changed nothing under the prefix is reached too: while
-    /// the copy is behind, two count-only reads at `revision` tell whether the prefix has
-    /// changed since the copy's revision (the same number of keys, none modified after
-    /// it); if not, the copy is at `revision` already. (Watch progress reports would do
+    /// the copy is behind, two reads at `revision` tell whether the prefix has changed
+    /// since the copy's revision (the same number of keys, none modified after it); if
+    /// not, the copy is at `revision` already. (Watch progress reports would do
     /// it too, but etcd before 3.4.25 and 3.5.8 can report a revision beyond events not
     /// yet delivered.)
-    pub fn wait_for_revision(&self, revision: i64, timeout: Duration) -> Result<MirrorSnapshot> {
+    pub fn wait_for_revision(&self, revision: i64, timeout: Duration) -> Result<MirrorSnapshot<V>> {
         let deadline = crate::time::deadline(timeout);
+        let mut waited = false;
         loop {
             self.health()?;
             {
@@ -332,10 +477,14 @@ impl Mirror {
             if self.shared.stop.load(Ordering::Acquire) {
                 return Err(Error::Closed);
             }
+            // The watch usually brings the revision first; after a wait, the reads.
             // A failed read is tried again until the deadline.
-            if let Ok(true) = self.unchanged_up_to(revision) {
-                continue;
+            if waited {
+                if let Ok(true) = self.unchanged_up_to(revision) {
+                    continue;
+                }
             }
+            waited = true;
             let now = Instant::now();
             if now >= deadline {
                 return Err(Error::WaitTimeout {
@@ -360,7 +509,7 @@ impl Mirror {
     fn unchanged_up_to(&self, revision: i64) -> Result<bool> {
         let (at, len) = {
             let current = self.shared.current.lock();
-            (current.revision, current.keys.len())
+            (current.revision, current.listed())
         };
         if at >= revision {
             return Ok(true);
@@ -384,8 +533,20 @@ impl Mirror {
                 .count())
         };
         let keys = count(GetOptions::new())?;
-        let modified = count(GetOptions::new().min_mod_revision(at + 1))?;
-        if usize::try_from(keys) != Ok(len) || modified != 0 {
+        if usize::try_from(keys) != Ok(len) {
+            return Ok(false);
+        }
+        // Not count-only: etcd counts before it applies the revision filters.
+        let modified = self.kv.get_with(
+            from,
+            GetOptions::new()
+                .range_end(end)
+                .revision(revision)
+                .min_mod_revision(at + 1)
+                .keys_only()
+                .limit(1),
+        )?;
+        if !modified.kvs().is_empty() {
             return Ok(false);
         }
         let mut current = self.shared.current.lock();
@@ -402,9 +563,9 @@ impl Mirror {
     /// [`Error::WaitTimeout`] after `timeout`.
     pub fn wait_until(
         &self,
-        predicate: impl FnMut(&MirrorSnapshot) -> bool,
+        predicate: impl FnMut(&MirrorSnapshot<V>) -> bool,
         timeout: Duration,
-    ) -> Result<MirrorSnapshot> {
+    ) -> Result<MirrorSnapshot<V>> {
         self.wait(timeout, "the mirror's condition", predicate)
     }
 
@@ -412,8 +573,8 @@ impl Mirror {
         &self,
         timeout: Duration,
         what: &str,
-        mut predicate: impl FnMut(&MirrorSnapshot) -> bool,
-    ) -> Result<MirrorSnapshot> {
+        mut predicate: impl FnMut(&MirrorSnapshot<V>) -> bool,
+    ) -> Result<MirrorSnapshot<V>> {
         let deadline = crate::time::deadline(timeout);
         let mut current = self.shared.current.lock();
         loop {
@@ -442,8 +603,10 @@ impl Mirror {
 
     /// A consumer of every change from now on, in batches (each all the events of one
     /// revision, or a reset after a new listing), with what the snapshot was when it
-    /// started: apply the batches to it to follow the prefix.
-    pub fn changes(&self) -> (MirrorSnapshot, MirrorChanges) {
+    /// started: apply the batches to it to follow the prefix. The batches carry what etcd
+    /// sent, not decoded: with a decoder, take what it made of a key from a snapshot at
+    /// the batch's revision or later.
+    pub fn changes(&self) -> (MirrorSnapshot<V>, MirrorChanges) {
         let (sender, receiver) = crossbeam_channel::bounded(self.options.changes_buffer);
         let lagged = Arc::new(Mutex::new(None));
         // Under the consumers' lock, which the thread holds while it publishes: the
@@ -465,7 +628,7 @@ impl Mirror {
     }
 }
 
-impl Drop for Mirror {
+impl<V> Drop for Mirror<V> {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
         self.shared.moved.notify_all();
@@ -476,12 +639,8 @@ impl Drop for Mirror {
 }
 
 /// Lists every key under `prefix` at one revision, a page at a time: the revision and the
-/// keys.
-fn list(
-    kv: &Kv,
-    prefix: &[u8],
-    options: &MirrorOptions,
-) -> Result<(i64, BTreeMap<Vec<u8>, KeyValue>)> {
+/// key-values, in key order.
+fn list<V>(kv: &Kv, prefix: &[u8], options: &MirrorOptions<V>) -> Result<(i64, Vec<KeyValue>)> {
     let end = prefix_end(prefix);
     let mut from = if prefix.is_empty() {
         vec![0]
@@ -489,7 +648,7 @@ fn list(
         prefix.to_vec()
     };
     let mut revision = 0;
-    let mut keys = BTreeMap::new();
+    let mut keys = Vec::new();
     loop {
         let mut get = GetOptions::new()
             .range_end(end.clone())
@@ -511,9 +670,7 @@ fn list(
         };
         from = last.key().to_vec();
         from.push(0);
-        for kv in kvs {
-            keys.insert(kv.key().to_vec(), kv);
-        }
+        keys.extend(kvs);
         if !more {
             break;
         }
@@ -522,15 +679,15 @@ fn list(
 }
 
 /// The mirror's thread: follows the prefix with a watch, lists it again when needed.
-struct Follower {
+struct Follower<V> {
     kv: Kv,
     watch: Watch,
     prefix: Vec<u8>,
-    options: MirrorOptions,
-    shared: Arc<Shared>,
+    options: MirrorOptions<V>,
+    shared: Arc<Shared<V>>,
 }
 
-impl Follower {
+impl<V: Clone> Follower<V> {
     fn run(self) {
         let mut watcher: Option<Arc<Watcher>> = None;
         while !self.shared.stop.load(Ordering::Acquire) {
@@ -609,7 +766,6 @@ impl Follower {
         let mut consumers = self.shared.consumers.lock();
         let mut current = self.shared.current.lock();
         let mut batches: Vec<MirrorChange> = Vec::new();
-        let keys = Arc::make_mut(&mut current.keys);
         for event in events {
             let revision = event.revision();
             match event.kind() {
@@ -618,11 +774,9 @@ impl Follower {
                     if self.options.keys_only {
                         kv = kv.without_value();
                     }
-                    keys.insert(kv.key().to_vec(), kv);
+                    current.put(&self.options.decode, kv);
                 }
-                EventKind::Delete => {
-                    keys.remove(event.kv().key());
-                }
+                EventKind::Delete => current.delete(event.kv().key()),
             }
             match batches.last_mut() {
                 Some(MirrorChange::Events {
@@ -648,25 +802,34 @@ impl Follower {
     /// Lists the prefix again (its watch was compacted), puts the new copy in place and
     /// tells the consumers what differs.
     fn relist(&self) -> Result<()> {
-        let (revision, keys) = list(&self.kv, &self.prefix, &self.options)?;
-        let mut consumers = self.shared.consumers.lock();
-        let mut current = self.shared.current.lock();
-        let old = current.keys.clone();
-        let put: Vec<KeyValue> = keys
-            .iter()
-            .filter(|(k, v)| old.get(*k) != Some(v))
-            .map(|(_, v)| v.clone())
-            .collect();
+        let (revision, listed) = list(&self.kv, &self.prefix, &self.options)?;
+        let old = self.shared.current.lock().clone();
+        // Decoded afresh: the keys whose modification revision moved, or that are new.
+        let mut next = MirrorSnapshot::new(revision);
+        let mut put = Vec::new();
+        for kv in listed {
+            let key = kv.key();
+            if old.mod_revision(key) == Some(kv.mod_revision()) {
+                if let Some(kept) = old.keys.get(key) {
+                    Arc::make_mut(&mut next.keys).insert(key.to_vec(), kept.clone());
+                } else if let Some(refused) = old.rejected.get(key) {
+                    Arc::make_mut(&mut next.rejected).insert(key.to_vec(), refused.clone());
+                }
+                continue;
+            }
+            put.push(kv.clone());
+            next.put(&self.options.decode, kv);
+        }
         let deleted: Vec<Vec<u8>> = old
+            .keys
             .keys()
-            .filter(|k| !keys.contains_key(*k))
+            .chain(old.rejected.keys())
+            .filter(|key| next.mod_revision(key).is_none())
             .cloned()
             .collect();
-        *current = MirrorSnapshot {
-            revision,
-            keys: Arc::new(keys),
-        };
-        drop(current);
+        drop(old);
+        let mut consumers = self.shared.consumers.lock();
+        *self.shared.current.lock() = next;
         self.shared.moved.notify_all();
         publish(
             &mut consumers,

@@ -29,7 +29,10 @@ fn read_at(client: &Client, prefix: &str, revision: i64) -> BTreeMap<Vec<u8>, (V
 fn copy_of(snapshot: &MirrorSnapshot) -> BTreeMap<Vec<u8>, (Vec<u8>, i64)> {
     snapshot
         .iter()
-        .map(|kv| (kv.key().to_vec(), (kv.value().to_vec(), kv.mod_revision())))
+        .map(|(key, kv)| {
+            assert_eq!(key, kv.key(), "kept under its own key");
+            (key.to_vec(), (kv.value().to_vec(), kv.mod_revision()))
+        })
         .collect()
 }
 
@@ -198,6 +201,20 @@ fn a_compaction_past_the_mirror_makes_it_list_again_deletions_included() {
     }
     let mirror = client.mirror("c/").expect("mirror");
     let (_, changes) = mirror.changes();
+    // A decoded mirror beside it, on the same watch stream: listing again decodes only
+    // what changed.
+    let decoded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = decoded.clone();
+    let lengths = client
+        .mirror_with(
+            "c/",
+            MirrorOptions::new().decode(move |kv| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                Ok::<_, String>(kv.value().len())
+            }),
+        )
+        .expect("a decoded mirror");
+    assert_eq!(decoded.load(Ordering::Relaxed), 20);
     // Hang the member under the mirror's watch; write, delete and compact through the
     // others; the watch must move, and finds its revision compacted.
     let watched = common::eventually("the mirror's watch stream to open", WAIT, || {
@@ -250,6 +267,16 @@ fn a_compaction_past_the_mirror_makes_it_list_again_deletions_included() {
     });
     assert_eq!(reset.0.len(), 10, "every deletion: {:?}", reset.0);
     assert_eq!(reset.1.len(), 1, "the one new key: {:?}", reset.1);
+    let s = lengths
+        .wait_for_revision(last, WAIT)
+        .expect("the decoded mirror catches up");
+    assert_eq!(s.len(), 11);
+    assert_eq!(s.get("c/new"), Some(&1));
+    assert_eq!(
+        decoded.load(Ordering::Relaxed),
+        21,
+        "the new key alone decoded when listed again"
+    );
 }
 
 #[test]
@@ -272,9 +299,12 @@ fn a_large_prefix_loads_a_page_at_a_time() {
         .expect("mirror");
     assert_eq!(mirror.len(), total);
     let snapshot = mirror.snapshot();
-    assert!(snapshot.iter().all(|kv| kv.value().is_empty()), "keys only");
+    assert!(
+        snapshot.iter().all(|(_, kv)| kv.value().is_empty()),
+        "keys only"
+    );
     assert_eq!(
-        snapshot.iter().next().expect("a first key").key(),
+        snapshot.iter().next().expect("a first key").0,
         b"big/0000000"
     );
     let bad = client.mirror_with("big/", MirrorOptions::new().page_size(0));
@@ -337,5 +367,201 @@ fn a_consumer_that_falls_behind_is_dropped_with_a_lag_error() {
             Err(etcd_blocking::Error::WatchLagged { .. })
         ),
         "it stays dropped"
+    );
+}
+
+/// A number, as a decoder of a mirror takes it.
+fn number(kv: &etcd_blocking::KeyValue) -> Result<u64, String> {
+    std::str::from_utf8(kv.value())
+        .map_err(|e| e.to_string())?
+        .parse()
+        .map_err(|e: std::num::ParseIntError| format!("not a number: {e}"))
+}
+
+/// A decoded mirror keeps what its decoder made of each key, decoding once per change
+/// and never on a read; a value the decoder refuses leaves its key out, listed with the
+/// reason, until a good value or a deletion replaces it; the revision still moves past
+/// changes elsewhere.
+#[test]
+fn a_decoded_mirror_decodes_each_change_once_and_lists_what_it_refused() {
+    let cluster = common::cluster(1);
+    let client = cluster.client().expect("client");
+    let kv = client.kv();
+    for (key, value) in [("n/a", "1"), ("n/b", "x"), ("n/c", "3")] {
+        kv.put(key, value).expect("put");
+    }
+    let decoded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = decoded.clone();
+    let mirror = client
+        .mirror_with(
+            "n/",
+            MirrorOptions::new().page_size(1).decode(move |kv| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                number(kv)
+            }),
+        )
+        .expect("mirror");
+    let rejected = |s: &MirrorSnapshot<u64>| -> Vec<(String, String)> {
+        s.rejected()
+            .map(|(k, why)| (String::from_utf8_lossy(k).into_owned(), why.to_owned()))
+            .collect()
+    };
+    let first = mirror.snapshot();
+    assert_eq!(first.get("n/a"), Some(&1));
+    assert_eq!(first.get("n/b"), None, "refused");
+    assert_eq!(first.len(), 2);
+    let refused = rejected(&first);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].0, "n/b");
+    assert!(refused[0].1.starts_with("not a number"), "{refused:?}");
+    for _ in 0..100 {
+        assert_eq!(mirror.get("n/c"), Some(3));
+    }
+    assert_eq!(
+        decoded.load(Ordering::Relaxed),
+        3,
+        "once per key, not per read"
+    );
+    // A good value replaces the refused one; a bad one takes a key out.
+    kv.put("n/b", "2").expect("put");
+    let at = kv.put("n/a", "one").expect("put").header().revision();
+    let s = mirror.wait_for_revision(at, WAIT).expect("caught up");
+    assert_eq!(
+        (s.get("n/a"), s.get("n/b"), s.get("n/c")),
+        (None, Some(&2), Some(&3))
+    );
+    assert_eq!(
+        rejected(&s)
+            .iter()
+            .map(|r| r.0.as_str())
+            .collect::<Vec<_>>(),
+        ["n/a"]
+    );
+    assert_eq!(decoded.load(Ordering::Relaxed), 5);
+    // A refused key counts as a key when the mirror asks whether a revision that changed
+    // nothing under its prefix is reached.
+    let elsewhere = kv.put("other", "1").expect("put").header().revision();
+    let s = mirror
+        .wait_for_revision(elsewhere, Duration::from_secs(5))
+        .expect("a revision without a change of the prefix is reached");
+    assert!(s.revision() >= elsewhere);
+    let at = kv.delete("n/a").expect("delete").header().revision();
+    let s = mirror.wait_for_revision(at, WAIT).expect("caught up");
+    assert_eq!(rejected(&s), [], "a deleted key is no longer refused");
+    assert_eq!(s.len(), 2);
+}
+
+/// The store as the cluster has it now, through any member that answers.
+fn read_now(
+    cluster: &etcd_blocking::testing::Cluster,
+    prefix: &str,
+    revision: i64,
+) -> BTreeMap<Vec<u8>, (Vec<u8>, i64)> {
+    let client = cluster.client().expect("client");
+    common::eventually("a read of the prefix", WAIT, || {
+        client
+            .kv()
+            .get_with(prefix, GetOptions::new().prefix().revision(revision))
+            .ok()
+    })
+    .kvs()
+    .iter()
+    .map(|kv| (kv.key().to_vec(), (kv.value().to_vec(), kv.mod_revision())))
+    .collect()
+}
+
+/// Puts and deletes over 20 keys of `f/`, each sent again until it is known applied
+/// (a blind put or delete may be): the revision of the last.
+fn writes(client: &Client, round: usize) -> i64 {
+    let kv = client.kv();
+    let mut last = 0;
+    for i in 0..40 {
+        let key = format!("f/{:02}", (i * 7 + round) % 20);
+        last = if i % 5 == 4 {
+            common::eventually("a delete", WAIT, || kv.delete(key.as_str()).ok())
+                .header()
+                .revision()
+        } else {
+            let value = format!("r{round}/{i}");
+            common::eventually("a put", WAIT, || kv.put(key.as_str(), value.as_str()).ok())
+                .header()
+                .revision()
+        };
+    }
+    last
+}
+
+/// The member under the client's watch stream.
+fn watched(cluster: &etcd_blocking::testing::Cluster, client: &Client) -> usize {
+    let endpoint = common::eventually("the mirror's watch stream to open", WAIT, || {
+        client.watch().stream_endpoint()
+    });
+    (0..cluster.size())
+        .find(|&i| cluster.endpoint(i).ends_with(&endpoint))
+        .expect("the member under the watch")
+}
+
+/// Through a kill, a pause and an isolation of the member under its watch, and a
+/// restart of the whole cluster, the copy comes out equal to the cluster's prefix at its
+/// revision; once its client is closed, the mirror keeps its last copy and its waits end
+/// with `Closed`.
+#[test]
+fn the_copy_follows_through_member_faults_and_a_full_cluster_restart() {
+    let cluster = common::cluster_with_peer_proxies(3);
+    let client = cluster.client().expect("client");
+    let writer = cluster.client().expect("a client that writes");
+    writes(&writer, 0);
+    let mirror = client.mirror("f/").expect("mirror");
+    let check = |what: &str, last: i64| {
+        let s = mirror
+            .wait_for_revision(last, WAIT)
+            .unwrap_or_else(|e| panic!("{what}: the mirror reaches revision {last}: {e}"));
+        assert_eq!(
+            copy_of(&s),
+            read_now(&cluster, "f/", s.revision()),
+            "{what}: the copy at revision {}",
+            s.revision()
+        );
+    };
+    for (round, fault) in ["kill", "pause", "isolate"].into_iter().enumerate() {
+        let member = watched(&cluster, &client);
+        match fault {
+            "kill" => cluster.kill(member),
+            "pause" => cluster.pause(member),
+            _ => cluster.isolate(member),
+        }
+        .expect("the fault");
+        let last = writes(&writer, round + 1);
+        check(fault, last);
+        match fault {
+            "kill" => cluster.restart(member),
+            "pause" => cluster.resume(member),
+            _ => cluster.heal(),
+        }
+        .expect("the repair");
+        cluster.wait_healthy().expect("healthy");
+    }
+    for member in 0..3 {
+        cluster.kill(member).expect("kill");
+    }
+    for member in 0..3 {
+        cluster.restart(member).expect("restart");
+    }
+    cluster.wait_healthy().expect("healthy after the restart");
+    let last = writes(&writer, 9);
+    check("the full restart", last);
+    let before = mirror.snapshot();
+    client.close().expect("close");
+    assert!(
+        matches!(
+            mirror.wait_for_revision(last + 1_000, WAIT),
+            Err(etcd_blocking::Error::Closed)
+        ),
+        "a wait after the client closed"
+    );
+    assert_eq!(
+        copy_of(&mirror.snapshot()),
+        copy_of(&before),
+        "the last copy stays"
     );
 }
