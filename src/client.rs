@@ -44,6 +44,7 @@ pub struct ClientBuilder {
     probe_timeout: Duration,
     auto_sync_interval: Option<Duration>,
     prefer_leader: bool,
+    coalesce_reads: bool,
     tls: Option<Tls>,
     user: Option<(String, Secret)>,
     token: Option<Secret>,
@@ -64,6 +65,7 @@ impl Default for ClientBuilder {
             probe_timeout: Duration::from_millis(400),
             auto_sync_interval: None,
             prefer_leader: true,
+            coalesce_reads: true,
             tls: None,
             user: None,
             token: None,
@@ -177,6 +179,20 @@ impl ClientBuilder {
         self
     }
 
+    /// Coalesces concurrent reads (default on): while two reads of the same kind
+    /// (linearizable or serializable) are in flight, the reads of that kind that other
+    /// threads make meanwhile queue, and go together as one read-only transaction when
+    /// one returns, each caller getting its own answer. A lone reader never waits. Every read keeps its promise:
+    /// it is answered by a call sent after it was made, so it sees every write
+    /// acknowledged before it began; a serializable one is held to the revision floor; a
+    /// batch that fails hands each read back to be sent alone, so each gets the answer or
+    /// the error it would have had alone. Reads at a given revision are never coalesced.
+    /// See "Coalesced reads" in the crate docs for what it saves.
+    pub fn coalesce_reads(mut self, coalesce: bool) -> Self {
+        self.coalesce_reads = coalesce;
+        self
+    }
+
     /// The transport's part of the settings.
     fn channel_config(&self) -> ChannelConfig {
         ChannelConfig {
@@ -271,6 +287,9 @@ impl ClientBuilder {
             watch_hub: Arc::default(),
             keeper: Arc::default(),
             namespace: Default::default(),
+            reads: self
+                .coalesce_reads
+                .then(|| Arc::new(crate::kv::Reads::new())),
         };
         if let Err(e) = client.caller.sign_in(self.dial_timeout) {
             let _ = client.caller.close();
@@ -381,6 +400,9 @@ pub struct Client {
     keeper: Arc<Mutex<Option<Arc<crate::lease::Keeper>>>>,
     /// The prefix every key of this view lives under (empty: none).
     namespace: crate::kv::Namespace,
+    /// The read coalescers every KV handle of the client shares; `None` when coalescing
+    /// is off.
+    reads: Option<Arc<crate::kv::Reads>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -414,7 +436,18 @@ impl Client {
 
     /// The key-value API: get, put, delete, txn and compact.
     pub fn kv(&self) -> Kv {
-        Kv::new(self.caller.clone(), self.request_timeout).in_namespace(self.namespace.clone())
+        Kv::new(
+            self.caller.clone(),
+            self.request_timeout,
+            self.reads.clone(),
+        )
+        .in_namespace(self.namespace.clone())
+    }
+
+    /// How much this client's reads were coalesced since it connected (every view and
+    /// handle of it counted): zeros with [`ClientBuilder::coalesce_reads`] off.
+    pub fn coalesced_reads(&self) -> crate::CoalescedReads {
+        self.reads.as_ref().map(|r| r.stats()).unwrap_or_default()
     }
 
     /// A view of this client whose keys all live under `prefix`, with the Go client's

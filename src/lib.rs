@@ -161,6 +161,7 @@
 //! | KV `Range` (linearizable) | repeatable |
 //! | KV `Range` (serializable) | repeatable |
 //! | KV `Txn` that only reads | repeatable |
+//! | KV `Txn` of serializable reads (coalesced reads) | repeatable |
 //! | KV `Put` | at most once |
 //! | KV `DeleteRange` | at most once |
 //! | KV `Txn` that writes | at most once |
@@ -301,6 +302,27 @@
 //!   unknown outcome being settled.
 //!
 //! Nothing secret is logged: no value, no password, no token.
+//!
+//! # Coalesced reads
+//!
+//! gRPC's C core costs this client tens of microseconds of CPU per call, whatever the call
+//! does (`why.md` beside the comparison's results), so many threads reading at once pay
+//! mostly for calls. By default
+//! ([`ClientBuilder::coalesce_reads`]), while two reads of the same kind (linearizable,
+//! or serializable) are in flight, the reads of that kind that other threads make queue,
+//! and when one returns they go together as one read-only transaction (at most 128 reads and 1 MiB of
+//! requests; fewer if the cluster's `--max-txn-ops` is lower), each thread getting its
+//! own [`GetResponse`]. A lone reader never waits for a batch.
+//!
+//! What does not change: a read is answered by a call sent after it was made, so it sees
+//! every write acknowledged before it began (linearizable reads) and never goes back in
+//! time (serializable reads are held to the revision floor, batches too); a read that
+//! fails, fails with its own error (a batch that fails hands each of its reads back to be
+//! sent alone, within its own deadline). What does: reads of one batch are answered at
+//! one revision, by one member. Reads at a given revision
+//! ([`GetOptions::revision`]) and reads inside a transaction are never coalesced.
+//! [`Client::coalesced_reads`] says how many batches were sent and how many reads they
+//! carried.
 //!
 //! # Watches
 //!
@@ -607,9 +629,9 @@ pub use client::{Client, ClientBuilder};
 pub use cluster::{Cluster, Member, MemberAdded, Members};
 pub use error::{EndpointFailure, Error, Result, ServerCode, ServerError, StatusCode};
 pub use kv::{
-    prefix_end, CompactOptions, CompactResponse, Compare, CompareNumber, CompareValue,
-    DeleteOptions, DeleteResponse, GetOptions, GetResponse, Kv, PutOptions, PutResponse, SortOrder,
-    SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    prefix_end, CoalescedReads, CompactOptions, CompactResponse, Compare, CompareNumber,
+    CompareValue, DeleteOptions, DeleteResponse, GetOptions, GetResponse, Kv, PutOptions,
+    PutResponse, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 pub use lease::{
     KeepAlive, KeepAliveStatus, Lease, LeaseGrantResponse, LeaseKeepAliveResponse,

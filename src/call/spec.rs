@@ -47,6 +47,9 @@ pub(crate) enum Rpc {
     DeleteRange,
     /// KV Txn whose operations only read, on both branches.
     ReadOnlyTxn,
+    /// KV Txn of serializable reads only (a batch of coalesced serializable reads):
+    /// served by any member, held to the revision floor.
+    SerializableReadOnlyTxn,
     /// KV Txn that writes.
     Txn,
     /// KV Compact.
@@ -107,6 +110,7 @@ impl Rpc {
             Rpc::Range
             | Rpc::SerializableRange
             | Rpc::ReadOnlyTxn
+            | Rpc::SerializableReadOnlyTxn
             | Rpc::LeaseGrant
             | Rpc::LeaseRevoke
             | Rpc::LeaseTimeToLive
@@ -139,6 +143,7 @@ impl Rpc {
             serializable: matches!(
                 self,
                 Rpc::SerializableRange
+                    | Rpc::SerializableReadOnlyTxn
                     | Rpc::SerializableMemberList
                     | Rpc::MaintenanceRead
                     | Rpc::Defragment
@@ -166,6 +171,10 @@ mod tests {
             (
                 Rpc::ReadOnlyTxn,
                 "| KV `Txn` that only reads | repeatable |",
+            ),
+            (
+                Rpc::SerializableReadOnlyTxn,
+                "| KV `Txn` of serializable reads (coalesced reads) | repeatable |",
             ),
             (Rpc::Put, "| KV `Put` | at most once |"),
             (Rpc::DeleteRange, "| KV `DeleteRange` | at most once |"),

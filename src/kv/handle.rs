@@ -1,9 +1,11 @@
 //! The key-value handle: get, put, delete, txn and compact.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use grpcio::{CallOption, ClientUnaryReceiver};
 
+use super::coalesce::Reads;
 use super::namespace::Namespace;
 use super::options::{CompactOptions, DeleteOptions, GetOptions, PutOptions};
 use super::responses::{CompactResponse, DeleteResponse, GetResponse, PutResponse};
@@ -21,15 +23,18 @@ pub struct Kv {
     caller: Caller,
     timeout: Duration,
     namespace: Namespace,
+    /// The client's read coalescers, unless coalescing is off.
+    reads: Option<Arc<Reads>>,
 }
 
 impl Kv {
-    pub(crate) fn new(caller: Caller, timeout: Duration) -> Kv {
+    pub(crate) fn new(caller: Caller, timeout: Duration, reads: Option<Arc<Reads>>) -> Kv {
         caller.note_timeout(timeout);
         Kv {
             caller,
             timeout,
             namespace: Namespace::default(),
+            reads,
         }
     }
 
@@ -49,7 +54,8 @@ impl Kv {
     /// days; a zero timeout makes every call fail with
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
     pub fn with_timeout(&self, timeout: Duration) -> Kv {
-        Kv::new(self.caller.clone(), timeout).in_namespace(self.namespace.clone())
+        Kv::new(self.caller.clone(), timeout, self.reads.clone())
+            .in_namespace(self.namespace.clone())
     }
 
     /// Gets one key, linearizably.
@@ -75,14 +81,23 @@ impl Kv {
     pub fn get_with(&self, key: impl Into<Vec<u8>>, options: GetOptions) -> Result<GetResponse> {
         let mut request = options.request(key.into())?;
         self.namespace.range_request(&mut request);
-        let spec = if request.serializable {
-            Rpc::SerializableRange
-        } else {
-            Rpc::Range
+        let coalescer = self.reads.as_deref().and_then(|reads| reads.of(&request));
+        let mut r = match coalescer {
+            // A zero timeout goes the plain way, which refuses it.
+            Some(coalescer) if !self.timeout.is_zero() => {
+                coalescer.read(&self.caller, request, self.timeout)?
+            }
+            _ => {
+                let spec = if request.serializable {
+                    Rpc::SerializableRange
+                } else {
+                    Rpc::Range
+                };
+                self.caller.unary(spec, self.timeout, |s, opt| {
+                    s.kv.range_async_opt(&request, opt)
+                })?
+            }
         };
-        let mut r = self.caller.unary(spec, self.timeout, |s, opt| {
-            s.kv.range_async_opt(&request, opt)
-        })?;
         self.namespace.range_response(&mut r);
         Ok(GetResponse::from(r))
     }

@@ -1,5 +1,6 @@
 //! The key-value API: the [`Kv`] handle, its options, transactions, and what they answer.
 
+mod coalesce;
 mod compare;
 mod handle;
 mod namespace;
@@ -8,6 +9,8 @@ pub(crate) mod range;
 mod responses;
 mod txn;
 
+pub use coalesce::CoalescedReads;
+pub(crate) use coalesce::Reads;
 pub use compare::{Compare, CompareNumber, CompareValue};
 pub use handle::Kv;
 pub(crate) use namespace::Namespace;
