@@ -19,7 +19,10 @@
 //! `COMPARE_TLS_ROUNDS` rounds (default 3); `COMPARE_MODE=expiry` a mixed load across
 //! token expiries (`peer_expiry`), with `COMPARE_EXPIRY_ROUNDS` rounds (default 3);
 //! `COMPARE_MODE=snapshot` snapshots of 100 MiB and 1 GiB (`peer_snapshot`), with
-//! `COMPARE_SNAPSHOT_ROUNDS` rounds (default 3). `COMPARE_FLOOR=1` adds the floor
+//! `COMPARE_SNAPSHOT_ROUNDS` rounds (default 3); `COMPARE_MODE=mirror` a local copy of a
+//! prefix of 10,000 and 200,000 keys (`peer_mirror`), with `COMPARE_MIRROR_ROUNDS` rounds
+//! (default 3); `COMPARE_MODE=coalesce` reads with coalescing on and off (`--reads-alone`),
+//! interleaved, beside the peers (`coalesce-compare.md`). `COMPARE_FLOOR=1` adds the floor
 //! (`floor`, run as `--driver --floor`): not a client, an experiment that shows what a
 //! blocking client without gRPC's C core would cost; it gets a standing of its own and is
 //! never counted as a peer.
@@ -42,6 +45,7 @@ mod floor;
 mod peer_expiry;
 mod peer_failover;
 mod peer_lease;
+mod peer_mirror;
 mod peer_snapshot;
 mod peer_stm;
 mod peer_tls;
@@ -53,6 +57,8 @@ const KEYS: usize = 1000;
 const OURS: &str = "etcd-blocking";
 /// The floor's name in the results (`COMPARE_FLOOR=1`).
 const FLOOR: &str = "floor (experiment)";
+/// This client with read coalescing off, the B of `COMPARE_MODE=coalesce`.
+const ALONE: &str = "etcd-blocking, reads alone";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -83,6 +89,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if std::env::var("COMPARE_MODE").is_ok_and(|m| m == "snapshot") {
         return peer_snapshot::compare(&peers()?);
+    }
+    if std::env::var("COMPARE_MODE").is_ok_and(|m| m == "coalesce") {
+        return coalesce();
+    }
+    if std::env::var("COMPARE_MODE").is_ok_and(|m| m == "mirror") {
+        return peer_mirror::compare(&peers()?);
     }
     orchestrate()
 }
@@ -124,6 +136,9 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     if let (Some(user), Some(password)) = (flag(args, "user"), flag(args, "password")) {
         builder = builder.user(user, password);
     }
+    if args.iter().any(|a| a == "--reads-alone") {
+        builder = builder.coalesce_reads(false);
+    }
     if let Some(threads) = std::env::var("COMPARE_POLL_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -139,6 +154,11 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     if workload == "snapshot" {
         let first = endpoints.split(',').next().unwrap_or_default();
         peer_snapshot::drive(args, &client, first)?;
+        client.close()?;
+        return Ok(());
+    }
+    if workload == "mirror" {
+        peer_mirror::drive(args, &client)?;
         client.close()?;
         return Ok(());
     }
@@ -566,13 +586,100 @@ fn writes_checked<T>(
 }
 
 fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
+    let quick = std::env::var("COMPARE_QUICK").is_ok_and(|v| v == "1");
+    orchestrate_cells(&matrix(quick), &peers()?, "compare")
+}
+
+/// `COMPARE_MODE=coalesce`: reads with coalescing on (this client's default) and off
+/// (`--reads-alone`), interleaved in the same rounds, beside the peers (python-etcd3
+/// left out), on 1 and 3 members, 1, 8 and 64 callers, 64 B; `coalesce-compare.md`.
+fn coalesce() -> Result<(), Box<dyn std::error::Error>> {
+    let exe = std::env::current_exe()?.display().to_string();
+    let mut peers = peers()?;
+    peers.retain(|p| p.name != FLOOR && p.name != "python-etcd3");
+    peers.insert(
+        1,
+        Peer {
+            name: ALONE,
+            command: vec![exe, "--driver".to_owned(), "--reads-alone".to_owned()],
+        },
+    );
+    // COMPARE_QUICK=1: one member, linearizable reads, 8 and 64 callers.
+    let quick = std::env::var("COMPARE_QUICK").is_ok_and(|v| v == "1");
+    let (members, workloads, callers): (&[usize], &[&str], &[usize]) = if quick {
+        (&[1], &["get"], &[8, 64])
+    } else {
+        (&[1, 3], &["get", "get-serializable"], &[1, 8, 64])
+    };
+    let mut cells = Vec::new();
+    for &members in members {
+        for &workload in workloads {
+            for &callers in callers {
+                cells.push(Workload {
+                    members,
+                    workload,
+                    callers,
+                    value_size: 64,
+                });
+            }
+        }
+    }
+    orchestrate_cells(&cells, &peers, "coalesce-compare")
+}
+
+/// When the run has this client with reads alone beside it (`COMPARE_MODE=coalesce`):
+/// coalescing on against off, cell by cell, from the same rounds; else nothing.
+fn a_against_b(results: &BTreeMap<(Workload, &'static str), Vec<Run>>) -> String {
+    let mut cells: Vec<&Workload> = results.keys().map(|(w, _)| w).collect();
+    cells.dedup();
+    let mut rows = String::new();
+    for cell in cells {
+        let (Some(on), Some(off)) = (
+            results.get(&(cell.clone(), OURS)),
+            results.get(&(cell.clone(), ALONE)),
+        ) else {
+            continue;
+        };
+        let p99 = |runs: &[Run]| median(runs, |r| r.p99);
+        rows.push_str(&format!(
+            "| {} | {} | {} | {:.0} | {:.0} | {:+.0}% | {:.3} | {:.3} | {:.0} | {:.0} |\n",
+            cell.members,
+            cell.workload,
+            cell.callers,
+            median(on, Run::rate),
+            median(off, Run::rate),
+            (median(on, Run::rate) / median(off, Run::rate).max(1e-9) - 1.0) * 100.0,
+            median(on, Run::cpu_per_10k),
+            median(off, Run::cpu_per_10k),
+            p99(on),
+            p99(off),
+        ));
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        "## Coalesced reads: on against off\n\n\
+         This client with read coalescing on (its default) and off (`--reads-alone`), \
+         interleaved in the same rounds on the same cluster: ops/s, CPU s per 10k reads, \
+         p99 µs.\n\n\
+         | members | workload | callers | ops/s on | ops/s off | on/off | CPU on | CPU off | p99 on | p99 off |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n{rows}\n"
+    )
+}
+
+/// Runs `cells` for `peers` in alternating rounds and writes `{name}.md`, `{name}.tsv`
+/// and `{name}-runs.tsv`.
+fn orchestrate_cells(
+    cells: &[Workload],
+    peers: &[Peer],
+    name: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     let rounds: usize = std::env::var("COMPARE_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let quick = std::env::var("COMPARE_QUICK").is_ok_and(|v| v == "1");
     let out = std::env::var("COMPARE_OUT").unwrap_or_else(|_| "results".to_owned());
-    let peers = peers()?;
     eprintln!(
         "comparing {} over {rounds} alternating rounds",
         peers.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
@@ -580,7 +687,6 @@ fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
     let mut results: BTreeMap<(Workload, &'static str), Vec<Run>> = BTreeMap::new();
     let mut lost: Vec<String> = Vec::new();
     let mut raw = String::from(RAW_HEADER);
-    let cells = matrix(quick);
     for members in [1, 3] {
         let here: Vec<&Workload> = cells.iter().filter(|w| w.members == members).collect();
         if here.is_empty() {
@@ -649,23 +755,24 @@ fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
         )
     };
     let table = format!(
-        "{}\n{lost}{}\n## All figures\n\n{}",
+        "{}\n{lost}{}{}\n## All figures\n\n{}",
         preface(rounds),
+        a_against_b(&results),
         peers
             .iter()
             .filter(|p| p.name == OURS || p.name == FLOOR)
-            .map(|p| standing(&results, &peers, p.name))
+            .map(|p| standing(&results, peers, p.name))
             .collect::<Vec<_>>()
             .join("\n"),
-        report(&results, &peers)
+        report(&results, peers)
     );
     std::fs::create_dir_all(&out)?;
     std::fs::write(
-        format!("{out}/compare.md"),
+        format!("{out}/{name}.md"),
         format!("{table}{}", beside::note()),
     )?;
-    std::fs::write(format!("{out}/compare.tsv"), tsv(&results))?;
-    std::fs::write(format!("{out}/compare-runs.tsv"), raw)?;
+    std::fs::write(format!("{out}/{name}.tsv"), tsv(&results))?;
+    std::fs::write(format!("{out}/{name}-runs.tsv"), raw)?;
     println!("{table}");
     Ok(())
 }
@@ -873,7 +980,7 @@ fn standing(
     subject: &str,
 ) -> String {
     let ours = subject;
-    let is_peer = |name: &str| name != OURS && name != FLOOR;
+    let is_peer = |name: &str| name != OURS && name != FLOOR && name != ALONE;
     let mut cells: Vec<&Workload> = results.keys().map(|(w, _)| w).collect();
     cells.dedup();
     let (mut total, mut fast, mut lean) = (0, 0, 0);

@@ -19,6 +19,7 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.etcd.io/etcd/client/v3/mirror"
 	"go.etcd.io/etcd/client/v3/snapshot"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -99,6 +100,8 @@ func main() {
 	password := flag.String("password", "", "auth: with this password")
 	idleMs := flag.Int("idle-ms", 0, "workload expiry: idle this long in every cycle")
 	snapshotOut := flag.String("out", "", "workload snapshot: the file to save the snapshot to")
+	prefix := flag.String("prefix", "mirror/", "workload mirror: the prefix to keep a copy of")
+	readyKey := flag.String("ready-key", "mirror-ready", "workload mirror: the key put once the copy is in")
 	flag.Parse()
 
 	config := clientv3.Config{
@@ -129,6 +132,9 @@ func main() {
 	}
 	defer cli.Close()
 	switch *workload {
+	case "mirror":
+		mirrorBench(cli, *prefix, *readyKey)
+		return
 	case "watch":
 		watchBench(cli, *watchers, *puts, *distinct)
 		return
@@ -781,4 +787,82 @@ func snapshotBench(config clientv3.Config, out string) {
 	fmt.Printf("{\"client\":\"go-clientv3\",\"workload\":\"snapshot\",\"bytes\":%d,\"seconds\":%f,"+
 		"\"cpu_seconds\":%f,\"peak_rss_kib\":%d}\n",
 		info.Size(), elapsed.Seconds(), cpuSeconds()-cpuBefore, status("VmHWM"))
+}
+
+// mirrorBench keeps a local copy of a prefix the way clientv3's users do: mirror.Syncer's
+// SyncBase (the prefix at one revision, a page of 1,000 keys at a time) into a map, then
+// its SyncUpdates watch from the revision after, each event applied to the map under a
+// lock. It puts readyKey once the copy is in; the orchestrator then writes updates under
+// prefix+"u/" whose values are the wall-clock time of their sending (Unix nanoseconds),
+// and prefix+"done" last. Put to visible is the time from that stamp to the event's
+// application; CPU is counted from ready to done.
+func mirrorBench(cli *clientv3.Client, prefix, readyKey string) {
+	ctx := context.Background()
+	rssBefore := status("VmRSS")
+	started := time.Now()
+	syncer := mirror.NewSyncer(cli, prefix, 0)
+	var lock sync.RWMutex
+	local := map[string][]byte{}
+	respc, errc := syncer.SyncBase(ctx)
+	for resp := range respc {
+		lock.Lock()
+		for _, kv := range resp.Kvs {
+			local[string(kv.Key)] = kv.Value
+		}
+		lock.Unlock()
+	}
+	if err := <-errc; err != nil {
+		fmt.Fprintln(os.Stderr, "mirror: sync base:", err)
+		os.Exit(1)
+	}
+	firstCopy := time.Since(started)
+	keys := len(local)
+	rssAfter := status("VmRSS")
+	updates := syncer.SyncUpdates(ctx)
+	cpuBefore := cpuSeconds()
+	if _, err := cli.Put(ctx, readyKey, "1"); err != nil {
+		fmt.Fprintln(os.Stderr, "mirror: ready:", err)
+		os.Exit(1)
+	}
+	stamped := prefix + "u/"
+	var latencies []time.Duration
+	done := false
+	for !done {
+		wresp, ok := <-updates
+		if !ok {
+			fmt.Fprintln(os.Stderr, "mirror: the watch ended")
+			os.Exit(1)
+		}
+		if err := wresp.Err(); err != nil {
+			fmt.Fprintln(os.Stderr, "mirror: watch:", err)
+			os.Exit(1)
+		}
+		lock.Lock()
+		for _, ev := range wresp.Events {
+			key := string(ev.Kv.Key)
+			if ev.Type == clientv3.EventTypeDelete {
+				delete(local, key)
+			} else {
+				local[key] = ev.Kv.Value
+			}
+		}
+		lock.Unlock()
+		now := time.Now().UnixNano()
+		for _, ev := range wresp.Events {
+			key := string(ev.Kv.Key)
+			if key == prefix+"done" {
+				done = true
+			} else if strings.HasPrefix(key, stamped) && ev.Type == clientv3.EventTypePut {
+				if sent, err := strconv.ParseInt(string(ev.Kv.Value), 10, 64); err == nil {
+					latencies = append(latencies, time.Duration(now-sent))
+				}
+			}
+		}
+	}
+	cpu := cpuSeconds() - cpuBefore
+	fmt.Printf("{\"client\":\"go-clientv3\",\"workload\":\"mirror\",\"keys\":%d,\"first_copy_s\":%f,"+
+		"\"rss_delta_kib\":%d,\"updates\":%d,\"p50_us\":%f,\"p99_us\":%f,\"cpu_seconds\":%f,"+
+		"\"peak_rss_kib\":%d}\n",
+		keys, firstCopy.Seconds(), rssAfter-rssBefore, len(latencies), percentile(latencies, 0.50),
+		percentile(latencies, 0.99), cpu, status("VmHWM"))
 }

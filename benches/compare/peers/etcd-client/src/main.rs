@@ -111,6 +111,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "lock" => return lock_bench(client, callers, ops).await,
         "election" => return election_bench(client, ops).await,
         "snapshot" => return snapshot_bench(client, &flag(&args, "out", "snapshot.db")).await,
+        "mirror" => {
+            let prefix = flag(&args, "prefix", "mirror/");
+            return mirror_bench(client, &prefix, &flag(&args, "ready-key", "mirror-ready")).await;
+        }
         "expiry" => {
             let idle = Duration::from_millis(flag(&args, "idle-ms", "0").parse()?);
             let ttl: i64 = flag(&args, "ttl-s", "3").parse()?;
@@ -771,6 +775,129 @@ async fn snapshot_bench(client: Client, out: &str) -> Result<(), Box<dyn std::er
         started.elapsed().as_secs_f64(),
         cpu_seconds() - cpu_before,
         status("VmHWM"),
+    );
+    Ok(())
+}
+
+/// Keeps a local copy of `prefix` the way etcd-client's users must, it having no mirror:
+/// the prefix read at one revision a page of 1,000 keys at a time (one get of a large
+/// prefix passes tonic's 4 MiB message limit) into a map behind a mutex, then a watch from
+/// the revision after whose events a task applies. It puts `ready_key` once the copy is
+/// in; the orchestrator then writes updates under `prefix` + "u/" whose values are the
+/// wall-clock time of their sending (Unix nanoseconds), and `prefix` + "done" last. Put to
+/// visible is the time from that stamp to the event's application; CPU is counted from
+/// ready to done.
+async fn mirror_bench(
+    client: Client,
+    prefix: &str,
+    ready_key: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use std::collections::HashMap;
+    let mut kv = client.kv_client();
+    let rss_before = status("VmRSS");
+    let started = Instant::now();
+    let local: Arc<std::sync::Mutex<HashMap<Vec<u8>, Vec<u8>>>> = Arc::default();
+    let mut end = prefix.as_bytes().to_vec();
+    *end.last_mut().ok_or("an empty prefix")? += 1;
+    let mut from = prefix.as_bytes().to_vec();
+    let mut revision = 0;
+    loop {
+        let mut options = GetOptions::new().with_range(end.clone()).with_limit(1000);
+        if revision > 0 {
+            options = options.with_revision(revision);
+        }
+        let page = tokio::time::timeout(DEADLINE, kv.get(from.clone(), Some(options))).await??;
+        if revision == 0 {
+            revision = page.header().map_or(0, |h| h.revision());
+        }
+        let kvs = page.kvs();
+        {
+            let mut local = local.lock().map_err(|_| "poisoned")?;
+            for kv in kvs {
+                local.insert(kv.key().to_vec(), kv.value().to_vec());
+            }
+        }
+        let Some(last) = kvs.last() else { break };
+        if !page.more() {
+            break;
+        }
+        from = last.key().to_vec();
+        from.push(0);
+    }
+    let first_copy = started.elapsed().as_secs_f64();
+    let keys = local.lock().map_err(|_| "poisoned")?.len();
+    let rss_after = status("VmRSS");
+    let mut watch = client.watch_client();
+    let mut stream = watch
+        .watch(
+            prefix,
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(revision + 1),
+            ),
+        )
+        .await?;
+    let cpu_before = cpu_seconds();
+    tokio::time::timeout(DEADLINE, kv.put(ready_key, "1", None)).await??;
+    let (stamped, done_key) = (format!("{prefix}u/"), format!("{prefix}done"));
+    let mut latencies = Vec::new();
+    let mut done = false;
+    while !done {
+        let Some(response) =
+            tokio::time::timeout(Duration::from_secs(300), stream.message()).await??
+        else {
+            return Err("the watch ended".into());
+        };
+        {
+            let mut local = local.lock().map_err(|_| "poisoned")?;
+            for event in response.events() {
+                let Some(kv) = event.kv() else { continue };
+                match event.event_type() {
+                    etcd_client::EventType::Delete => {
+                        local.remove(kv.key());
+                    }
+                    etcd_client::EventType::Put => {
+                        local.insert(kv.key().to_vec(), kv.value().to_vec());
+                    }
+                }
+            }
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos() as i64;
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            if kv.key() == done_key.as_bytes() {
+                done = true;
+            } else if kv.key().starts_with(stamped.as_bytes())
+                && event.event_type() == etcd_client::EventType::Put
+            {
+                if let Some(sent) = std::str::from_utf8(kv.value())
+                    .ok()
+                    .and_then(|v| v.parse::<i64>().ok())
+                {
+                    latencies.push(Duration::from_nanos((now - sent).max(0) as u64));
+                }
+            }
+        }
+    }
+    let cpu = cpu_seconds() - cpu_before;
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    println!(
+        "{{\"client\":\"etcd-client\",\"workload\":\"mirror\",\"keys\":{keys},\
+         \"first_copy_s\":{first_copy},\"rss_delta_kib\":{},\"updates\":{},\
+         \"p50_us\":{},\"p99_us\":{},\"cpu_seconds\":{cpu},\"peak_rss_kib\":{}}}",
+        rss_after as i64 - rss_before as i64,
+        latencies.len(),
+        pct(0.50),
+        pct(0.99),
+        status("VmHWM")
     );
     Ok(())
 }

@@ -119,7 +119,7 @@ public final class Driver {
         int ops = Integer.parseInt(flags.getOrDefault("ops", "2000"));
         long durationMs = Long.parseLong(flags.getOrDefault("duration-ms", "0"));
         boolean trace = flags.containsKey("trace");
-        if (!List.of("put", "get", "get-serializable", "txn", "watch", "watch-fault", "keepalive", "lock", "election", "expiry", "snapshot")
+        if (!List.of("put", "get", "get-serializable", "txn", "watch", "watch-fault", "keepalive", "lock", "election", "expiry", "snapshot", "mirror")
                 .contains(workload)) {
             fail("unknown workload " + workload);
         }
@@ -150,6 +150,11 @@ public final class Driver {
         Client client = builder.build();
         if (workload.equals("snapshot")) {
             snapshotBench(client, flags.getOrDefault("out", "snapshot.db"));
+            Runtime.getRuntime().halt(0);
+        }
+        if (workload.equals("mirror")) {
+            mirrorBench(client, flags.getOrDefault("prefix", "mirror/"),
+                    flags.getOrDefault("ready-key", "mirror-ready"));
             Runtime.getRuntime().halt(0);
         }
         if (workload.equals("expiry")) {
@@ -799,6 +804,98 @@ public final class Driver {
                 "{\"client\":\"jetcd\",\"workload\":\"snapshot\",\"bytes\":%d,\"seconds\":%f,"
                 + "\"cpu_seconds\":%f,\"peak_rss_kib\":%d}%n",
                 bytes, seconds, cpuSeconds() - cpuBefore, status("VmHWM"));
+        System.out.flush();
+    }
+
+    /**
+     * Keeps a local copy of `prefix` the way jetcd's users must, jetcd having no mirror:
+     * the prefix read at one revision a page of 1,000 keys at a time (one get of a large
+     * prefix passes gRPC's 4 MiB message limit) into a ConcurrentHashMap, then a watch
+     * from the revision after whose listener applies each event. It puts `readyKey` once
+     * the copy is in; the orchestrator then writes updates under prefix + "u/" whose
+     * values are the wall-clock time of their sending (Unix nanoseconds), and prefix +
+     * "done" last. Put to visible is the time from that stamp to the event's application;
+     * CPU is counted from ready to done.
+     */
+    private static void mirrorBench(Client client, String prefix, String readyKey) throws Exception {
+        KV kv = client.getKVClient();
+        int rssBefore = status("VmRSS");
+        long started = System.nanoTime();
+        Map<String, byte[]> local = new java.util.concurrent.ConcurrentHashMap<>();
+        byte[] raw = prefix.getBytes(StandardCharsets.UTF_8);
+        byte[] endRaw = Arrays.copyOf(raw, raw.length);
+        endRaw[endRaw.length - 1]++;
+        ByteSequence end = ByteSequence.from(endRaw);
+        ByteSequence from = bytes(prefix);
+        long revision = 0;
+        while (true) {
+            GetOption.Builder page = GetOption.builder().withRange(end).withLimit(1000);
+            if (revision > 0) {
+                page = page.withRevision(revision);
+            }
+            io.etcd.jetcd.kv.GetResponse got = within(kv.get(from, page.build()));
+            if (revision == 0) {
+                revision = got.getHeader().getRevision();
+            }
+            List<io.etcd.jetcd.KeyValue> kvs = got.getKvs();
+            for (io.etcd.jetcd.KeyValue k : kvs) {
+                local.put(k.getKey().toString(StandardCharsets.UTF_8), k.getValue().getBytes());
+            }
+            if (!got.isMore() || kvs.isEmpty()) {
+                break;
+            }
+            from = bytes(kvs.get(kvs.size() - 1).getKey().toString(StandardCharsets.UTF_8) + "\0");
+        }
+        double firstCopy = (System.nanoTime() - started) / 1e9;
+        int keys = local.size();
+        int rssAfter = status("VmRSS");
+        String stamped = prefix + "u/";
+        String doneKey = prefix + "done";
+        List<Long> latencies = java.util.Collections.synchronizedList(new ArrayList<>());
+        CountDownLatch done = new CountDownLatch(1);
+        WatchOption option = WatchOption.builder().isPrefix(true).withRevision(revision + 1).build();
+        client.getWatchClient().watch(bytes(prefix), option, Watch.listener(response -> {
+            for (WatchEvent event : response.getEvents()) {
+                String key = event.getKeyValue().getKey().toString(StandardCharsets.UTF_8);
+                if (event.getEventType() == WatchEvent.EventType.DELETE) {
+                    local.remove(key);
+                } else {
+                    local.put(key, event.getKeyValue().getValue().getBytes());
+                }
+            }
+            java.time.Instant now = java.time.Instant.now();
+            long nowNanos = now.getEpochSecond() * 1_000_000_000L + now.getNano();
+            for (WatchEvent event : response.getEvents()) {
+                String key = event.getKeyValue().getKey().toString(StandardCharsets.UTF_8);
+                if (key.equals(doneKey)) {
+                    done.countDown();
+                } else if (key.startsWith(stamped) && event.getEventType() == WatchEvent.EventType.PUT) {
+                    try {
+                        long sent = Long.parseLong(event.getKeyValue().getValue().toString(StandardCharsets.UTF_8));
+                        latencies.add(nowNanos - sent);
+                    } catch (NumberFormatException e) {
+                        // Not a stamp.
+                    }
+                }
+            }
+        }));
+        double cpuBefore = cpuSeconds();
+        within(kv.put(bytes(readyKey), bytes("1")));
+        if (!done.await(300, TimeUnit.SECONDS)) {
+            fail("mirror: the last update never came");
+        }
+        double cpu = cpuSeconds() - cpuBefore;
+        long[] all;
+        synchronized (latencies) {
+            all = latencies.stream().mapToLong(Long::longValue).toArray();
+        }
+        Arrays.sort(all);
+        System.out.println(String.format(java.util.Locale.ROOT,
+                "{\"client\":\"jetcd\",\"workload\":\"mirror\",\"keys\":%d,\"first_copy_s\":%.6f,"
+                        + "\"rss_delta_kib\":%d,\"updates\":%d,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+                        + "\"cpu_seconds\":%.6f,\"peak_rss_kib\":%d}",
+                keys, firstCopy, rssAfter - rssBefore, all.length, pct(all, 0.50), pct(all, 0.99), cpu,
+                status("VmHWM")));
         System.out.flush();
     }
 }
