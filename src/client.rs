@@ -45,6 +45,7 @@ pub struct ClientBuilder {
     auto_sync_interval: Option<Duration>,
     prefer_leader: bool,
     coalesce_reads: bool,
+    coalesce_writes: bool,
     tls: Option<Tls>,
     user: Option<(String, Secret)>,
     token: Option<Secret>,
@@ -66,6 +67,7 @@ impl Default for ClientBuilder {
             auto_sync_interval: None,
             prefer_leader: true,
             coalesce_reads: true,
+            coalesce_writes: false,
             tls: None,
             user: None,
             token: None,
@@ -193,6 +195,21 @@ impl ClientBuilder {
         self
     }
 
+    /// Coalesces concurrent puts and deletes of one key (default off): while two writes
+    /// are in flight, the puts and single-key deletes that other threads make meanwhile
+    /// queue, and go together as one transaction when one returns, each caller getting
+    /// its own answer; a lone writer never waits. What changes, which is why it is
+    /// opt-in: the writes of one batch are one raft entry and share a revision (writes
+    /// from different threads have no order between them anyway), and when a batch's
+    /// outcome is unknown every write in it is [`Error::WriteOutcomeUnknown`]. A batch
+    /// never holds two writes of one key; a batch the server refuses (a lease not found,
+    /// a permission) was applied nowhere, and each of its writes is then sent alone for
+    /// its own answer. Range deletes and transactions are never coalesced.
+    pub fn coalesce_writes(mut self, coalesce: bool) -> Self {
+        self.coalesce_writes = coalesce;
+        self
+    }
+
     /// The transport's part of the settings.
     fn channel_config(&self) -> ChannelConfig {
         ChannelConfig {
@@ -287,9 +304,8 @@ impl ClientBuilder {
             watch_hub: Arc::default(),
             keeper: Arc::default(),
             namespace: Default::default(),
-            reads: self
-                .coalesce_reads
-                .then(|| Arc::new(crate::kv::Reads::new())),
+            coalescers: crate::kv::Coalescers::new(self.coalesce_reads, self.coalesce_writes)
+                .map(Arc::new),
         };
         if let Err(e) = client.caller.sign_in(self.dial_timeout) {
             let _ = client.caller.close();
@@ -400,9 +416,9 @@ pub struct Client {
     keeper: Arc<Mutex<Option<Arc<crate::lease::Keeper>>>>,
     /// The prefix every key of this view lives under (empty: none).
     namespace: crate::kv::Namespace,
-    /// The read coalescers every KV handle of the client shares; `None` when coalescing
-    /// is off.
-    reads: Option<Arc<crate::kv::Reads>>,
+    /// The coalescers every KV handle of the client shares; `None` when neither reads
+    /// nor writes are coalesced.
+    coalescers: Option<Arc<crate::kv::Coalescers>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -439,15 +455,27 @@ impl Client {
         Kv::new(
             self.caller.clone(),
             self.request_timeout,
-            self.reads.clone(),
+            self.coalescers.clone(),
         )
         .in_namespace(self.namespace.clone())
     }
 
     /// How much this client's reads were coalesced since it connected (every view and
     /// handle of it counted): zeros with [`ClientBuilder::coalesce_reads`] off.
-    pub fn coalesced_reads(&self) -> crate::CoalescedReads {
-        self.reads.as_ref().map(|r| r.stats()).unwrap_or_default()
+    pub fn coalesced_reads(&self) -> crate::Coalesced {
+        self.coalescers
+            .as_ref()
+            .map(|c| c.reads())
+            .unwrap_or_default()
+    }
+
+    /// How much this client's writes were coalesced since it connected: zeros unless
+    /// [`ClientBuilder::coalesce_writes`] is on.
+    pub fn coalesced_writes(&self) -> crate::Coalesced {
+        self.coalescers
+            .as_ref()
+            .map(|c| c.writes())
+            .unwrap_or_default()
     }
 
     /// A view of this client whose keys all live under `prefix`, with the Go client's

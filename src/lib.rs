@@ -324,6 +324,13 @@
 //! [`Client::coalesced_reads`] says how many batches were sent and how many reads they
 //! carried.
 //!
+//! Writes can be coalesced too, opted in ([`ClientBuilder::coalesce_writes`]): puts and
+//! deletes of one key from many threads go as one transaction, one raft entry. What
+//! changes: the writes of a batch share a revision, and when a batch's outcome is unknown
+//! every write in it is [`Error::WriteOutcomeUnknown`]. A batch never writes a key twice;
+//! one the server refuses was applied nowhere, and its writes are sent alone, each for
+//! its own answer. [`Client::coalesced_writes`] counts them.
+//!
 //! # Watches
 //!
 //! ```no_run
@@ -629,9 +636,9 @@ pub use client::{Client, ClientBuilder};
 pub use cluster::{Cluster, Member, MemberAdded, Members};
 pub use error::{EndpointFailure, Error, Result, ServerCode, ServerError, StatusCode};
 pub use kv::{
-    prefix_end, CoalescedReads, CompactOptions, CompactResponse, Compare, CompareNumber,
-    CompareValue, DeleteOptions, DeleteResponse, GetOptions, GetResponse, Kv, PutOptions,
-    PutResponse, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    prefix_end, Coalesced, CompactOptions, CompactResponse, Compare, CompareNumber, CompareValue,
+    DeleteOptions, DeleteResponse, GetOptions, GetResponse, Kv, PutOptions, PutResponse, SortOrder,
+    SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 pub use lease::{
     KeepAlive, KeepAliveStatus, Lease, LeaseGrantResponse, LeaseKeepAliveResponse,

@@ -1,6 +1,7 @@
-//! Coalesced reads against real etcd: concurrent reads go in batches, and every read keeps
-//! the promise it has alone: it sees every write acknowledged before it began, a bad read
-//! fails only its own caller, and batches stay within the server's operation limit.
+//! Coalesced reads and writes against real etcd: concurrent requests go in batches, and
+//! every one keeps the promise it has alone: a read sees every write acknowledged before it
+//! began, a write is applied once, a bad request fails only its own caller, and batches
+//! stay within the server's operation limit and never write a key twice.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use etcd_blocking::testing::Cluster;
-use etcd_blocking::{Client, Error, GetOptions, Permission, ServerCode};
+use etcd_blocking::{Client, Error, GetOptions, Permission, PutOptions, ServerCode};
 
 const READERS: usize = 64;
 
@@ -85,7 +86,7 @@ fn a_read_begun_after_a_write_was_acknowledged_sees_it() {
         .sum();
     let stats = client.coalesced_reads();
     assert!(
-        stats.batches > 0 && stats.reads >= 2 * stats.batches,
+        stats.batches > 0 && stats.requests >= 2 * stats.batches,
         "{reads} reads, none coalesced: {stats:?}"
     );
     assert!(stats.largest <= 128, "{stats:?}");
@@ -227,4 +228,148 @@ fn coalescing_off_and_reads_it_leaves_alone() {
             "{zero:?}"
         );
     }
+}
+
+/// A client that coalesces its writes too.
+fn writing_client(cluster: &Cluster) -> Client {
+    cluster
+        .client_builder()
+        .coalesce_writes(true)
+        .connect()
+        .expect("client")
+}
+
+/// 64 threads each putting their own key: every put is applied once (each key's version
+/// is its puts), answered with its own previous value, and the puts went in batches,
+/// fewer raft entries (revisions) than puts.
+#[test]
+fn coalesced_writes_are_each_applied_once_and_answered_alone() {
+    let cluster = common::cluster(3);
+    let client = writing_client(&cluster);
+    const EACH: u64 = 30;
+    let before = client.kv().get("w").expect("get").header().revision();
+    let start = Arc::new(Barrier::new(READERS));
+    let writers: Vec<_> = (0..READERS)
+        .map(|w| {
+            let (client, start) = (client.clone(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                for n in 1..=EACH {
+                    let put = client
+                        .kv()
+                        .put_with(format!("w/{w}"), n.to_string(), PutOptions::new().prev_kv())
+                        .expect("put");
+                    let prev = put
+                        .prev_kv()
+                        .map(|kv| kv.value_str().expect("text").to_owned());
+                    let expected = (n > 1).then(|| (n - 1).to_string());
+                    assert_eq!(prev, expected, "w/{w}: the previous value");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let got = client
+        .kv()
+        .get_with("w/", GetOptions::new().prefix())
+        .expect("get");
+    assert_eq!(got.kvs().len(), READERS);
+    for kv in got.kvs() {
+        assert_eq!(
+            kv.value_str().expect("text"),
+            EACH.to_string(),
+            "the last put"
+        );
+        assert_eq!(kv.version(), EACH as i64, "one version per put");
+    }
+    let stats = client.coalesced_writes();
+    let puts = READERS as i64 * EACH as i64;
+    let revisions = got.header().revision() - before;
+    assert!(stats.batches > 0, "{stats:?}");
+    assert!(
+        revisions < puts,
+        "{puts} puts took {revisions} revisions: {stats:?}"
+    );
+    eprintln!("{puts} puts in {revisions} revisions; {stats:?}");
+}
+
+/// Writes of one key never share a batch (etcd refuses a transaction that writes a key
+/// twice): 32 threads putting one key all succeed; a put the server refuses (a lease
+/// that does not exist) fails only its own caller; deletes of one key go in batches.
+#[test]
+fn one_key_never_twice_in_a_batch_and_a_refused_write_fails_alone() {
+    let cluster = common::cluster(1);
+    let client = writing_client(&cluster);
+    let start = Arc::new(Barrier::new(33));
+    let same: Vec<_> = (0..32)
+        .map(|_| {
+            let (client, start) = (client.clone(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                for _ in 0..20 {
+                    client
+                        .kv()
+                        .put("same", "v")
+                        .expect("a put of the shared key");
+                }
+            })
+        })
+        .collect();
+    start.wait();
+    for t in same {
+        t.join().expect("writer");
+    }
+    assert_eq!(
+        client
+            .kv()
+            .get_one("same")
+            .expect("get")
+            .expect("the key")
+            .version(),
+        32 * 20
+    );
+    for _round in 0..20 {
+        let start = Arc::new(Barrier::new(17));
+        let good: Vec<_> = (0..16)
+            .map(|t| {
+                let (client, start) = (client.clone(), start.clone());
+                thread::spawn(move || {
+                    start.wait();
+                    for n in 0..10 {
+                        client.kv().put(format!("g/{t}/{n}"), "v").expect("put");
+                        client.kv().delete(format!("g/{t}/{n}")).expect("delete");
+                    }
+                })
+            })
+            .collect();
+        start.wait();
+        for n in 0..10 {
+            let err = client
+                .kv()
+                .put_with(format!("leased/{n}"), "v", PutOptions::new().lease(0x7e57))
+                .expect_err("a lease that does not exist");
+            assert_eq!(err.code(), Some(ServerCode::LeaseNotFound), "{err}");
+        }
+        for t in good {
+            t.join().expect("writer");
+        }
+        assert_eq!(
+            client
+                .kv()
+                .get_with("g/", GetOptions::new().prefix().count_only())
+                .expect("count")
+                .count(),
+            0,
+            "every put deleted"
+        );
+        if client.coalesced_writes().failed > 0 {
+            return;
+        }
+    }
+    panic!(
+        "no refused write was ever coalesced with others: {:?}",
+        client.coalesced_writes()
+    );
 }

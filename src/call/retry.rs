@@ -74,6 +74,7 @@ pub(crate) fn decide(kind: CallKind, error: &Error) -> Decision {
         | Error::Abandoned { .. }
         | Error::StaleRead { .. }
         | Error::WriteOutcomeUnknown { .. }
+        | Error::BatchFailed { .. }
         | Error::WatchCompacted { .. }
         | Error::WatchLagged { .. }
         | Error::WatchCanceled { .. }

@@ -209,6 +209,19 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// The batch a coalesced write went in failed so ([`ClientBuilder::coalesce_writes`]):
+    /// the source of [`Error::WriteOutcomeUnknown`] for every write of a batch whose
+    /// outcome is unknown, but the one whose thread sent it, which has the failure itself.
+    ///
+    /// [`ClientBuilder::coalesce_writes`]: crate::ClientBuilder::coalesce_writes
+    #[error("its batch of {requests} writes failed: {message}")]
+    BatchFailed {
+        /// How many writes the batch held.
+        requests: usize,
+        /// The batch's failure.
+        message: String,
+    },
+
     /// The client gave a call up while it waited on `endpoint`: the endpoint was found
     /// unhealthy (hung, or cut off from its quorum), or the leader changed or was lost
     /// while the call waited on a follower that may have forwarded it to the old leader.

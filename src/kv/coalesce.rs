@@ -1,15 +1,15 @@
-//! Read coalescing: fewer calls than callers. While two reads of one kind (linearizable
-//! or serializable) are in flight, the reads of that kind that come meanwhile queue; when
-//! one of the calls returns, the thread that sent it hands the queue to the first reader
-//! in it, which sends them all as one read-only transaction and hands each reader its own
-//! answer. A reader that finds fewer than two calls in flight sends its read at once, so
-//! a lone reader never waits. (Measured in `coalesce-compare.md`: with one call in flight,
-//! 8 callers lost 3-22% against coalescing off; with two, they are even, and 64 callers
-//! gain as much.)
+//! Coalescing: fewer calls than callers. While two calls of one kind (linearizable reads,
+//! serializable reads, or, opted in, writes) are in flight, the requests of that kind that
+//! come meanwhile queue; when one of the calls returns, the thread that sent it hands the
+//! queue to the first caller in it, which sends them all as one transaction and hands each
+//! caller its own answer. A caller that finds fewer than two calls in flight sends its
+//! request at once, so a lone caller never waits. (Measured in `coalesce-compare.md`: with
+//! one call in flight, 8 callers lost 3-22% of their reads against coalescing off; with
+//! two, they are even, and 64 callers gain as much.)
 //!
-//! Why it keeps every promise a read alone keeps:
-//! - a read is only answered by a call sent after it was issued (it queued while another
-//!   call was in flight, and its batch leaves after that call returned), so its
+//! Why a read keeps every promise it has alone:
+//! - it is only answered by a call sent after it was issued (it queued while other calls
+//!   were in flight, and its batch leaves after one of them returned), so its
 //!   linearization point lies inside its own call;
 //! - a read-only transaction reads every key at one revision, linearizably unless every
 //!   range in it is serializable, and the call path holds a serializable batch to the
@@ -19,7 +19,15 @@
 //! - a batch that fails in any way hands every reader back its own request, to be sent
 //!   alone with the time it has left, so each gets the answer, or the error, it would
 //!   have had alone; a batch refused for having too many operations lowers the limit.
+//!
+//! What changes for a write (which is why it is opt-in): the writes of a batch are one
+//! raft entry at one revision, and when the batch's outcome is unknown, every write in it
+//! is of unknown outcome. A batch never holds two writes of one key (etcd refuses that);
+//! a batch the server refuses (a lease not found, a permission, `ignore_value` on a
+//! missing key) was applied nowhere, and hands every writer back its own request, to be
+//! sent alone, so each gets its own answer.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -39,88 +47,186 @@ pub(crate) const MAX_OPS: usize = 128;
 /// `--max-request-bytes` (1.5 MiB) and this client's default send limit (2 MiB).
 const MAX_BYTES: usize = 1 << 20;
 
-/// How many calls of one kind may be in flight before reads queue behind them: two, so
-/// that a batch is on its way while the last one is answered (see the module docs).
+/// How many calls of one kind may be in flight before requests queue behind them: two,
+/// so that a batch is on its way while the last one is answered (see the module docs).
 const DEPTH: usize = 2;
 
-/// How long a reader taken into a batch waits for its answer past its own deadline: the
-/// batch's deadline is the earliest of its readers', so the answer is due by then.
+/// How long a caller taken into a batch waits for its answer past its own deadline: the
+/// batch's deadline is the earliest of its callers', so the answer is due by then.
 const HANDOVER_GRACE: Duration = Duration::from_secs(1);
 
-/// What the endpoint of a read that timed out in the queue is called in its error.
-const QUEUED: &str = "the queue of coalesced reads";
+/// What the endpoint of a request that timed out in the queue is called in its error.
+const QUEUED: &str = "the queue of coalesced requests";
 
-/// How much a client's reads were coalesced, since it connected
-/// ([`Client::coalesced_reads`](crate::Client::coalesced_reads)).
+/// How much a client's reads or writes were coalesced, since it connected
+/// ([`Client::coalesced_reads`](crate::Client::coalesced_reads),
+/// [`Client::coalesced_writes`](crate::Client::coalesced_writes)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CoalescedReads {
-    /// Batches answered: read-only transactions that each carried two reads or more.
+pub struct Coalesced {
+    /// Batches answered: transactions that each carried two requests or more.
     pub batches: u64,
-    /// Reads answered by those batches.
-    pub reads: u64,
-    /// The most reads one batch carried.
+    /// Requests answered by those batches.
+    pub requests: u64,
+    /// The most requests one batch carried.
     pub largest: u64,
-    /// Batches that failed, whose reads were then each sent alone.
+    /// Batches that failed, whose requests were then each sent alone (or, for writes of
+    /// unknown outcome, each reported of unknown outcome).
     pub failed: u64,
 }
 
-/// A client's coalescers: one for linearizable reads, one for serializable ones.
-#[derive(Debug)]
-pub(crate) struct Reads {
-    linearizable: Coalescer,
-    serializable: Coalescer,
+impl Coalesced {
+    fn add(self, other: Coalesced) -> Coalesced {
+        Coalesced {
+            batches: self.batches + other.batches,
+            requests: self.requests + other.requests,
+            largest: self.largest.max(other.largest),
+            failed: self.failed + other.failed,
+        }
+    }
 }
 
-impl Reads {
-    pub(crate) fn new() -> Reads {
-        Reads {
-            linearizable: Coalescer::new(false, DEPTH),
-            serializable: Coalescer::new(true, DEPTH),
+/// One request a coalescer takes.
+pub(crate) enum Op {
+    Range(rpc::RangeRequest),
+    Put(rpc::PutRequest),
+    Delete(rpc::DeleteRangeRequest),
+}
+
+/// Its answer.
+pub(crate) enum Answer {
+    Range(rpc::RangeResponse),
+    Put(rpc::PutResponse),
+    Delete(rpc::DeleteRangeResponse),
+}
+
+impl Op {
+    /// The key a write changes (a read's never matters).
+    fn key(&self) -> &[u8] {
+        match self {
+            Op::Range(r) => &r.key,
+            Op::Put(p) => &p.key,
+            Op::Delete(d) => &d.key,
         }
     }
 
-    /// Both kinds' batches, added up.
-    pub(crate) fn stats(&self) -> CoalescedReads {
-        let (a, b) = (&self.linearizable, &self.serializable);
-        CoalescedReads {
-            batches: a.batches.load(Ordering::Relaxed) + b.batches.load(Ordering::Relaxed),
-            reads: a.reads.load(Ordering::Relaxed) + b.reads.load(Ordering::Relaxed),
-            largest: a
-                .largest
-                .load(Ordering::Relaxed)
-                .max(b.largest.load(Ordering::Relaxed)),
-            failed: a.failed.load(Ordering::Relaxed) + b.failed.load(Ordering::Relaxed),
-        }
+    fn size(&self) -> usize {
+        let size = match self {
+            Op::Range(r) => r.compute_size(),
+            Op::Put(p) => p.compute_size(),
+            Op::Delete(d) => d.compute_size(),
+        };
+        usize::try_from(size)
+            .unwrap_or(usize::MAX)
+            .saturating_add(8)
     }
 
-    /// The coalescer of reads like `request`, if it may be coalesced: a read at the
-    /// latest revision.
-    pub(crate) fn of(&self, request: &rpc::RangeRequest) -> Option<&Coalescer> {
-        if request.revision != 0 {
-            return None;
+    fn request_op(&self) -> rpc::RequestOp {
+        let mut op = rpc::RequestOp::new();
+        match self {
+            Op::Range(r) => op.set_request_range(r.clone()),
+            Op::Put(p) => op.set_request_put(p.clone()),
+            Op::Delete(d) => op.set_request_delete_range(d.clone()),
         }
-        Some(if request.serializable {
-            &self.serializable
-        } else {
-            &self.linearizable
+        op
+    }
+
+    /// Its answer in a batch's answer, with the batch's header (as it would have had
+    /// alone: one member, one revision).
+    fn answer(&self, mut op: rpc::ResponseOp, header: &rpc::ResponseHeader) -> Result<Answer> {
+        let wrong = || Error::InvalidResponse {
+            reason: "a batch answered a request with the answer of another kind".to_owned(),
+        };
+        Ok(match self {
+            Op::Range(_) if op.has_response_range() => {
+                let mut r = op.take_response_range();
+                r.set_header(header.clone());
+                Answer::Range(r)
+            }
+            Op::Put(_) if op.has_response_put() => {
+                let mut r = op.take_response_put();
+                r.set_header(header.clone());
+                Answer::Put(r)
+            }
+            Op::Delete(_) if op.has_response_delete_range() => {
+                let mut r = op.take_response_delete_range();
+                r.set_header(header.clone());
+                Answer::Delete(r)
+            }
+            _ => return Err(wrong()),
         })
     }
 }
 
-/// The reads of one kind, queued while [`DEPTH`] calls of that kind are in flight.
+/// What a coalescer batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Linearizable,
+    Serializable,
+    Write,
+}
+
+/// A client's coalescers: linearizable reads and serializable reads (unless reads are
+/// not coalesced), and writes (if they are).
+#[derive(Debug)]
+pub(crate) struct Coalescers {
+    linearizable: Option<Coalescer>,
+    serializable: Option<Coalescer>,
+    writes: Option<Coalescer>,
+}
+
+impl Coalescers {
+    /// The coalescers the settings ask for; `None` if neither.
+    pub(crate) fn new(reads: bool, writes: bool) -> Option<Coalescers> {
+        (reads || writes).then(|| Coalescers {
+            linearizable: reads.then(|| Coalescer::new(Kind::Linearizable)),
+            serializable: reads.then(|| Coalescer::new(Kind::Serializable)),
+            writes: writes.then(|| Coalescer::new(Kind::Write)),
+        })
+    }
+
+    /// Both kinds of reads' batches, added up.
+    pub(crate) fn reads(&self) -> Coalesced {
+        let stats = |c: &Option<Coalescer>| c.as_ref().map(Coalescer::stats).unwrap_or_default();
+        stats(&self.linearizable).add(stats(&self.serializable))
+    }
+
+    /// The writes' batches.
+    pub(crate) fn writes(&self) -> Coalesced {
+        self.writes
+            .as_ref()
+            .map(Coalescer::stats)
+            .unwrap_or_default()
+    }
+
+    /// The coalescer of reads like `request`, if reads are coalesced and it may be: a
+    /// read at the latest revision.
+    pub(crate) fn read(&self, request: &rpc::RangeRequest) -> Option<&Coalescer> {
+        if request.revision != 0 {
+            return None;
+        }
+        if request.serializable {
+            self.serializable.as_ref()
+        } else {
+            self.linearizable.as_ref()
+        }
+    }
+
+    /// The coalescer of writes, if writes are coalesced.
+    pub(crate) fn write(&self) -> Option<&Coalescer> {
+        self.writes.as_ref()
+    }
+}
+
+/// The requests of one kind, queued while [`DEPTH`] calls of that kind are in flight.
 pub(crate) struct Coalescer {
-    /// The RPC of a read alone: `Range` or `SerializableRange`.
-    single: Rpc,
-    /// The RPC of a batch: `ReadOnlyTxn` or `SerializableReadOnlyTxn`.
-    batch: Rpc,
-    /// How many calls of this kind may be in flight before reads queue.
-    depth: usize,
+    kind: Kind,
     /// The most operations a batch may hold now.
     max_ops: AtomicUsize,
     state: Mutex<State>,
-    /// Batches answered, the reads they carried, and the most one carried.
+    /// Batches answered, the requests they carried, the most one carried, and those
+    /// that failed.
     batches: AtomicU64,
-    reads: AtomicU64,
+    requests: AtomicU64,
     largest: AtomicU64,
     failed: AtomicU64,
 }
@@ -128,7 +234,7 @@ pub(crate) struct Coalescer {
 impl std::fmt::Debug for Coalescer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Coalescer")
-            .field("single", &self.single)
+            .field("kind", &self.kind)
             .field("max_ops", &self.max_ops.load(Ordering::Relaxed))
             .finish()
     }
@@ -136,76 +242,72 @@ impl std::fmt::Debug for Coalescer {
 
 #[derive(Default)]
 struct State {
-    /// Calls of this kind in flight: at the limit, a new read queues.
+    /// Calls of this kind in flight: at [`DEPTH`], a new request queues.
     in_flight: usize,
     queue: Vec<Queued>,
-    /// Numbers the queued reads, so that one can find itself to leave.
+    /// Numbers the queued requests, so that one can find itself to leave.
     next: u64,
 }
 
-/// A read waiting for its turn.
+/// A request waiting for its turn.
 struct Queued {
     id: u64,
-    request: rpc::RangeRequest,
+    op: Op,
     deadline: Instant,
     timeout: Duration,
     reply: Sender<Turn>,
 }
 
-/// What a queued reader is told.
+/// What a queued caller is told.
 enum Turn {
     /// Its answer, from a batch.
-    Answer(Result<rpc::RangeResponse>),
-    /// It sends this batch, its own read first.
+    Answer(Result<Answer>),
+    /// It sends this batch, its own request first.
     Lead(Vec<Queued>),
-    /// Its read goes alone after all (the batch failed, or came too late): here it is.
-    Alone(rpc::RangeRequest),
+    /// Its request goes alone after all (the batch failed, or came too late): here it is.
+    Alone(Op),
 }
 
 impl Coalescer {
-    /// A coalescer of linearizable reads, or of serializable ones.
-    fn new(serializable: bool, depth: usize) -> Coalescer {
-        let (single, batch) = if serializable {
-            (Rpc::SerializableRange, Rpc::SerializableReadOnlyTxn)
-        } else {
-            (Rpc::Range, Rpc::ReadOnlyTxn)
-        };
+    fn new(kind: Kind) -> Coalescer {
         Coalescer {
-            single,
-            batch,
-            depth: depth.max(1),
+            kind,
             max_ops: AtomicUsize::new(MAX_OPS),
             state: Mutex::new(State::default()),
             batches: AtomicU64::new(0),
-            reads: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
             largest: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         }
     }
 
-    /// Reads `request` within `timeout`: at once if fewer than [`DEPTH`] calls of this kind
-    /// are in flight, else in a batch that follows one of them.
-    pub(crate) fn read(
-        &self,
-        caller: &Caller,
-        request: rpc::RangeRequest,
-        timeout: Duration,
-    ) -> Result<rpc::RangeResponse> {
+    fn stats(&self) -> Coalesced {
+        Coalesced {
+            batches: self.batches.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            largest: self.largest.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sends `op` within `timeout` (more than zero): at once if fewer than [`DEPTH`]
+    /// calls of this kind are in flight, else in a batch that follows one of them.
+    pub(crate) fn call(&self, caller: &Caller, op: Op, timeout: Duration) -> Result<Answer> {
         let deadline = crate::time::deadline(timeout);
         let (id, turn) = {
             let mut state = self.state.lock();
-            if state.in_flight < self.depth {
+            if state.in_flight < DEPTH {
                 state.in_flight += 1;
                 drop(state);
                 let _flight = InFlight(self);
-                return self.alone(caller, &request, timeout);
+                return self.alone(caller, &op, timeout);
             }
             let (reply, turn) = crossbeam_channel::bounded(1);
             let id = state.next;
             state.next += 1;
             state.queue.push(Queued {
                 id,
-                request,
+                op,
                 deadline,
                 timeout,
                 reply,
@@ -214,12 +316,12 @@ impl Coalescer {
         };
         match self.wait(&turn, id, deadline, timeout)? {
             Turn::Answer(answer) => answer,
-            Turn::Alone(request) => {
+            Turn::Alone(op) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Err(queued_too_long(timeout));
                 }
-                self.alone(caller, &request, left)
+                self.alone(caller, &op, left)
             }
             Turn::Lead(batch) => {
                 let _flight = InFlight(self);
@@ -228,7 +330,7 @@ impl Coalescer {
         }
     }
 
-    /// Waits for a queued reader's turn until its deadline; leaves the queue then, if it
+    /// Waits for a queued caller's turn until its deadline; leaves the queue then, if it
     /// is still in it; if it was taken into a batch, waits for that batch's word.
     fn wait(
         &self,
@@ -250,59 +352,78 @@ impl Coalescer {
             }
         }
         // Taken: the word is on its way (a lead at once, an answer by the batch's
-        // deadline, which is no later than this reader's).
+        // deadline, which is no later than this caller's).
         turn.recv_timeout(HANDOVER_GRACE)
             .map_err(|_| queued_too_long(timeout))
     }
 
-    /// A read sent alone.
-    fn alone(
-        &self,
-        caller: &Caller,
-        request: &rpc::RangeRequest,
-        timeout: Duration,
-    ) -> Result<rpc::RangeResponse> {
-        caller.unary(self.single, timeout, |s, opt| {
-            s.kv.range_async_opt(request, opt)
-        })
+    /// A request sent alone.
+    fn alone(&self, caller: &Caller, op: &Op, timeout: Duration) -> Result<Answer> {
+        match op {
+            Op::Range(r) => {
+                let rpc = if self.kind == Kind::Serializable {
+                    Rpc::SerializableRange
+                } else {
+                    Rpc::Range
+                };
+                caller
+                    .unary(rpc, timeout, |s, opt| s.kv.range_async_opt(r, opt))
+                    .map(Answer::Range)
+            }
+            Op::Put(p) => caller
+                .unary(Rpc::Put, timeout, |s, opt| s.kv.put_async_opt(p, opt))
+                .map(Answer::Put),
+            Op::Delete(d) => caller
+                .unary(Rpc::DeleteRange, timeout, |s, opt| {
+                    s.kv.delete_range_async_opt(d, opt)
+                })
+                .map(Answer::Delete),
+        }
     }
 
-    /// The call in flight returned: hands the queue (up to a batch of it) to its first
-    /// reader whose deadline has not passed, or marks nothing in flight.
+    /// A call in flight returned: hands the queue (up to a batch of it) to its first
+    /// caller whose deadline has not passed, or counts one call fewer in flight. A write
+    /// of a key the batch already has waits for the next batch.
     fn done(&self) {
         let max_ops = self.max_ops.load(Ordering::Relaxed).max(1);
         let mut state = self.state.lock();
         let now = Instant::now();
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        while let Some(first) = state.queue.first() {
-            let size = request_size(&first.request);
-            if batch.len() == max_ops || (!batch.is_empty() && bytes + size > MAX_BYTES) {
-                break;
-            }
-            let queued = state.queue.remove(0);
-            if queued.deadline <= now {
+        let mut batch: Vec<Queued> = Vec::new();
+        let mut left = Vec::new();
+        let mut keys: HashSet<Vec<u8>> = HashSet::new();
+        let mut bytes = 0usize;
+        for queued in state.queue.drain(..) {
+            let size = queued.op.size();
+            let full = batch.len() == max_ops
+                || (!batch.is_empty() && bytes.saturating_add(size) > MAX_BYTES);
+            if full {
+                left.push(queued);
+            } else if queued.deadline <= now {
                 let _ = queued
                     .reply
                     .send(Turn::Answer(Err(queued_too_long(queued.timeout))));
-                continue;
+            } else if self.kind == Kind::Write && !keys.insert(queued.op.key().to_vec()) {
+                left.push(queued);
+            } else {
+                bytes = bytes.saturating_add(size);
+                batch.push(queued);
             }
-            bytes += size;
-            batch.push(queued);
         }
+        state.queue = left;
         if batch.is_empty() {
             state.in_flight -= 1;
             return;
         }
         drop(state);
         let lead = batch[0].reply.clone();
-        // The reader is waiting: it leaves the queue only under the lock, and it was taken.
+        // The caller is waiting: it leaves the queue only under the lock, and it was
+        // taken.
         let _ = lead.send(Turn::Lead(batch));
     }
 
-    /// Sends `batch` (this reader's own read first) as one read-only transaction and hands
-    /// each of the others its answer; this reader's own answer.
-    fn send(&self, caller: &Caller, mut batch: Vec<Queued>) -> Result<rpc::RangeResponse> {
+    /// Sends `batch` (this caller's own request first) as one transaction and hands each
+    /// of the others its answer; this caller's own answer.
+    fn send(&self, caller: &Caller, mut batch: Vec<Queued>) -> Result<Answer> {
         let own = batch.remove(0);
         let deadline = batch
             .iter()
@@ -311,33 +432,45 @@ impl Coalescer {
         let left = deadline.saturating_duration_since(Instant::now());
         if batch.is_empty() || left.is_zero() {
             for other in batch {
-                let _ = other.reply.send(Turn::Alone(other.request));
+                let _ = other.reply.send(Turn::Alone(other.op));
             }
-            let left = own.deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(queued_too_long(own.timeout));
-            }
-            return self.alone(caller, &own.request, left);
+            return self.own_alone(caller, &own, None);
         }
-        let ops: Vec<rpc::RequestOp> = std::iter::once(&own)
-            .chain(&batch)
-            .map(|q| {
-                let mut op = rpc::RequestOp::new();
-                op.set_request_range(q.request.clone());
-                op
-            })
-            .collect();
-        let count = ops.len();
+        let count = batch.len() + 1;
         let txn = rpc::TxnRequest {
-            success: ops.into(),
+            success: std::iter::once(&own)
+                .chain(&batch)
+                .map(|q| q.op.request_op())
+                .collect::<Vec<_>>()
+                .into(),
             ..Default::default()
         };
-        let answer = caller.unary(self.batch, left, |s, opt| s.kv.txn_async_opt(&txn, opt));
-        match answer.and_then(|r| answers(r, count)) {
+        let rpc = match self.kind {
+            Kind::Linearizable => Rpc::ReadOnlyTxn,
+            Kind::Serializable => Rpc::SerializableReadOnlyTxn,
+            Kind::Write => Rpc::Txn,
+        };
+        let answered = caller
+            .unary(rpc, left, |s, opt| s.kv.txn_async_opt(&txn, opt))
+            .and_then(|mut r| {
+                let header = r.take_header();
+                let ops = r.take_responses();
+                if ops.len() != count {
+                    return Err(Error::InvalidResponse {
+                        reason: format!("{} answers to a batch of {count}", ops.len()),
+                    });
+                }
+                std::iter::once(&own)
+                    .chain(&batch)
+                    .zip(ops)
+                    .map(|(q, op)| q.op.answer(op, &header))
+                    .collect::<Result<Vec<Answer>>>()
+            });
+        match answered {
             Ok(mut answers) => {
                 let carried = count as u64;
                 self.batches.fetch_add(1, Ordering::Relaxed);
-                self.reads.fetch_add(carried, Ordering::Relaxed);
+                self.requests.fetch_add(carried, Ordering::Relaxed);
                 self.largest.fetch_max(carried, Ordering::Relaxed);
                 let first = answers.remove(0);
                 for (other, answer) in batch.into_iter().zip(answers) {
@@ -345,24 +478,48 @@ impl Coalescer {
                 }
                 Ok(first)
             }
+            Err(e) if e.is_write_outcome_unknown() => {
+                // Applied or not, all together: every write of the batch is unknown.
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                let endpoint = e.endpoint().unwrap_or_default().to_owned();
+                for other in batch {
+                    let _ = other
+                        .reply
+                        .send(Turn::Answer(Err(Error::WriteOutcomeUnknown {
+                            endpoint: endpoint.clone(),
+                            source: Box::new(Error::BatchFailed {
+                                requests: count,
+                                message: e.to_string(),
+                            }),
+                        })));
+                }
+                Err(e)
+            }
             Err(e) => {
+                // Applied nowhere: each request goes alone, for its own answer.
                 self.failed.fetch_add(1, Ordering::Relaxed);
                 if e.code() == Some(ServerCode::TooManyOps) {
                     // A cluster with a lower --max-txn-ops: halve until batches pass.
                     let lower = (count / 2).max(1);
                     self.max_ops.fetch_min(lower, Ordering::Relaxed);
-                    log::debug!("etcd: batches of {count} reads refused; now at most {lower}");
+                    log::debug!("etcd: batches of {count} refused; now at most {lower}");
                 }
                 for other in batch {
-                    let _ = other.reply.send(Turn::Alone(other.request));
+                    let _ = other.reply.send(Turn::Alone(other.op));
                 }
-                let left = own.deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(e);
-                }
-                self.alone(caller, &own.request, left)
+                self.own_alone(caller, &own, Some(e))
             }
         }
+    }
+
+    /// The batch's first request sent alone within its own deadline; `failed`, the
+    /// batch's failure, if no time is left.
+    fn own_alone(&self, caller: &Caller, own: &Queued, failed: Option<Error>) -> Result<Answer> {
+        let left = own.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(failed.unwrap_or_else(|| queued_too_long(own.timeout)));
+        }
+        self.alone(caller, &own.op, left)
     }
 }
 
@@ -373,35 +530,6 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.done();
     }
-}
-
-/// The answers of a batch of `count` reads, each with the transaction's header (as each
-/// read alone would have had: one member, one revision).
-fn answers(mut response: rpc::TxnResponse, count: usize) -> Result<Vec<rpc::RangeResponse>> {
-    let header = response.take_header();
-    let ops = response.take_responses();
-    if ops.len() != count {
-        return Err(Error::InvalidResponse {
-            reason: format!("{} answers to a batch of {count} reads", ops.len()),
-        });
-    }
-    ops.into_iter()
-        .map(|mut op| {
-            if !op.has_response_range() {
-                return Err(Error::InvalidResponse {
-                    reason: "a batch of reads answered with something else".to_owned(),
-                });
-            }
-            let mut range = op.take_response_range();
-            range.set_header(header.clone());
-            Ok(range)
-        })
-        .collect()
-}
-
-/// What a request adds to a batch's size.
-fn request_size(request: &rpc::RangeRequest) -> usize {
-    usize::try_from(request.compute_size()).unwrap_or(usize::MAX) + 8
 }
 
 fn queued_too_long(timeout: Duration) -> Error {

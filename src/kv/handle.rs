@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use grpcio::{CallOption, ClientUnaryReceiver};
 
-use super::coalesce::Reads;
+use super::coalesce::{Answer, Coalescers, Op};
 use super::namespace::Namespace;
 use super::options::{CompactOptions, DeleteOptions, GetOptions, PutOptions};
 use super::responses::{CompactResponse, DeleteResponse, GetResponse, PutResponse};
@@ -23,18 +23,22 @@ pub struct Kv {
     caller: Caller,
     timeout: Duration,
     namespace: Namespace,
-    /// The client's read coalescers, unless coalescing is off.
-    reads: Option<Arc<Reads>>,
+    /// The client's coalescers, unless coalescing is off for reads and writes.
+    coalescers: Option<Arc<Coalescers>>,
 }
 
 impl Kv {
-    pub(crate) fn new(caller: Caller, timeout: Duration, reads: Option<Arc<Reads>>) -> Kv {
+    pub(crate) fn new(
+        caller: Caller,
+        timeout: Duration,
+        coalescers: Option<Arc<Coalescers>>,
+    ) -> Kv {
         caller.note_timeout(timeout);
         Kv {
             caller,
             timeout,
             namespace: Namespace::default(),
-            reads,
+            coalescers,
         }
     }
 
@@ -54,7 +58,7 @@ impl Kv {
     /// days; a zero timeout makes every call fail with
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
     pub fn with_timeout(&self, timeout: Duration) -> Kv {
-        Kv::new(self.caller.clone(), timeout, self.reads.clone())
+        Kv::new(self.caller.clone(), timeout, self.coalescers.clone())
             .in_namespace(self.namespace.clone())
     }
 
@@ -81,11 +85,14 @@ impl Kv {
     pub fn get_with(&self, key: impl Into<Vec<u8>>, options: GetOptions) -> Result<GetResponse> {
         let mut request = options.request(key.into())?;
         self.namespace.range_request(&mut request);
-        let coalescer = self.reads.as_deref().and_then(|reads| reads.of(&request));
+        let coalescer = self.coalescers.as_deref().and_then(|c| c.read(&request));
         let mut r = match coalescer {
             // A zero timeout goes the plain way, which refuses it.
             Some(coalescer) if !self.timeout.is_zero() => {
-                coalescer.read(&self.caller, request, self.timeout)?
+                match coalescer.call(&self.caller, Op::Range(request), self.timeout)? {
+                    Answer::Range(r) => r,
+                    _ => return Err(wrong_answer()),
+                }
             }
             _ => {
                 let spec = if request.serializable {
@@ -117,7 +124,16 @@ impl Kv {
     ) -> Result<PutResponse> {
         let mut request = options.request(key.into(), value.into())?;
         self.namespace.put_request(&mut request);
-        let mut r = self.write(Rpc::Put, |s, opt| s.kv.put_async_opt(&request, opt))?;
+        let coalescer = self.coalescers.as_deref().and_then(Coalescers::write);
+        let mut r = match coalescer {
+            Some(coalescer) if !self.timeout.is_zero() => {
+                match coalescer.call(&self.caller, Op::Put(request), self.timeout)? {
+                    Answer::Put(r) => r,
+                    _ => return Err(wrong_answer()),
+                }
+            }
+            _ => self.write(Rpc::Put, |s, opt| s.kv.put_async_opt(&request, opt))?,
+        };
         self.namespace.put_response(&mut r);
         Ok(PutResponse::from(r))
     }
@@ -135,9 +151,23 @@ impl Kv {
     ) -> Result<DeleteResponse> {
         let mut request = options.request(key.into());
         self.namespace.delete_request(&mut request);
-        let mut r = self.write(Rpc::DeleteRange, |s, opt| {
-            s.kv.delete_range_async_opt(&request, opt)
-        })?;
+        // Deletes of one key only: ranges could overlap another write of the batch.
+        let coalescer = self
+            .coalescers
+            .as_deref()
+            .and_then(Coalescers::write)
+            .filter(|_| request.range_end.is_empty());
+        let mut r = match coalescer {
+            Some(coalescer) if !self.timeout.is_zero() => {
+                match coalescer.call(&self.caller, Op::Delete(request), self.timeout)? {
+                    Answer::Delete(r) => r,
+                    _ => return Err(wrong_answer()),
+                }
+            }
+            _ => self.write(Rpc::DeleteRange, |s, opt| {
+                s.kv.delete_range_async_opt(&request, opt)
+            })?,
+        };
         self.namespace.delete_response(&mut r);
         Ok(DeleteResponse::from(r))
     }
@@ -178,5 +208,12 @@ impl Kv {
         start: impl Fn(&Stubs, CallOption) -> grpcio::Result<ClientUnaryReceiver<R>>,
     ) -> Result<R> {
         self.caller.unary(rpc, self.timeout, start)
+    }
+}
+
+/// A coalescer answered a request with the answer of another kind: never, but typed.
+fn wrong_answer() -> crate::Error {
+    crate::Error::InvalidResponse {
+        reason: "a coalesced request got the answer of another kind".to_owned(),
     }
 }

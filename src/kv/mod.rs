@@ -9,8 +9,8 @@ pub(crate) mod range;
 mod responses;
 mod txn;
 
-pub use coalesce::CoalescedReads;
-pub(crate) use coalesce::Reads;
+pub use coalesce::Coalesced;
+pub(crate) use coalesce::Coalescers;
 pub use compare::{Compare, CompareNumber, CompareValue};
 pub use handle::Kv;
 pub(crate) use namespace::Namespace;

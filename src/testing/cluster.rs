@@ -15,6 +15,11 @@ use super::proxy::Proxy;
 use super::support::{free_ports, poll_until, Slot, TempDir};
 use super::version::ServerVersion;
 
+/// With this environment variable at `1`, [`Cluster::client_builder`] (and so
+/// [`Cluster::client`]) coalesces writes: how CI runs the fault tests with writes
+/// coalesced too.
+pub const COALESCE_WRITES: &str = "ETCD_BLOCKING_TEST_COALESCE_WRITES";
+
 /// How long one member's status call may take while the launcher polls.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
@@ -473,6 +478,10 @@ impl Cluster {
     /// the root user with [`ClusterBuilder::auth`]).
     pub fn client_builder(&self) -> crate::ClientBuilder {
         let mut builder = crate::Client::builder().endpoints(self.endpoints());
+        // How CI runs the fault tests a second time with writes coalesced.
+        if std::env::var_os(COALESCE_WRITES).is_some_and(|v| v == "1") {
+            builder = builder.coalesce_writes(true);
+        }
         if let Some(tls) = self.client_tls() {
             builder = builder.tls(tls);
         }

@@ -47,7 +47,7 @@ mod support;
 mod version;
 
 pub use certs::{Authority, Identity, Validity};
-pub use cluster::{Cluster, ClusterBuilder, ClusterTls};
+pub use cluster::{Cluster, ClusterBuilder, ClusterTls, COALESCE_WRITES};
 pub use error::LaunchError;
 pub use grpc_proxy::GrpcProxy;
 pub use proxy::{Proxy, ProxyMode};

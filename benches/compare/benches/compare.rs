@@ -57,8 +57,10 @@ const KEYS: usize = 1000;
 const OURS: &str = "etcd-blocking";
 /// The floor's name in the results (`COMPARE_FLOOR=1`).
 const FLOOR: &str = "floor (experiment)";
-/// This client with read coalescing off, the B of `COMPARE_MODE=coalesce`.
+/// This client with read coalescing off, the B of `COMPARE_MODE=coalesce` for reads.
 const ALONE: &str = "etcd-blocking, reads alone";
+/// This client with write coalescing on, the A of `COMPARE_MODE=coalesce` for puts.
+const WRITES: &str = "etcd-blocking, writes coalesced";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -138,6 +140,9 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     }
     if args.iter().any(|a| a == "--reads-alone") {
         builder = builder.coalesce_reads(false);
+    }
+    if args.iter().any(|a| a == "--coalesce-writes") {
+        builder = builder.coalesce_writes(true);
     }
     if let Some(threads) = std::env::var("COMPARE_POLL_THREADS")
         .ok()
@@ -524,8 +529,8 @@ fn raw_row(cell: &Workload, client: &str, round: usize, run: &Run) -> String {
     )
 }
 
-/// Checks that a run wrote what it counted: the store's revision moved by the driver's
-/// fill ([`KEYS`] puts), plus, for a write workload, every write it reports as done
+/// Checks that a run wrote what it counted: the versions of the benchmark's keys, added
+/// up, moved by the driver's fill ([`KEYS`] puts), plus, for a write workload, every write it reports as done
 /// (warm-up included). A write that failed may or may not have been applied, so each
 /// failed one widens the range by one. A client that wrote more or fewer than it said
 /// fails the run.
@@ -544,12 +549,23 @@ fn written_as_counted(
     let moved = moved as f64;
     if moved < least || moved > least + failed {
         return Err(format!(
-            "the store's revision moved {moved}, but the run counted {KEYS} fill puts, \
+            "the keys' versions moved {moved}, but the run counted {KEYS} fill puts, \
              {done} writes done and {failed} failed"
         )
         .into());
     }
     Ok(())
+}
+
+/// The versions of the benchmark's keys (`bench/k/`), added up.
+fn versions(admin: &Client) -> Result<i64, Box<dyn std::error::Error>> {
+    Ok(admin
+        .kv()
+        .get_with("bench/k/", GetOptions::new().prefix().keys_only())?
+        .kvs()
+        .iter()
+        .map(|kv| kv.version())
+        .sum())
 }
 
 /// The store's revision now, read through `admin`.
@@ -601,15 +617,26 @@ fn coalesce() -> Result<(), Box<dyn std::error::Error>> {
         1,
         Peer {
             name: ALONE,
-            command: vec![exe, "--driver".to_owned(), "--reads-alone".to_owned()],
+            command: vec![
+                exe.clone(),
+                "--driver".to_owned(),
+                "--reads-alone".to_owned(),
+            ],
+        },
+    );
+    peers.insert(
+        2,
+        Peer {
+            name: WRITES,
+            command: vec![exe, "--driver".to_owned(), "--coalesce-writes".to_owned()],
         },
     );
     // COMPARE_QUICK=1: one member, linearizable reads, 8 and 64 callers.
     let quick = std::env::var("COMPARE_QUICK").is_ok_and(|v| v == "1");
     let (members, workloads, callers): (&[usize], &[&str], &[usize]) = if quick {
-        (&[1], &["get"], &[8, 64])
+        (&[1], &["get", "put"], &[8, 64])
     } else {
-        (&[1, 3], &["get", "get-serializable"], &[1, 8, 64])
+        (&[1, 3], &["get", "get-serializable", "put"], &[1, 8, 64])
     };
     let mut cells = Vec::new();
     for &members in members {
@@ -634,9 +661,16 @@ fn a_against_b(results: &BTreeMap<(Workload, &'static str), Vec<Run>>) -> String
     cells.dedup();
     let mut rows = String::new();
     for cell in cells {
+        // Reads: the default (coalesced) against reads alone; puts: writes coalesced
+        // against the default (not).
+        let (a, b) = if cell.workload == "put" {
+            (WRITES, OURS)
+        } else {
+            (OURS, ALONE)
+        };
         let (Some(on), Some(off)) = (
-            results.get(&(cell.clone(), OURS)),
-            results.get(&(cell.clone(), ALONE)),
+            results.get(&(cell.clone(), a)),
+            results.get(&(cell.clone(), b)),
         ) else {
             continue;
         };
@@ -659,10 +693,11 @@ fn a_against_b(results: &BTreeMap<(Workload, &'static str), Vec<Run>>) -> String
         return String::new();
     }
     format!(
-        "## Coalesced reads: on against off\n\n\
-         This client with read coalescing on (its default) and off (`--reads-alone`), \
-         interleaved in the same rounds on the same cluster: ops/s, CPU s per 10k reads, \
-         p99 µs.\n\n\
+        "## Coalescing: on against off\n\n\
+         This client with coalescing on and off, interleaved in the same rounds on the \
+         same cluster: for reads, its default (coalesced) against `--reads-alone`; for \
+         puts, `--coalesce-writes` against its default (not coalesced). Ops/s, CPU s per \
+         10k requests, p99 µs.\n\n\
          | members | workload | callers | ops/s on | ops/s off | on/off | CPU on | CPU off | p99 on | p99 off |\n\
          |---|---|---|---|---|---|---|---|---|---|\n{rows}\n"
     )
@@ -706,12 +741,15 @@ fn orchestrate_cells(
                 for peer in order {
                     // A run that fails is recorded as failed, with why, and never tried
                     // again: a retry would hide how often a client fails.
-                    let before = admin.kv().get("bench/k/0")?.header().revision();
+                    // Versions, not the revision: coalesced writes share revisions, but
+                    // every put still adds one to its key's version.
+                    let before = versions(&admin)?;
                     let run = run_driver(peer, &endpoints, cell);
                     let now = admin.kv().get("bench/k/0")?.header().revision();
                     admin.kv().compact(now)?;
-                    let run = run
-                        .and_then(|run| written_as_counted(cell, &run, now - before).map(|()| run));
+                    let moved = versions(&admin)? - before;
+                    let run =
+                        run.and_then(|run| written_as_counted(cell, &run, moved).map(|()| run));
                     let run = match run {
                         Ok(run) => run,
                         Err(e) => {
@@ -861,7 +899,7 @@ fn preface(rounds: usize) -> String {
          process on the same cluster, each run a timed phase of {} s. CPU is the client \
          process's CPU clock (user + system, every thread; the jetcd driver adds up its \
          threads' clocks) over that phase. Every request has a deadline of 5 s, in every \
-         client. After every run the store's revision is checked against the writes the \
+         client. After every run the versions of the benchmark's keys are checked against the writes the \
          driver counted; a run that fails that check, or fails at all, is listed as failed \
          and not tried again. Every run's own figures are in `compare-runs.tsv`.\n",
         RUN.as_secs()
@@ -980,7 +1018,7 @@ fn standing(
     subject: &str,
 ) -> String {
     let ours = subject;
-    let is_peer = |name: &str| name != OURS && name != FLOOR && name != ALONE;
+    let is_peer = |name: &str| name != OURS && name != FLOOR && name != ALONE && name != WRITES;
     let mut cells: Vec<&Workload> = results.keys().map(|(w, _)| w).collect();
     cells.dedup();
     let (mut total, mut fast, mut lean) = (0, 0, 0);
