@@ -43,15 +43,8 @@ fn fill(client: &Client, prefix: &str, keys: usize) -> Result<(), etcd_blocking:
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let sizes: Vec<usize> = std::env::var("MIRROR_KEYS")
-        .unwrap_or_else(|_| "10000,200000".to_owned())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let updates: usize = std::env::var("MIRROR_UPDATES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let sizes = common::env_list("MIRROR_KEYS", "10000,200000");
+    let updates = common::env_number("MIRROR_UPDATES", 1000);
     let cluster = Cluster::start(1)?;
     let client = cluster.client()?;
     println!(

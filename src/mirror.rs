@@ -515,24 +515,17 @@ impl<V: Clone + Send + Sync + 'static> Mirror<V> {
             return Ok(true);
         }
         let end = prefix_end(&self.prefix);
-        let from = if self.prefix.is_empty() {
-            vec![0]
-        } else {
-            self.prefix.clone()
-        };
-        let count = |options: GetOptions| -> Result<i64> {
-            Ok(self
-                .kv
-                .get_with(
-                    from.clone(),
-                    options
-                        .range_end(end.clone())
-                        .revision(revision)
-                        .count_only(),
-                )?
-                .count())
-        };
-        let keys = count(GetOptions::new())?;
+        let from = range_start(&self.prefix);
+        let keys = self
+            .kv
+            .get_with(
+                from.clone(),
+                GetOptions::new()
+                    .range_end(end.clone())
+                    .revision(revision)
+                    .count_only(),
+            )?
+            .count();
         if usize::try_from(keys) != Ok(len) {
             return Ok(false);
         }
@@ -638,15 +631,21 @@ impl<V> Drop for Mirror<V> {
     }
 }
 
+/// The first key of `prefix`'s range: the prefix, or for the empty prefix (every key) the
+/// smallest key etcd takes.
+fn range_start(prefix: &[u8]) -> Vec<u8> {
+    if prefix.is_empty() {
+        vec![0]
+    } else {
+        prefix.to_vec()
+    }
+}
+
 /// Lists every key under `prefix` at one revision, a page at a time: the revision and the
 /// key-values, in key order.
 fn list<V>(kv: &Kv, prefix: &[u8], options: &MirrorOptions<V>) -> Result<(i64, Vec<KeyValue>)> {
     let end = prefix_end(prefix);
-    let mut from = if prefix.is_empty() {
-        vec![0]
-    } else {
-        prefix.to_vec()
-    };
+    let mut from = range_start(prefix);
     let mut revision = 0;
     let mut keys = Vec::new();
     loop {

@@ -45,3 +45,22 @@ pub fn cpu_seconds() -> f64 {
         .map(|s| cpu_of(&s))
         .unwrap_or(0.0)
 }
+
+/// The comma-separated numbers of the environment variable `var`, or of `default` when it
+/// is unset (entries that are not numbers are left out).
+pub fn env_list(var: &str, default: &str) -> Vec<usize> {
+    std::env::var(var)
+        .unwrap_or_else(|_| default.to_owned())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+/// The number in the environment variable `var`, or `default` when it is unset or not a
+/// number.
+pub fn env_number(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

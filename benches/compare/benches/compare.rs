@@ -841,6 +841,43 @@ fn run_driver_with(
     run_peer(peer, &args, Run::parse)
 }
 
+/// A driver started by [`spawn_driver`]: the child, its stdout's lines, and their reader.
+type Spawned = (
+    std::process::Child,
+    crossbeam_channel::Receiver<String>,
+    thread::JoinHandle<()>,
+);
+
+/// Starts `peer`'s driver with `args`, its stderr going to `stderr`; its stdout is read
+/// line by line on a thread of its own, so that a hung driver cannot hang the harness.
+/// The child, its lines, and the reader (which ends with the driver's stdout).
+fn spawn_driver(
+    peer: &Peer,
+    args: &[String],
+    stderr: std::process::Stdio,
+) -> Result<Spawned, Box<dyn std::error::Error>> {
+    use std::io::BufRead;
+    let mut child = Command::new(&peer.command[0])
+        .args(&peer.command[1..])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (lines_tx, lines) = crossbeam_channel::unbounded::<String>();
+    let reader = thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Ok((child, lines, reader))
+}
+
 /// Runs `peer`'s driver with `args` to its end, and reads its result: the last line of
 /// its output that `parse` takes; else an error with its exit status and its stderr.
 fn run_peer<T>(

@@ -5,8 +5,7 @@
 //! it, and whether the driver finished at all (or how many requests it had in flight
 //! when it was killed as hung).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use etcd_blocking::testing::{Cluster, Proxy};
@@ -163,25 +162,18 @@ fn run(peer: &Peer, fault: Fault) -> Result<Outcome, Box<dyn std::error::Error>>
         cluster.endpoint(leader)
     }];
     endpoints.extend((0..3).filter(|&i| i != leader).map(|i| cluster.endpoint(i)));
-    let mut child = Command::new(&peer.command[0])
-        .args(&peer.command[1..])
-        .arg(format!("--endpoints={}", endpoints.join(",")))
-        .args(["--workload=put", "--value-size=64", "--trace"])
-        .arg(format!("--callers={CALLERS}"))
-        .arg(format!("--duration-ms={LOAD_MS}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    // Read the driver's output on a thread, so a hung driver cannot hang us.
-    let (lines_tx, lines) = crossbeam_channel::unbounded::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, lines, reader) = crate::spawn_driver(
+        peer,
+        &[
+            format!("--endpoints={}", endpoints.join(",")),
+            "--workload=put".to_owned(),
+            "--value-size=64".to_owned(),
+            "--trace".to_owned(),
+            format!("--callers={CALLERS}"),
+            format!("--duration-ms={LOAD_MS}"),
+        ],
+        Stdio::null(),
+    )?;
     let started = lines
         .recv_timeout(Duration::from_secs(60))
         .ok()

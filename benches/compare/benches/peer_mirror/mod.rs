@@ -1,16 +1,17 @@
 //! A local copy of a prefix side by side (`COMPARE_MODE=mirror`), and this client's driver
 //! for it.
 //!
-//! `--workload=mirror --prefix=P --ready-key=K`: the driver keeps a copy of the prefix P
+//! `--workload=mirror --prefix=P`: the driver keeps a copy of the prefix P
 //! the way its client's users do (this client's `Mirror`; the Go client's `mirror.Syncer`,
 //! its `SyncBase` into a map and then its `SyncUpdates` watch; jetcd and etcd-client,
 //! which have no mirror, a paged get at one revision and a watch from the revision after),
-//! times the first full copy and the RSS it added, then puts K. This process then writes
+//! times the first full copy and the RSS it added, then prints `READY`. This process then
+//! writes
 //! `COMPARE_MIRROR_UPDATES` updates (default 2,000) under `P/u/`, one at a time, each
 //! value the wall-clock time of its sending in Unix nanoseconds, and `P/done` last. The
 //! driver takes each update's latency when it has applied it to its copy (this client:
 //! when the mirror's batch of changes that holds it arrives, which it publishes after the
-//! copy moved) and counts its CPU from K to `P/done`; it prints `keys`, `first_copy_s`,
+//! copy moved) and counts its CPU from `READY` to `P/done`; it prints `keys`, `first_copy_s`,
 //! `rss_delta_kib`, `updates`, `p50_us`, `p99_us`, `cpu_seconds` and `peak_rss_kib`.
 //!
 //! On a 1-member cluster filled with 10,000 and 200,000 keys of 64-byte values
@@ -18,7 +19,7 @@
 //! left out), `COMPARE_MIRROR_ROUNDS` rounds (default 3, the order rotating), medians.
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use etcd_blocking::testing::Cluster;
@@ -33,7 +34,6 @@ const DONE: &str = "done";
 /// Runs this client's side of `mirror`.
 pub fn drive(args: &[String], client: &Client) -> Result<(), Box<dyn std::error::Error>> {
     let prefix = flag(args, "prefix").unwrap_or_else(|| "mirror/".to_owned());
-    let ready = flag(args, "ready-key").unwrap_or_else(|| "mirror-ready".to_owned());
     let rss_before = status("VmRSS");
     let started = Instant::now();
     // A buffer of changes that the updates cannot fill, as for the peers' unbounded ones.
@@ -43,7 +43,7 @@ pub fn drive(args: &[String], client: &Client) -> Result<(), Box<dyn std::error:
     let rss_after = status("VmRSS");
     let (_, changes) = mirror.changes();
     let cpu = cpu_seconds();
-    client.kv().put(ready, "1")?;
+    println!("READY");
     let (stamped, done) = (format!("{prefix}{UPDATES}"), format!("{prefix}{DONE}"));
     let mut latencies = Vec::new();
     let until = Instant::now() + Duration::from_secs(300);
@@ -120,7 +120,7 @@ impl Copied {
     }
 }
 
-/// Runs `peer`'s driver on `prefix`: waits for its ready key, writes the updates, then
+/// Runs `peer`'s driver on `prefix`: waits for its `READY` line, writes the updates, then
 /// reads its answer.
 fn run(
     peer: &Peer,
@@ -129,44 +129,25 @@ fn run(
     prefix: &str,
     updates: usize,
 ) -> Result<Copied, Box<dyn std::error::Error>> {
-    let ready = "mirror-ready";
-    admin.kv().delete(ready)?;
-    let mut child = Command::new(&peer.command[0])
-        .args(&peer.command[1..])
-        .args([
+    let (mut child, lines, reader) = crate::spawn_driver(
+        peer,
+        &[
             format!("--endpoints={endpoint}"),
             "--workload=mirror".to_owned(),
             format!("--prefix={prefix}"),
-            format!("--ready-key={ready}"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+        ],
+        Stdio::piped(),
+    )?;
     let mut stderr = child.stderr.take().ok_or("no stderr")?;
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
     let err = std::thread::spawn(move || {
         let mut text = String::new();
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut wrote = Ok(());
-    loop {
-        if admin.kv().get_one(ready)?.is_some() {
-            break;
-        }
-        if child.try_wait()?.is_some() || Instant::now() >= deadline {
-            wrote = Err("the driver never said it was ready");
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if wrote.is_ok() {
+    let ready = lines
+        .recv_timeout(Duration::from_secs(300))
+        .is_ok_and(|line| line == "READY");
+    if ready {
         for i in 0..updates {
             admin.kv().put(
                 format!("{prefix}{UPDATES}{:03}", i % 100),
@@ -178,15 +159,18 @@ fn run(
         let _ = child.kill();
     }
     let status = child.wait()?;
-    let (out, err) = (
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default(),
-    );
-    wrote?;
+    let _ = reader.join();
+    let err = err.join().unwrap_or_default();
+    if !ready {
+        return Err(format!("{} never said READY ({status}): {err}", peer.name).into());
+    }
     admin.kv().delete(format!("{prefix}{DONE}"))?;
-    out.lines()
+    lines
+        .try_iter()
+        .collect::<Vec<_>>()
+        .iter()
         .rev()
-        .find_map(Copied::parse)
+        .find_map(|line| Copied::parse(line))
         .ok_or_else(|| format!("{} gave no result ({status}): {err}", peer.name).into())
 }
 
@@ -194,15 +178,8 @@ fn run(
 /// (default 3, the order rotating), and writes `mirror-compare.md`.
 pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
     let (rounds, out) = crate::rounds_and_out("COMPARE_MIRROR_ROUNDS");
-    let sizes: Vec<usize> = std::env::var("COMPARE_MIRROR_KEYS")
-        .unwrap_or_else(|_| "10000,200000".to_owned())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let updates: usize = std::env::var("COMPARE_MIRROR_UPDATES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let sizes = crate::common::env_list("COMPARE_MIRROR_KEYS", "10000,200000");
+    let updates = crate::common::env_number("COMPARE_MIRROR_UPDATES", 2000);
     let peers: Vec<&Peer> = peers
         .iter()
         .filter(|p| p.name != crate::FLOOR && p.name != "python-etcd3")

@@ -93,11 +93,7 @@ fn verify(path: &std::path::Path) -> Result<u64, String> {
 /// (default 3, the order rotating), and writes `snapshot-compare.md`.
 pub fn compare(peers: &[Peer]) -> Result<(), Box<dyn std::error::Error>> {
     let (rounds, out) = crate::rounds_and_out("COMPARE_SNAPSHOT_ROUNDS");
-    let sizes: Vec<usize> = std::env::var("COMPARE_SNAPSHOT_MIB")
-        .unwrap_or_else(|_| "100,1024".to_owned())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let sizes = crate::common::env_list("COMPARE_SNAPSHOT_MIB", "100,1024");
     let peers: Vec<&Peer> = peers
         .iter()
         .filter(|p| p.name != crate::FLOOR && p.name != "python-etcd3")

@@ -18,8 +18,8 @@
 //!   not count. Ten seconds without one is "never".
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -351,24 +351,15 @@ type Writes = Arc<Mutex<Vec<(u128, Option<i64>)>>>;
 fn run_fault(peer: &Peer, fault: Fault) -> Result<Outcome, Box<dyn std::error::Error>> {
     let cluster = Cluster::start(3)?;
     let endpoints = cluster.endpoints();
-    let mut child = Command::new(&peer.command[0])
-        .args(&peer.command[1..])
-        .arg(format!("--endpoints={}", endpoints.join(",")))
-        .arg("--workload=watch-fault")
-        .arg(format!("--duration-ms={}", 3 * WAIT.as_millis()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    // Lines with the time they arrived; read on a thread, so a hung driver cannot hang us.
-    let (lines_tx, lines) = crossbeam_channel::unbounded::<String>();
-    let reader = thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, lines, reader) = crate::spawn_driver(
+        peer,
+        &[
+            format!("--endpoints={}", endpoints.join(",")),
+            "--workload=watch-fault".to_owned(),
+            format!("--duration-ms={}", 3 * WAIT.as_millis()),
+        ],
+        Stdio::null(),
+    )?;
     let outcome = (|| -> Result<Outcome, Box<dyn std::error::Error>> {
         lines
             .recv_timeout(Duration::from_secs(60))

@@ -101,7 +101,6 @@ func main() {
 	idleMs := flag.Int("idle-ms", 0, "workload expiry: idle this long in every cycle")
 	snapshotOut := flag.String("out", "", "workload snapshot: the file to save the snapshot to")
 	prefix := flag.String("prefix", "mirror/", "workload mirror: the prefix to keep a copy of")
-	readyKey := flag.String("ready-key", "mirror-ready", "workload mirror: the key put once the copy is in")
 	flag.Parse()
 
 	config := clientv3.Config{
@@ -133,7 +132,7 @@ func main() {
 	defer cli.Close()
 	switch *workload {
 	case "mirror":
-		mirrorBench(cli, *prefix, *readyKey)
+		mirrorBench(cli, *prefix)
 		return
 	case "watch":
 		watchBench(cli, *watchers, *puts, *distinct)
@@ -792,11 +791,11 @@ func snapshotBench(config clientv3.Config, out string) {
 // mirrorBench keeps a local copy of a prefix the way clientv3's users do: mirror.Syncer's
 // SyncBase (the prefix at one revision, a page of 1,000 keys at a time) into a map, then
 // its SyncUpdates watch from the revision after, each event applied to the map under a
-// lock. It puts readyKey once the copy is in; the orchestrator then writes updates under
+// lock. It prints READY once the copy is in; the orchestrator then writes updates under
 // prefix+"u/" whose values are the wall-clock time of their sending (Unix nanoseconds),
 // and prefix+"done" last. Put to visible is the time from that stamp to the event's
 // application; CPU is counted from ready to done.
-func mirrorBench(cli *clientv3.Client, prefix, readyKey string) {
+func mirrorBench(cli *clientv3.Client, prefix string) {
 	ctx := context.Background()
 	rssBefore := status("VmRSS")
 	started := time.Now()
@@ -820,10 +819,7 @@ func mirrorBench(cli *clientv3.Client, prefix, readyKey string) {
 	rssAfter := status("VmRSS")
 	updates := syncer.SyncUpdates(ctx)
 	cpuBefore := cpuSeconds()
-	if _, err := cli.Put(ctx, readyKey, "1"); err != nil {
-		fmt.Fprintln(os.Stderr, "mirror: ready:", err)
-		os.Exit(1)
-	}
+	fmt.Println("READY")
 	stamped := prefix + "u/"
 	var latencies []time.Duration
 	done := false

@@ -113,7 +113,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "snapshot" => return snapshot_bench(client, &flag(&args, "out", "snapshot.db")).await,
         "mirror" => {
             let prefix = flag(&args, "prefix", "mirror/");
-            return mirror_bench(client, &prefix, &flag(&args, "ready-key", "mirror-ready")).await;
+            return mirror_bench(client, &prefix).await;
         }
         "expiry" => {
             let idle = Duration::from_millis(flag(&args, "idle-ms", "0").parse()?);
@@ -782,16 +782,12 @@ async fn snapshot_bench(client: Client, out: &str) -> Result<(), Box<dyn std::er
 /// Keeps a local copy of `prefix` the way etcd-client's users must, it having no mirror:
 /// the prefix read at one revision a page of 1,000 keys at a time (one get of a large
 /// prefix passes tonic's 4 MiB message limit) into a map behind a mutex, then a watch from
-/// the revision after whose events a task applies. It puts `ready_key` once the copy is
+/// the revision after whose events a task applies. It prints `READY` once the copy is
 /// in; the orchestrator then writes updates under `prefix` + "u/" whose values are the
 /// wall-clock time of their sending (Unix nanoseconds), and `prefix` + "done" last. Put to
 /// visible is the time from that stamp to the event's application; CPU is counted from
 /// ready to done.
-async fn mirror_bench(
-    client: Client,
-    prefix: &str,
-    ready_key: &str,
-) -> Result<(), Box<dyn std::error::Error>> {
+async fn mirror_bench(client: Client, prefix: &str) -> Result<(), Box<dyn std::error::Error>> {
     use std::collections::HashMap;
     let mut kv = client.kv_client();
     let rss_before = status("VmRSS");
@@ -839,7 +835,7 @@ async fn mirror_bench(
         )
         .await?;
     let cpu_before = cpu_seconds();
-    tokio::time::timeout(DEADLINE, kv.put(ready_key, "1", None)).await??;
+    println!("READY");
     let (stamped, done_key) = (format!("{prefix}u/"), format!("{prefix}done"));
     let mut latencies = Vec::new();
     let mut done = false;

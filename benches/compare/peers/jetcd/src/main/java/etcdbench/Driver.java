@@ -153,8 +153,7 @@ public final class Driver {
             Runtime.getRuntime().halt(0);
         }
         if (workload.equals("mirror")) {
-            mirrorBench(client, flags.getOrDefault("prefix", "mirror/"),
-                    flags.getOrDefault("ready-key", "mirror-ready"));
+            mirrorBench(client, flags.getOrDefault("prefix", "mirror/"));
             Runtime.getRuntime().halt(0);
         }
         if (workload.equals("expiry")) {
@@ -811,13 +810,13 @@ public final class Driver {
      * Keeps a local copy of `prefix` the way jetcd's users must, jetcd having no mirror:
      * the prefix read at one revision a page of 1,000 keys at a time (one get of a large
      * prefix passes gRPC's 4 MiB message limit) into a ConcurrentHashMap, then a watch
-     * from the revision after whose listener applies each event. It puts `readyKey` once
+     * from the revision after whose listener applies each event. It prints READY once
      * the copy is in; the orchestrator then writes updates under prefix + "u/" whose
      * values are the wall-clock time of their sending (Unix nanoseconds), and prefix +
      * "done" last. Put to visible is the time from that stamp to the event's application;
      * CPU is counted from ready to done.
      */
-    private static void mirrorBench(Client client, String prefix, String readyKey) throws Exception {
+    private static void mirrorBench(Client client, String prefix) throws Exception {
         KV kv = client.getKVClient();
         int rssBefore = status("VmRSS");
         long started = System.nanoTime();
@@ -880,7 +879,8 @@ public final class Driver {
             }
         }));
         double cpuBefore = cpuSeconds();
-        within(kv.put(bytes(readyKey), bytes("1")));
+        System.out.println("READY");
+        System.out.flush();
         if (!done.await(300, TimeUnit.SECONDS)) {
             fail("mirror: the last update never came");
         }
