@@ -2,8 +2,9 @@
 //! serializable reads, or, opted in, writes) are in flight, the requests of that kind that
 //! come meanwhile queue; when one of the calls returns, the thread that sent it hands the
 //! queue to the first caller in it, which sends them all as one transaction and hands each
-//! caller its own answer. A caller that finds fewer than two calls in flight sends its
-//! request at once, so a lone caller never waits. (Measured in `coalesce-compare.md`: with
+//! caller its own answer (a queued caller parks on a [`park::handover`], which does not
+//! spin). A caller that finds fewer than two calls in flight sends its request at once,
+//! so a lone caller never waits. (Measured in `coalesce-compare.md`: with
 //! one call in flight, 8 callers lost 3-22% of their reads against coalescing off; with
 //! two, they are even, and 64 callers gain as much.)
 //!
@@ -31,12 +32,12 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use protobuf::Message;
 
 use crate::call::{Caller, Rpc};
 use crate::error::{Error, Result, ServerCode};
+use crate::park::{self, Hear, Tell, Unheard};
 use crate::proto::rpc;
 
 /// The most operations a batch holds: etcd's default `--max-txn-ops`. A cluster started
@@ -255,7 +256,7 @@ struct Queued {
     op: Op,
     deadline: Instant,
     timeout: Duration,
-    reply: Sender<Turn>,
+    reply: Tell<Turn>,
 }
 
 /// What a queued caller is told.
@@ -302,7 +303,7 @@ impl Coalescer {
                 let _flight = InFlight(self);
                 return self.alone(caller, &op, timeout);
             }
-            let (reply, turn) = crossbeam_channel::bounded(1);
+            let (reply, turn) = park::handover();
             let id = state.next;
             state.next += 1;
             state.queue.push(Queued {
@@ -334,15 +335,15 @@ impl Coalescer {
     /// is still in it; if it was taken into a batch, waits for that batch's word.
     fn wait(
         &self,
-        turn: &Receiver<Turn>,
+        turn: &Hear<Turn>,
         id: u64,
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Turn> {
-        match turn.recv_deadline(deadline) {
+        match turn.until(deadline) {
             Ok(turn) => return Ok(turn),
-            Err(RecvTimeoutError::Disconnected) => return Err(queued_too_long(timeout)),
-            Err(RecvTimeoutError::Timeout) => {}
+            Err(Unheard::Dropped) => return Err(queued_too_long(timeout)),
+            Err(Unheard::Timeout) => {}
         }
         {
             let mut state = self.state.lock();
@@ -353,7 +354,7 @@ impl Coalescer {
         }
         // Taken: the word is on its way (a lead at once, an answer by the batch's
         // deadline, which is no later than this caller's).
-        turn.recv_timeout(HANDOVER_GRACE)
+        turn.until(crate::time::deadline(HANDOVER_GRACE))
             .map_err(|_| queued_too_long(timeout))
     }
 
@@ -399,9 +400,9 @@ impl Coalescer {
             if full {
                 left.push(queued);
             } else if queued.deadline <= now {
-                let _ = queued
+                queued
                     .reply
-                    .send(Turn::Answer(Err(queued_too_long(queued.timeout))));
+                    .give(Turn::Answer(Err(queued_too_long(queued.timeout))));
             } else if self.kind == Kind::Write && !keys.insert(queued.op.key().to_vec()) {
                 left.push(queued);
             } else {
@@ -415,10 +416,10 @@ impl Coalescer {
             return;
         }
         drop(state);
-        let lead = batch[0].reply.clone();
+        let lead = std::mem::replace(&mut batch[0].reply, Tell::nobody());
         // The caller is waiting: it leaves the queue only under the lock, and it was
         // taken.
-        let _ = lead.send(Turn::Lead(batch));
+        lead.give(Turn::Lead(batch));
     }
 
     /// Sends `batch` (this caller's own request first) as one transaction and hands each
@@ -432,7 +433,7 @@ impl Coalescer {
         let left = deadline.saturating_duration_since(Instant::now());
         if batch.is_empty() || left.is_zero() {
             for other in batch {
-                let _ = other.reply.send(Turn::Alone(other.op));
+                other.reply.give(Turn::Alone(other.op));
             }
             return self.own_alone(caller, &own, None);
         }
@@ -474,7 +475,7 @@ impl Coalescer {
                 self.largest.fetch_max(carried, Ordering::Relaxed);
                 let first = answers.remove(0);
                 for (other, answer) in batch.into_iter().zip(answers) {
-                    let _ = other.reply.send(Turn::Answer(Ok(answer)));
+                    other.reply.give(Turn::Answer(Ok(answer)));
                 }
                 Ok(first)
             }
@@ -483,9 +484,9 @@ impl Coalescer {
                 self.failed.fetch_add(1, Ordering::Relaxed);
                 let endpoint = e.endpoint().unwrap_or_default().to_owned();
                 for other in batch {
-                    let _ = other
+                    other
                         .reply
-                        .send(Turn::Answer(Err(Error::WriteOutcomeUnknown {
+                        .give(Turn::Answer(Err(Error::WriteOutcomeUnknown {
                             endpoint: endpoint.clone(),
                             source: Box::new(Error::BatchFailed {
                                 requests: count,
@@ -505,7 +506,7 @@ impl Coalescer {
                     log::debug!("etcd: batches of {count} refused; now at most {lower}");
                 }
                 for other in batch {
-                    let _ = other.reply.send(Turn::Alone(other.op));
+                    other.reply.give(Turn::Alone(other.op));
                 }
                 self.own_alone(caller, &own, Some(e))
             }

@@ -10,6 +10,7 @@
 //! (missing peers are skipped). `COMPARE_ROUNDS` (default 3) sets the rounds,
 //! `COMPARE_QUICK=1` runs a small matrix, `COMPARE_OUT` names the results folder, and
 //! `COMPARE_POLL_THREADS` sets this client's grpcio poll threads (for experiments).
+//! `COMPARE_STATS=1` makes this client's driver print its coalescing counts to stderr.
 //! `COMPARE_MODE=failover` runs the failover side by side instead (`peer_failover`), with
 //! `COMPARE_FAILOVER_ROUNDS` rounds (default 3); `COMPARE_MODE=watch` the watch side by
 //! side (`peer_watch`), with `COMPARE_WATCH_ROUNDS` rounds (default 3); `COMPARE_MODE=lease`
@@ -219,6 +220,13 @@ fn driver(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             }
             .is_ok()
         })?;
+    }
+    if std::env::var("COMPARE_STATS").is_ok_and(|v| v == "1") {
+        eprintln!(
+            "reads {:?} writes {:?}",
+            client.coalesced_reads(),
+            client.coalesced_writes()
+        );
     }
     client.close()?;
     Ok(())
