@@ -161,7 +161,7 @@
 //! | KV `Range` (linearizable) | repeatable |
 //! | KV `Range` (serializable) | repeatable |
 //! | KV `Txn` that only reads | repeatable |
-//! | KV `Txn` of serializable reads (coalesced reads) | repeatable |
+//! | KV `Txn` of serializable gets only (and coalesced serializable reads) | repeatable |
 //! | KV `Put` | at most once |
 //! | KV `DeleteRange` | at most once |
 //! | KV `Txn` that writes | at most once |

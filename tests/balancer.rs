@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::{all_healthy, alone};
-use etcd_blocking::{Client, Error, GetOptions, Health};
+use etcd_blocking::{Client, Error, GetOptions, Health, Txn, TxnOp};
 
 fn health_of(client: &Client, endpoint: &str) -> Health {
     client
@@ -268,10 +268,12 @@ fn serializable_reads_never_go_back_in_time() {
     let leader = cluster.leader().expect("leader");
     let lagging = (leader + 1) % 3;
     // Probes so rare that the client keeps using the lagging member: only the revision
-    // check can keep its stale answers out.
+    // check can keep its stale answers out. Not preferring the leader, so that a
+    // transaction of serializable gets, which etcd serves anywhere, goes round-robin too.
     let client = Client::builder()
         .endpoints([cluster.endpoint(leader), cluster.endpoint(lagging)])
         .probe_interval(Duration::from_secs(600))
+        .prefer_leader(false)
         .connect()
         .expect("connect");
     all_healthy(&cluster, &client);
@@ -307,6 +309,15 @@ fn serializable_reads_never_go_back_in_time() {
             got.header().revision()
         );
         assert_eq!(got.first().map(|kv| kv.value()), Some(&b"2"[..]));
+        // A user's transaction of serializable gets is held to the same floor.
+        let txn = kv
+            .txn(Txn::new().and_then([TxnOp::get_with("k", GetOptions::new().serializable())]))
+            .expect("txn");
+        assert!(
+            txn.header().revision() >= newer,
+            "a transaction went back from {newer} to {}",
+            txn.header().revision()
+        );
     }
     assert_eq!(
         health_of(&client, &cluster.endpoint(lagging)),

@@ -47,8 +47,9 @@ pub(crate) enum Rpc {
     DeleteRange,
     /// KV Txn whose operations only read, on both branches.
     ReadOnlyTxn,
-    /// KV Txn of serializable reads only (a batch of coalesced serializable reads):
-    /// served by any member, held to the revision floor.
+    /// KV Txn of serializable reads only (a batch of coalesced serializable reads, or a
+    /// user's transaction of serializable gets): served by any member, held to the
+    /// revision floor.
     SerializableReadOnlyTxn,
     /// KV Txn that writes.
     Txn,
@@ -174,7 +175,7 @@ mod tests {
             ),
             (
                 Rpc::SerializableReadOnlyTxn,
-                "| KV `Txn` of serializable reads (coalesced reads) | repeatable |",
+                "| KV `Txn` of serializable gets only (and coalesced serializable reads) | repeatable |",
             ),
             (Rpc::Put, "| KV `Put` | at most once |"),
             (Rpc::DeleteRange, "| KV `DeleteRange` | at most once |"),

@@ -173,11 +173,17 @@ impl Kv {
     }
 
     /// Runs a transaction: its comparisons, then its success or its failure operations,
-    /// atomically.
+    /// atomically. A transaction whose every operation is a serializable get is served by
+    /// any member, as etcd serves it, and, like a serializable get, never answers from
+    /// below the highest revision this client has seen.
     pub fn txn(&self, txn: Txn) -> Result<TxnResponse> {
         let mut request = txn.request()?;
         self.namespace.txn_request(&mut request);
-        let spec = if txn.is_read_only() {
+        // A transaction of serializable gets is served by any member, as etcd would, and
+        // held to the revision floor like a serializable get.
+        let spec = if txn.is_serializable() {
+            Rpc::SerializableReadOnlyTxn
+        } else if txn.is_read_only() {
             Rpc::ReadOnlyTxn
         } else {
             Rpc::Txn

@@ -84,10 +84,17 @@ impl GetOptions {
     }
 
     /// Serves the read from the member's local state, without a round of consensus: faster,
-    /// but possibly stale.
+    /// but possibly stale. Never older than this client has seen: an answer at a revision
+    /// below the highest one the client has had from any call is refused, and the read
+    /// is sent to another member.
     pub fn serializable(mut self) -> Self {
         self.serializable = true;
         self
+    }
+
+    /// Whether the read is serializable.
+    pub(crate) fn is_serializable(&self) -> bool {
+        self.serializable
     }
 
     /// Returns keys without their values.

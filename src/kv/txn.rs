@@ -64,6 +64,16 @@ impl Txn {
         })
     }
 
+    /// Whether etcd serves the transaction serializably, from any member's local state:
+    /// its rule, every operation of both branches a serializable get (a nested
+    /// transaction is not, whatever it holds). A transaction of comparisons alone, which
+    /// etcd also serves so, is not counted here: it keeps going to the leader first.
+    pub(crate) fn is_serializable(&self) -> bool {
+        let mut ops = self.success.iter().chain(&self.failure).peekable();
+        ops.peek().is_some()
+            && ops.all(|op| matches!(op, TxnOp::Get(_, options) if options.is_serializable()))
+    }
+
     /// The request etcd receives.
     pub(crate) fn request(&self) -> Result<rpc::TxnRequest> {
         let ops = |ops: &[TxnOp]| -> Result<Vec<rpc::RequestOp>> {
@@ -245,5 +255,35 @@ impl TxnOpResponse {
             TxnOpResponse::Txn(t) => Some(t),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serializable(key: &str) -> TxnOp {
+        TxnOp::get_with(key, GetOptions::new().serializable())
+    }
+
+    #[test]
+    fn only_serializable_gets_make_a_serializable_transaction() {
+        let all = Txn::new()
+            .and_then([serializable("a"), serializable("b")])
+            .or_else([serializable("c")]);
+        assert!(all.is_serializable() && all.is_read_only());
+        let linearizable_on_failure = Txn::new()
+            .and_then([serializable("a")])
+            .or_else([TxnOp::get("c")]);
+        assert!(!linearizable_on_failure.is_serializable());
+        assert!(linearizable_on_failure.is_read_only());
+        let nested = Txn::new().and_then([TxnOp::txn(Txn::new().and_then([serializable("a")]))]);
+        assert!(!nested.is_serializable());
+        let writes = Txn::new().and_then([serializable("a"), TxnOp::put("a", "v")]);
+        assert!(!writes.is_serializable() && !writes.is_read_only());
+        assert!(
+            !Txn::new().is_serializable(),
+            "comparisons alone go to the leader"
+        );
     }
 }
