@@ -4,9 +4,10 @@
 //! queue to the first caller in it, which sends them all as one transaction and hands each
 //! caller its own answer (a queued caller parks on a [`park::handover`], which does not
 //! spin). A caller that finds fewer than two calls in flight sends its request at once,
-//! so a lone caller never waits. (Measured in `coalesce-compare.md`: with
-//! one call in flight, 8 callers lost 3-22% of their reads against coalescing off; with
-//! two, they are even, and 64 callers gain as much.)
+//! so a lone caller never waits. (Measured in interleaved A/Bs: with one call in flight,
+//! 8 callers lost 3-22% of their reads against coalescing off; with three, four or six,
+//! they lost reads too, on one member and on three; with two, they are about even, and
+//! 64 callers read more than twice as much: `coalesce-compare.md`.)
 //!
 //! Why a read keeps every promise it has alone:
 //! - it is only answered by a call sent after it was issued (it queued while other calls
