@@ -10,7 +10,7 @@
 //! ([`ClientBuilder::auto_sync_interval`](crate::ClientBuilder::auto_sync_interval)), the
 //! client's endpoints follow a change made through it at once, not at the next interval.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use grpcio::{CallOption, ClientUnaryReceiver};
 
@@ -213,15 +213,50 @@ impl Cluster {
     }
 
     /// Removes the member with ID `id` (a learner included), and returns the members left.
-    /// The leader may remove itself: it steps down as it applies the change, and its
-    /// answer may be lost on the way ([`Error::WriteOutcomeUnknown`]); the member list
-    /// then says whether it happened.
+    ///
+    /// The member removed stops as it applies the change, so when the request reached it
+    /// (a retry, or the leader removing itself) its answer may be lost on the way. When
+    /// the outcome is unknown, the client reads the member list within what is left of
+    /// the call's time: if the member is no longer in it, the removal happened and the
+    /// list is the answer; if it is, or the list cannot be read, the call fails
+    /// [`Error::WriteOutcomeUnknown`].
     pub fn member_remove(&self, id: u64) -> Result<Vec<Member>> {
         let request = rpc::MemberRemoveRequest {
             ID: id,
             ..Default::default()
         };
-        let r = self.change(|s, o| s.cluster.member_remove_async_opt(&request, o))?;
+        let started = Instant::now();
+        match self.change(|s, o| s.cluster.member_remove_async_opt(&request, o)) {
+            Ok(r) => Ok(r.members.iter().map(Member::from_proto).collect()),
+            Err(unknown) if unknown.is_write_outcome_unknown() => {
+                self.removed_after_all(id, started, unknown)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A removal of unknown outcome: the members, if the linearizable member list no
+    /// longer has `id` (on etcd 3.4, which reads the list from the member's own state, a
+    /// member that has applied the removal); else `unknown`.
+    fn removed_after_all(&self, id: u64, started: Instant, unknown: Error) -> Result<Vec<Member>> {
+        let left = self.timeout.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(unknown);
+        }
+        let request = rpc::MemberListRequest {
+            linearizable: true,
+            ..Default::default()
+        };
+        let Ok(r) = self.caller.unary(Rpc::MemberList, left, |s, o| {
+            s.cluster.member_list_async_opt(&request, o)
+        }) else {
+            return Err(unknown);
+        };
+        if r.members.iter().any(|m| m.ID == id) {
+            return Err(unknown);
+        }
+        log::debug!("etcd: member {id:x} is gone after a removal of unknown outcome");
+        self.caller.membership_changed(&r.members);
         Ok(r.members.iter().map(Member::from_proto).collect())
     }
 
@@ -293,6 +328,28 @@ changed!(
 #[cfg(test)]
 mod tests {
     use super::check_peer_url;
+    use crate::fake::FakeCluster;
+    use crate::Error;
+
+    /// The member removed answers `server stopped` (etcd's member does, when the request
+    /// reached it): the member list settles the outcome.
+    #[test]
+    fn a_removal_of_unknown_outcome_is_settled_by_the_member_list() {
+        let fake = FakeCluster::start(3);
+        let client = fake.client(true);
+        fake.apply_removals(true);
+        let members = client.cluster().member_remove(1).expect("settled: removed");
+        let mut ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [2, 3]);
+
+        fake.apply_removals(false);
+        let err = client
+            .cluster()
+            .member_remove(2)
+            .expect_err("still a member");
+        assert!(matches!(err, Error::WriteOutcomeUnknown { .. }), "{err:?}");
+    }
 
     #[test]
     fn peer_urls_are_checked_before_they_are_sent() {

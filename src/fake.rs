@@ -24,12 +24,14 @@ use parking_lot::Mutex;
 
 use crate::proto::kv::{Event, KeyValue};
 use crate::proto::rpc::{
-    LeaseKeepAliveRequest, LeaseKeepAliveResponse, PutRequest, PutResponse, RangeRequest,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, Member, MemberListRequest, MemberListResponse,
+    MemberRemoveRequest, MemberRemoveResponse, PutRequest, PutResponse, RangeRequest,
     RangeResponse, ResponseHeader, StatusRequest, StatusResponse, WatchRequest,
     WatchRequest_oneof_request_union as Union, WatchResponse,
 };
 use crate::proto::rpc_grpc::{
-    create_kv, create_lease, create_maintenance, create_watch, Kv, Lease, Maintenance, Watch,
+    create_cluster, create_kv, create_lease, create_maintenance, create_watch, Cluster, Kv, Lease,
+    Maintenance, Watch,
 };
 
 /// What every member answers from: the leader, the term, the store's revision, and how
@@ -57,6 +59,12 @@ struct Script {
     feed: Mutex<Vec<std::task::Waker>>,
     /// The next watch response goes out with a watch ID nobody created.
     stray: std::sync::atomic::AtomicBool,
+    /// How many members the cluster has (the member list's).
+    size: AtomicU64,
+    /// Members removed: a removal answers `etcdserver: server stopped`, as the member
+    /// removed does when the request reached it, and applies if `apply_removals`.
+    removed: Mutex<std::collections::HashSet<u64>>,
+    apply_removals: std::sync::atomic::AtomicBool,
 }
 
 /// A fake cluster: members 1 to n, member 1 leading in term 2.
@@ -355,6 +363,50 @@ impl Maintenance for FakeMember {
     }
 }
 
+impl Cluster for FakeMember {
+    fn member_remove(
+        &mut self,
+        ctx: RpcContext,
+        req: MemberRemoveRequest,
+        sink: UnarySink<MemberRemoveResponse>,
+    ) {
+        if self.script.apply_removals.load(Ordering::Acquire) {
+            self.script.removed.lock().insert(req.ID);
+        }
+        let status = grpcio::RpcStatus::with_message(
+            grpcio::RpcStatusCode::UNAVAILABLE,
+            "etcdserver: server stopped".to_owned(),
+        );
+        let sent = sink.fail(status);
+        ctx.spawn(async move {
+            let _ = sent.await;
+        });
+    }
+
+    fn member_list(
+        &mut self,
+        ctx: RpcContext,
+        _req: MemberListRequest,
+        sink: UnarySink<MemberListResponse>,
+    ) {
+        let removed = self.script.removed.lock().clone();
+        let members = (1..=self.script.size.load(Ordering::Acquire))
+            .filter(|id| !removed.contains(id))
+            .map(|id| Member {
+                ID: id,
+                name: format!("m{id}"),
+                ..Default::default()
+            })
+            .collect::<Vec<_>>();
+        let response = MemberListResponse {
+            header: Some(self.header()).into(),
+            members: members.into(),
+            ..Default::default()
+        };
+        answer(&ctx, sink, response);
+    }
+}
+
 /// Refuses the call as a member without a leader does.
 fn no_leader<T: Send + 'static>(ctx: &RpcContext<'_>, sink: UnarySink<T>) {
     let status = grpcio::RpcStatus::with_message(
@@ -383,6 +435,7 @@ impl FakeCluster {
         script.term.store(2, Ordering::Release);
         script.revision.store(1, Ordering::Release);
         script.lease_ttl.store(1, Ordering::Release);
+        script.size.store(n, Ordering::Release);
         *script.put_delay.lock() = Some(Duration::ZERO);
         let (sender, puts) = crossbeam_channel::unbounded();
         *script.puts.lock() = Some(sender);
@@ -397,6 +450,7 @@ impl FakeCluster {
                     .register_service(create_kv(member.clone()))
                     .register_service(create_lease(member.clone()))
                     .register_service(create_watch(member.clone()))
+                    .register_service(create_cluster(member.clone()))
                     .register_service(create_maintenance(member))
                     .build()
                     .expect("a fake member's server");
@@ -477,6 +531,12 @@ impl FakeCluster {
             waker.wake();
         }
         revision
+    }
+
+    /// Every removal from now on is applied (`true`) or not before its member answers
+    /// `etcdserver: server stopped`.
+    pub(crate) fn apply_removals(&self, apply: bool) {
+        self.script.apply_removals.store(apply, Ordering::Release);
     }
 
     /// The next watch response goes out with a watch ID nobody created.
