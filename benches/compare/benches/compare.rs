@@ -434,6 +434,9 @@ fn json_number(line: &str, name: &str) -> Option<f64> {
 pub struct Peer {
     name: &'static str,
     command: Vec<String>,
+    /// The workloads it runs in the matrix (empty: every one): this client's variants
+    /// only where they differ from its default.
+    only: &'static [&'static str],
 }
 
 fn peers() -> Result<Vec<Peer>, Box<dyn std::error::Error>> {
@@ -441,11 +444,13 @@ fn peers() -> Result<Vec<Peer>, Box<dyn std::error::Error>> {
     let mut peers = vec![Peer {
         name: OURS,
         command: vec![exe.clone(), "--driver".to_owned()],
+        only: &[],
     }];
     if std::env::var("COMPARE_FLOOR").is_ok_and(|v| v == "1") {
         peers.push(Peer {
             name: FLOOR,
             command: vec![exe, "--driver".to_owned(), "--floor".to_owned()],
+            only: &[],
         });
     }
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -453,24 +458,28 @@ fn peers() -> Result<Vec<Peer>, Box<dyn std::error::Error>> {
         peers.push(Peer {
             name: "go-clientv3 3.7",
             command: vec![go],
+            only: &[],
         });
     }
     if let (Some(java), Some(jar)) = (var("COMPARE_JAVA"), var("COMPARE_JETCD_DRIVER")) {
         peers.push(Peer {
             name: "jetcd 0.8",
             command: vec![java, "-jar".to_owned(), jar],
+            only: &[],
         });
     }
     if let Some(rust) = var("COMPARE_RUST_DRIVER") {
         peers.push(Peer {
             name: "etcd-client",
             command: vec![rust],
+            only: &[],
         });
     }
     if let (Some(python), Some(script)) = (var("COMPARE_PYTHON"), var("COMPARE_PYTHON_DRIVER")) {
         peers.push(Peer {
             name: "python-etcd3",
             command: vec![python, script],
+            only: &[],
         });
     }
     Ok(peers)
@@ -615,8 +624,10 @@ fn orchestrate() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// `COMPARE_MODE=coalesce`: reads with coalescing on (this client's default) and off
-/// (`--reads-alone`), interleaved in the same rounds, beside the peers (python-etcd3
-/// left out), on 1 and 3 members, 1, 8 and 64 callers, 64 B; `coalesce-compare.md`.
+/// (`--reads-alone`), puts with writes coalesced (`--coalesce-writes`) and not (the
+/// default), interleaved in the same rounds, beside the peers (python-etcd3 left out),
+/// on 1 and 3 members, 1, 8 and 64 callers, 64 B; `coalesce-compare.md`. Each variant
+/// runs only in the cells where it differs from the default.
 fn coalesce() -> Result<(), Box<dyn std::error::Error>> {
     let exe = std::env::current_exe()?.display().to_string();
     let mut peers = peers()?;
@@ -630,6 +641,7 @@ fn coalesce() -> Result<(), Box<dyn std::error::Error>> {
                 "--driver".to_owned(),
                 "--reads-alone".to_owned(),
             ],
+            only: &["get", "get-serializable"],
         },
     );
     peers.insert(
@@ -637,6 +649,7 @@ fn coalesce() -> Result<(), Box<dyn std::error::Error>> {
         Peer {
             name: WRITES,
             command: vec![exe, "--driver".to_owned(), "--coalesce-writes".to_owned()],
+            only: &["put"],
         },
     );
     // COMPARE_QUICK=1: one member, linearizable reads, 8 and 64 callers.
@@ -744,8 +757,12 @@ fn orchestrate_cells(
         for cell in here {
             for round in 0..rounds {
                 // Alternate the order too, so no client always runs first.
-                let mut order: Vec<&Peer> = peers.iter().collect();
-                order.rotate_left(round % peers.len());
+                let mut order: Vec<&Peer> = peers
+                    .iter()
+                    .filter(|p| p.only.is_empty() || p.only.contains(&cell.workload))
+                    .collect();
+                let len = order.len().max(1);
+                order.rotate_left(round % len);
                 for peer in order {
                     // A run that fails is recorded as failed, with why, and never tried
                     // again: a retry would hide how often a client fails.
