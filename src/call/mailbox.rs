@@ -38,10 +38,15 @@ impl<C> Mailbox<C> {
 
     /// Hands the thread a command; refused once the client is closed.
     pub(crate) fn tell(&self, command: C) -> Result<(), Error> {
-        if self.stopping() {
-            return Err(Error::Closed);
+        {
+            // Looked at under the inbox's lock, which `stop` holds to set it: a command is
+            // either in before the stop, and dropped by it, or refused.
+            let mut inbox = self.inbox.lock();
+            if self.stopping() {
+                return Err(Error::Closed);
+            }
+            inbox.push(command);
         }
-        self.inbox.lock().push(command);
         self.wake();
         Ok(())
     }
@@ -56,9 +61,17 @@ impl<C> Mailbox<C> {
         !self.inbox.lock().is_empty()
     }
 
-    /// Tells the thread to stop; later commands are refused.
+    /// Tells the thread to stop; later commands are refused, and those not yet taken are
+    /// dropped, so that what they carry for a waiting handle (a watch's word that it was
+    /// created) tells it at once that nothing will come. (Left in the inbox, they lived as
+    /// long as the handle, which holds the mailbox: its wait ran to its deadline.)
     pub(crate) fn stop(&self) {
-        self.stopping.store(true, Ordering::Release);
+        let unread = {
+            let mut inbox = self.inbox.lock();
+            self.stopping.store(true, Ordering::Release);
+            std::mem::take(&mut *inbox)
+        };
+        drop(unread);
         self.wake();
     }
 
@@ -88,5 +101,26 @@ impl<C> Mailbox<C> {
         if let Some(thread) = self.thread.lock().as_ref() {
             thread.unpark();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_drops_the_commands_not_taken_and_refuses_later_ones() {
+        let mailbox = Mailbox::default();
+        let (word, waiting) = crossbeam_channel::bounded::<()>(1);
+        mailbox.tell(word).expect("told before the stop");
+        mailbox.stop();
+        // What the command carried is gone: its waiter hears so at once.
+        assert_eq!(
+            waiting.recv_timeout(std::time::Duration::from_secs(10)),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        );
+        let (late, _) = crossbeam_channel::bounded::<()>(1);
+        assert!(matches!(mailbox.tell(late), Err(Error::Closed)));
+        assert!(mailbox.take().is_empty());
     }
 }

@@ -250,6 +250,8 @@ impl<O: Owner> Worker<O> {
             if self.mailbox.stopping() {
                 side.owner.closing();
                 self.detach(side, Error::Closed);
+                // Commands told meanwhile are dropped, not left for nobody.
+                self.mailbox.stop();
                 return;
             }
             for command in self.mailbox.take() {
@@ -269,6 +271,7 @@ impl<O: Owner> Worker<O> {
                     // The client is closed.
                     Err(Error::Closed) => {
                         side.owner.closing();
+                        self.mailbox.stop();
                         return;
                     }
                     Err(e) => {
