@@ -148,6 +148,19 @@ impl Cluster {
     }
 
     fn list(&self, linearizable: bool) -> Result<Members> {
+        let r = self.list_within(linearizable, self.timeout)?;
+        Ok(Members {
+            header: header_of(r.header.as_ref()),
+            members: r.members.iter().map(Member::from_proto).collect(),
+        })
+    }
+
+    /// The member list as etcd answers it, within `timeout`.
+    fn list_within(
+        &self,
+        linearizable: bool,
+        timeout: Duration,
+    ) -> Result<rpc::MemberListResponse> {
         let request = rpc::MemberListRequest {
             linearizable,
             ..Default::default()
@@ -157,12 +170,8 @@ impl Cluster {
         } else {
             Rpc::SerializableMemberList
         };
-        let r = self.caller.unary(rpc, self.timeout, |s, o| {
+        self.caller.unary(rpc, timeout, |s, o| {
             s.cluster.member_list_async_opt(&request, o)
-        })?;
-        Ok(Members {
-            header: header_of(r.header.as_ref()),
-            members: r.members.iter().map(Member::from_proto).collect(),
         })
     }
 
@@ -243,13 +252,7 @@ impl Cluster {
         if left.is_zero() {
             return Err(unknown);
         }
-        let request = rpc::MemberListRequest {
-            linearizable: true,
-            ..Default::default()
-        };
-        let Ok(r) = self.caller.unary(Rpc::MemberList, left, |s, o| {
-            s.cluster.member_list_async_opt(&request, o)
-        }) else {
+        let Ok(r) = self.list_within(true, left) else {
             return Err(unknown);
         };
         if r.members.iter().any(|m| m.ID == id) {

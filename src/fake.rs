@@ -373,14 +373,7 @@ impl Cluster for FakeMember {
         if self.script.apply_removals.load(Ordering::Acquire) {
             self.script.removed.lock().insert(req.ID);
         }
-        let status = grpcio::RpcStatus::with_message(
-            grpcio::RpcStatusCode::UNAVAILABLE,
-            "etcdserver: server stopped".to_owned(),
-        );
-        let sent = sink.fail(status);
-        ctx.spawn(async move {
-            let _ = sent.await;
-        });
+        refuse(&ctx, sink, "etcdserver: server stopped");
     }
 
     fn member_list(
@@ -409,10 +402,14 @@ impl Cluster for FakeMember {
 
 /// Refuses the call as a member without a leader does.
 fn no_leader<T: Send + 'static>(ctx: &RpcContext<'_>, sink: UnarySink<T>) {
-    let status = grpcio::RpcStatus::with_message(
-        grpcio::RpcStatusCode::UNAVAILABLE,
-        "etcdserver: no leader".to_owned(),
-    );
+    refuse(ctx, sink, "etcdserver: no leader");
+}
+
+/// Refuses the call `UNAVAILABLE` with etcd's `message`, and has the server's poll thread
+/// see the refusal through.
+fn refuse<T: Send + 'static>(ctx: &RpcContext<'_>, sink: UnarySink<T>, message: &str) {
+    let status =
+        grpcio::RpcStatus::with_message(grpcio::RpcStatusCode::UNAVAILABLE, message.to_owned());
     let sent = sink.fail(status);
     ctx.spawn(async move {
         let _ = sent.await;
